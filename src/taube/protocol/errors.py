@@ -1,0 +1,79 @@
+"""The stable vocabulary of errors shared by the HTTP API and the WebSocket gateway.
+
+Rules: codes are grouped by family (``auth.*``, ``msg.*``, ...); a code is added,
+never renamed or reused. Each code maps to one HTTP status and says whether a
+WebSocket connection survives it (and with which close code if not). Only errors
+that the client can act on are client errors; everything unexpected becomes
+``internal`` with no detail on the wire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorSpec:
+    code: str
+    http_status: int
+    title: str
+    ws_close: int | None = None
+    """WebSocket close code if the connection cannot safely continue; None keeps it open."""
+
+
+_SPECS = [
+    # Requests and frames that cannot be understood.
+    ErrorSpec("request.malformed", 400, "The body or frame is not valid JSON."),
+    ErrorSpec("request.invalid", 422, "A field is missing, has the wrong type or a bad value."),
+    ErrorSpec("request.unknown_type", 400, "The frame type is not known to this server."),
+    ErrorSpec("request.too_large", 413, "The body or frame exceeds the size limit.", 1009),
+    ErrorSpec("request.not_found", 404, "No such route."),
+    ErrorSpec("request.method_not_allowed", 405, "The route does not accept this method."),
+    # Authentication.
+    ErrorSpec("auth.required", 401, "This needs a device token.", 4001),
+    ErrorSpec("auth.invalid_token", 401, "The device token is not known.", 4001),
+    ErrorSpec("auth.token_expired", 401, "The device token expired after inactivity.", 4001),
+    ErrorSpec("auth.revoked", 401, "This device was revoked.", 4003),
+    ErrorSpec("auth.bad_credentials", 401, "Wrong handle or password."),
+    ErrorSpec("auth.already_authenticated", 409, "This connection is already authenticated."),
+    ErrorSpec("auth.timeout", 408, "No auth frame arrived in time.", 4008),
+    # Accounts, users, devices.
+    ErrorSpec("account.handle_taken", 409, "That handle is already registered."),
+    ErrorSpec("account.invalid_handle", 422, "Handles are 2-32 of a-z 0-9 _ . - ."),
+    ErrorSpec("account.weak_password", 422, "Passwords need at least 8 characters."),
+    ErrorSpec("user.not_found", 404, "No user has that handle."),
+    ErrorSpec("device.not_found", 404, "No such device on this account."),
+    # Messages.
+    ErrorSpec("msg.too_large", 413, "A payload exceeds the per-message limit."),
+    ErrorSpec("msg.invalid_id", 422, "Message ids are canonical lower-case UUIDs."),
+    ErrorSpec("msg.unknown_recipient", 404, "The recipient does not exist."),
+    ErrorSpec("msg.stale_devices", 409, "The per-device payloads do not match the devices."),
+    ErrorSpec("msg.empty_recipients", 422, "The message would reach no device."),
+    # Groups.
+    ErrorSpec("group.not_found", 404, "No such group."),
+    ErrorSpec("group.not_member", 403, "You are not a member of this group."),
+    ErrorSpec("group.not_admin", 403, "Only group admins may do this."),
+    ErrorSpec("group.full", 409, "The group has reached its member limit."),
+    ErrorSpec("group.last_admin", 409, "The last admin cannot step down while others remain."),
+    # Load and availability.
+    ErrorSpec("rate.limited", 429, "Too many requests; retry later."),
+    ErrorSpec("server.overloaded", 503, "The server is shedding load; retry later.", 1013),
+    ErrorSpec("server.draining", 503, "This node is shutting down; reconnect elsewhere.", 1012),
+    ErrorSpec("internal", 500, "Something went wrong on the server.", 1011),
+]
+
+ERRORS: dict[str, ErrorSpec] = {spec.code: spec for spec in _SPECS}
+
+
+class TaubeError(Exception):
+    """An error meant for the client: a stable code, a human message, optional details."""
+
+    def __init__(self, code: str, message: str | None = None, **details: Any) -> None:
+        if code not in ERRORS:
+            raise ValueError(f"unknown error code {code!r}")
+        self.code = code
+        self.spec = ERRORS[code]
+        self.message = message or self.spec.title
+        self.details: dict[str, Any] = details
+        super().__init__(f"{code}: {self.message}")

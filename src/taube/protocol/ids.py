@@ -1,0 +1,74 @@
+"""Identifiers and addresses on the wire.
+
+Message ids are UUIDv7 chosen by the sending device (time-ordered, so the store's
+indexes stay append-mostly). Users are addressed as ``@handle``, groups as
+``#group-id``. Handles are the account's permanent, lower-case name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+
+HANDLE_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]{1,31}$")
+GROUP_ID_RE = re.compile(r"^[a-z0-9]{26}$")
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def uuid7(now_ms: int | None = None) -> str:
+    """A UUIDv7 string (RFC 9562): 48 bits of Unix milliseconds, then randomness.
+
+    Written by hand because the standard library only gains ``uuid.uuid7`` in 3.14.
+    """
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80
+    value |= 0x7 << 76  # version
+    value |= ((rand >> 68) & 0xFFF) << 64  # rand_a, 12 bits
+    value |= 0b10 << 62  # variant
+    value |= rand & 0x3FFF_FFFF_FFFF_FFFF  # rand_b, 62 bits
+    return str(uuid.UUID(int=value))
+
+
+def is_message_id(text: str) -> bool:
+    """True for a canonical, lower-case UUID string (any version)."""
+    if len(text) != 36:
+        return False
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
+
+
+def new_group_id() -> str:
+    """26 characters of Crockford base32 (130 random bits): short enough to type."""
+    n = int.from_bytes(os.urandom(17), "big")
+    return "".join(_CROCKFORD[(n >> (5 * i)) & 31] for i in range(26))
+
+
+def normalize_handle(text: str) -> str:
+    """Lower-case a handle and strip a leading ``@``; does not validate."""
+    return text.strip().removeprefix("@").lower()
+
+
+def is_handle(text: str) -> bool:
+    return HANDLE_RE.fullmatch(text) is not None
+
+
+def user_address(handle: str) -> str:
+    return f"@{handle}"
+
+
+def group_address(group_id: str) -> str:
+    return f"#{group_id}"
+
+
+def parse_address(text: str) -> tuple[str, str] | None:
+    """Split ``@handle`` or ``#group`` into ("user"|"group", name), or None if malformed."""
+    if text.startswith("@") and is_handle(text[1:]):
+        return ("user", text[1:])
+    if text.startswith("#") and GROUP_ID_RE.fullmatch(text[1:]):
+        return ("group", text[1:])
+    return None
