@@ -49,7 +49,6 @@ _SPECS = [
     ErrorSpec("msg.invalid_id", 422, "Message ids are canonical lower-case UUIDs."),
     ErrorSpec("msg.unknown_recipient", 404, "The recipient does not exist."),
     ErrorSpec("msg.stale_devices", 409, "The per-device payloads do not match the devices."),
-    ErrorSpec("msg.empty_recipients", 422, "The message would reach no device."),
     # Groups.
     ErrorSpec("group.not_found", 404, "No such group."),
     ErrorSpec("group.not_member", 403, "You are not a member of this group."),

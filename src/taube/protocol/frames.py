@@ -28,7 +28,7 @@ class ClientFrame(msgspec.Struct, tag_field="type", frozen=True, kw_only=True, o
     """Base of all frames a device sends."""
 
 
-class Auth(ClientFrame, tag="auth"):
+class Auth(ClientFrame, tag="auth", frozen=True):
     """First frame on a connection: the device token and the last inbox seq this device holds."""
 
     token: Annotated[str, msgspec.Meta(max_length=256)]
@@ -44,7 +44,7 @@ class DevicePayload(msgspec.Struct, frozen=True, kw_only=True):
     payload: bytes
 
 
-class Send(ClientFrame, tag="send"):
+class Send(ClientFrame, tag="send", frozen=True):
     """Send a message to ``@handle`` or ``#group``.
 
     Exactly one of ``payload`` (the same bytes for every recipient device) or
@@ -59,13 +59,13 @@ class Send(ClientFrame, tag="send"):
     payloads: list[DevicePayload] | None = None
 
 
-class Ack(ClientFrame, tag="ack"):
+class Ack(ClientFrame, tag="ack", frozen=True):
     """Cumulative: this device holds every inbox item up to and including ``seq``."""
 
     seq: Seq
 
 
-class Read(ClientFrame, tag="read"):
+class Read(ClientFrame, tag="read", frozen=True):
     """The user has read these messages of ``sender`` in ``conversation``."""
 
     conversation: Address
@@ -74,7 +74,7 @@ class Read(ClientFrame, tag="read"):
     ref: Ref | None = None
 
 
-class SetTyping(ClientFrame, tag="typing"):
+class SetTyping(ClientFrame, tag="typing", frozen=True):
     """The user started (or stopped) typing in ``conversation``. Ephemeral."""
 
     conversation: Address
@@ -82,14 +82,14 @@ class SetTyping(ClientFrame, tag="typing"):
     ref: Ref | None = None
 
 
-class Watch(ClientFrame, tag="watch"):
+class Watch(ClientFrame, tag="watch", frozen=True):
     """Subscribe to the presence of these users (replaces the previous watch list)."""
 
     users: Annotated[list[Handle], msgspec.Meta(max_length=1000)]
     ref: Ref | None = None
 
 
-class Ping(ClientFrame, tag="ping"):
+class Ping(ClientFrame, tag="ping", frozen=True):
     ref: Ref | None = None
 
 
@@ -102,7 +102,7 @@ class ServerFrame(msgspec.Struct, tag_field="type", frozen=True, kw_only=True, o
     """Base of all frames the server sends."""
 
 
-class Ready(ServerFrame, tag="ready"):
+class Ready(ServerFrame, tag="ready", frozen=True):
     """Authentication succeeded; inbox items after ``last_seq`` follow."""
 
     handle: str
@@ -112,7 +112,7 @@ class Ready(ServerFrame, tag="ready"):
     max_payload_bytes: int
 
 
-class Sent(ServerFrame, tag="sent"):
+class Sent(ServerFrame, tag="sent", frozen=True):
     """The message ``id`` is committed to the store: the first tick."""
 
     id: str
@@ -120,7 +120,7 @@ class Sent(ServerFrame, tag="sent"):
     duplicate: bool = False
 
 
-class Message(ServerFrame, tag="message"):
+class Message(ServerFrame, tag="message", frozen=True):
     """An inbox item: a message for this device.
 
     ``conversation`` is seen from the receiving user: ``@alice`` for a message
@@ -140,7 +140,7 @@ class Message(ServerFrame, tag="message"):
 ReceiptStatus = Literal["delivered", "read"]
 
 
-class Receipt(ServerFrame, tag="receipt"):
+class Receipt(ServerFrame, tag="receipt", frozen=True):
     """An inbox item: ``by`` has received (``delivered``) or read messages ``ids``.
 
     ``conversation`` is seen from the receiver of the receipt. A ``read`` receipt
@@ -159,7 +159,7 @@ class Receipt(ServerFrame, tag="receipt"):
 GroupEventKind = Literal["created", "added", "removed", "left", "renamed", "promoted", "demoted"]
 
 
-class GroupEvent(ServerFrame, tag="group"):
+class GroupEvent(ServerFrame, tag="group", frozen=True):
     """An inbox item: a change to a group you are (or were) in."""
 
     seq: int
@@ -174,7 +174,7 @@ class GroupEvent(ServerFrame, tag="group"):
 InboxItem = Message | Receipt | GroupEvent
 
 
-class Typing(ServerFrame, tag="typing"):
+class Typing(ServerFrame, tag="typing", frozen=True):
     """``user`` is (or stopped) typing in ``conversation``. Ephemeral."""
 
     conversation: str
@@ -182,7 +182,7 @@ class Typing(ServerFrame, tag="typing"):
     active: bool
 
 
-class Presence(ServerFrame, tag="presence"):
+class Presence(ServerFrame, tag="presence", frozen=True):
     """A watched user's presence. Users who hide presence are always offline, no last seen."""
 
     user: str
@@ -190,7 +190,7 @@ class Presence(ServerFrame, tag="presence"):
     last_seen_ms: int | None
 
 
-class Error(ServerFrame, tag="error"):
+class Error(ServerFrame, tag="error", frozen=True):
     """A typed error answering the client frame ``ref`` (a message id for ``send``)."""
 
     code: str
@@ -199,7 +199,7 @@ class Error(ServerFrame, tag="error"):
     details: dict[str, Any] | None = None
 
 
-class Pong(ServerFrame, tag="pong"):
+class Pong(ServerFrame, tag="pong", frozen=True):
     ref: str | None = None
     server_time_ms: int = 0
 
@@ -208,8 +208,8 @@ AnyServerFrame = Ready | Sent | Message | Receipt | GroupEvent | Typing | Presen
 
 # --------------------------------------------------------------------------- codecs
 
-_client_decoder = msgspec.json.Decoder(AnyClientFrame)
-_server_decoder = msgspec.json.Decoder(AnyServerFrame)
+_client_decoder: msgspec.json.Decoder[AnyClientFrame] = msgspec.json.Decoder(AnyClientFrame)
+_server_decoder: msgspec.json.Decoder[AnyServerFrame] = msgspec.json.Decoder(AnyServerFrame)
 _encoder = msgspec.json.Encoder()
 
 

@@ -1,0 +1,1 @@
+"""Notifications between gateway nodes: the ``Bus`` interface and its implementations."""

@@ -1,0 +1,56 @@
+"""The ``Bus`` interface: fire-and-forget notifications by subject.
+
+The bus is a doorbell, never the truth (DESIGN.md, principle 4): a message on it
+says "device D has new inbox items", "user U is typing", "device D was revoked".
+A lost notification may delay something until the next catch-up poll; it never
+loses data. Subjects are dot-separated words (``inbox.alice.2``).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+
+Handler = Callable[[str, bytes], None]
+"""Called with (subject, data) on the event loop; must not block."""
+
+
+class Subscription(abc.ABC):
+    @abc.abstractmethod
+    async def cancel(self) -> None: ...
+
+
+class Bus(abc.ABC):
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise if the bus is unreachable."""
+
+    @abc.abstractmethod
+    async def publish(self, subject: str, data: bytes = b"") -> None: ...
+
+    @abc.abstractmethod
+    async def subscribe(self, subject: str, handler: Handler) -> Subscription: ...
+
+
+def inbox_subject(user: str, device: int) -> str:
+    return f"inbox.{user}.{device}"
+
+
+def device_subject(user: str, device: int) -> str:
+    """Control notices for one device's connections (e.g. revoked)."""
+    return f"device.{user}.{device}"
+
+
+def user_subject(user: str) -> str:
+    """Ephemeral events for every connection of a user (typing)."""
+    return f"user.{user}"
+
+
+def presence_subject(user: str) -> str:
+    return f"presence.{user}"

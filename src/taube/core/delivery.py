@@ -1,0 +1,175 @@
+"""Delivery: turn a send into durable inbox items, acks into receipts, ring doorbells.
+
+The order of effects is the guarantee (DESIGN.md, "Delivery"): validate, commit
+every recipient device's inbox item in one transaction, only then answer "sent",
+then ring doorbells. A lost doorbell only delays: the device reads its inbox on
+its next (re)connect. ``prepare`` and ``commit`` are split so that a gateway can
+validate sends one by one in arrival order and let their commits overlap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from taube.bus.base import Bus, inbox_subject, user_subject
+from taube.core.clock import Clock
+from taube.protocol.errors import TaubeError
+from taube.protocol.frames import InboxItem, Read, Receipt, Send, SetTyping, Typing, encode_frame
+from taube.protocol.ids import is_message_id, parse_address
+from taube.store.base import Delivery, DeviceKey, GroupRecord, NewMessage, SendResult, Store
+
+
+class DeliveryService:
+    def __init__(self, store: Store, bus: Bus, clock: Clock, *, max_payload_bytes: int) -> None:
+        self._store = store
+        self._bus = bus
+        self._clock = clock
+        self.max_payload_bytes = max_payload_bytes
+
+    # ---------------------------------------------------------------- sending
+
+    async def prepare(self, sender: str, sender_device: int, frame: Send) -> NewMessage:
+        """Validate a send and resolve its recipient devices; raises TaubeError."""
+        if not is_message_id(frame.id):
+            raise TaubeError("msg.invalid_id")
+        if (frame.payload is None) == (frame.payloads is None):
+            raise TaubeError("request.invalid", "Give exactly one of payload or payloads.")
+        sizes = [len(frame.payload)] if frame.payload is not None else []
+        sizes += [len(p.payload) for p in frame.payloads or ()]
+        if any(size > self.max_payload_bytes for size in sizes):
+            raise TaubeError("msg.too_large", limit=self.max_payload_bytes)
+        address = parse_address(frame.to)
+        if address is None:
+            raise TaubeError("msg.unknown_recipient", f"Not an address: {frame.to!r}.")
+        kind, name = address
+        if kind == "user":
+            devices = await self._store.active_devices([name, sender])
+            if name not in devices:
+                raise TaubeError("msg.unknown_recipient", f"No user @{name}.")
+            conversation_of = {name: f"@{sender}", sender: f"@{name}"}
+        else:
+            group = await self._member_group(name, sender)
+            devices = await self._store.active_devices(list(group.members))
+            conversation_of = dict.fromkeys(devices, frame.to)
+        targets = [
+            (user, device)
+            for user, ids in devices.items()
+            for device in ids
+            if (user, device) != (sender, sender_device)
+        ]
+        if frame.payloads is not None:
+            given = {(p.user, p.device): p.payload for p in frame.payloads}
+            missing = sorted(set(targets) - given.keys())
+            extra = sorted(given.keys() - set(targets))
+            if missing or extra or len(given) != len(frame.payloads):
+                raise TaubeError(
+                    "msg.stale_devices",
+                    missing=[f"{u}.{d}" for u, d in missing],
+                    extra=[f"{u}.{d}" for u, d in extra],
+                    devices={u: ids for u, ids in devices.items()},
+                )
+            deliveries = [Delivery(u, d, conversation_of[u], given[(u, d)]) for u, d in targets]
+        else:
+            deliveries = [Delivery(u, d, conversation_of[u]) for u, d in targets]
+        return NewMessage(
+            sender=sender,
+            sender_device=sender_device,
+            id=frame.id,
+            target=frame.to,
+            sent_at_ms=self._clock(),
+            payload=frame.payload,
+            deliveries=deliveries,
+        )
+
+    async def commit(self, message: NewMessage) -> SendResult:
+        """Durably append the message to every recipient inbox, then ring doorbells."""
+        result = await self._store.commit_message(message)
+        await self.ring(result.devices)
+        return result
+
+    async def send(self, sender: str, sender_device: int, frame: Send) -> SendResult:
+        return await self.commit(await self.prepare(sender, sender_device, frame))
+
+    async def ring(self, devices: Iterable[DeviceKey]) -> None:
+        for user, device in dict.fromkeys(devices):
+            await self._bus.publish(inbox_subject(user, device))
+
+    async def _member_group(self, group_id: str, user: str) -> GroupRecord:
+        group = await self._store.get_group(group_id)
+        if group is None:
+            raise TaubeError("group.not_found")
+        if user not in group.members:
+            raise TaubeError("group.not_member")
+        return group
+
+    # ---------------------------------------------------------------- inbox and receipts
+
+    async def inbox(self, user: str, device: int, after_seq: int, limit: int) -> list[InboxItem]:
+        return await self._store.read_inbox(user, device, after_seq, limit)
+
+    async def ack(self, user: str, device: int, upto_seq: int) -> int:
+        """Cumulative ack; queues delivered receipts. Returns the effective acked seq."""
+        result = await self._store.ack(user, device, upto_seq, self._clock())
+        await self.ring(result.devices)
+        return result.acked_seq
+
+    async def read(self, user: str, device: int, frame: Read) -> None:
+        """Queue read receipts for the sender's devices and the reader's other devices."""
+        if frame.sender == user:
+            raise TaubeError("request.invalid", "Read receipts are for others' messages.")
+        address = parse_address(frame.conversation)
+        if address is None:
+            raise TaubeError("request.invalid", "conversation is not an address.")
+        kind, name = address
+        if kind == "group":
+            await self._member_group(name, user)
+            seen_by_sender = frame.conversation
+        elif name != frame.sender:
+            raise TaubeError("request.invalid", "In a 1:1 chat the sender is the peer.")
+        else:
+            seen_by_sender = f"@{user}"
+        if any(not is_message_id(i) for i in frame.ids):
+            raise TaubeError("msg.invalid_id")
+        devices = await self._store.active_devices([frame.sender, user])
+        if frame.sender not in devices:
+            raise TaubeError("user.not_found")
+        now = self._clock()
+
+        def receipt(conversation: str) -> Receipt:
+            return Receipt(
+                seq=0,
+                status="read",
+                conversation=conversation,
+                by=user,
+                by_device=device,
+                ids=list(frame.ids),
+                at_ms=now,
+            )
+
+        to_sender = receipt(seen_by_sender)
+        to_self = receipt(frame.conversation)
+        items: list[tuple[DeviceKey, Receipt]] = [
+            ((frame.sender, d), to_sender) for d in devices[frame.sender]
+        ]
+        items += [((user, d), to_self) for d in devices.get(user, []) if d != device]
+        await self.ring(await self._store.append_items(items))
+
+    # ---------------------------------------------------------------- typing
+
+    async def typing(self, user: str, frame: SetTyping) -> None:
+        address = parse_address(frame.conversation)
+        if address is None:
+            raise TaubeError("request.invalid", "conversation is not an address.")
+        kind, name = address
+        if kind == "group":
+            group = await self._member_group(name, user)
+            recipients = [m for m in group.members if m != user]
+            conversation = frame.conversation
+        else:
+            if await self._store.get_user(name) is None:
+                raise TaubeError("user.not_found")
+            recipients = [name] if name != user else []
+            conversation = f"@{user}"
+        data = encode_frame(Typing(conversation=conversation, user=user, active=frame.active))
+        for recipient in recipients:
+            await self._bus.publish(user_subject(recipient), data)

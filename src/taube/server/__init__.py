@@ -1,0 +1,1 @@
+"""The Taube server: HTTP API and WebSocket gateway around the core."""

@@ -1,0 +1,30 @@
+"""``python -m taube.server``: run a node without the client CLI (used by the tests)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from taube.server.app import run_server
+from taube.server.config import ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m taube.server", description=__doc__)
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--config", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, host=args.host, port=args.port, data_dir=args.data)
+    except ConfigError as exc:
+        print(f"taube: {exc}", file=sys.stderr)
+        return 2
+    run_server(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

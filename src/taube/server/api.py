@@ -1,0 +1,221 @@
+"""The HTTP API under /v1: accounts, devices, users and groups (docs/protocol.md)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from taube import __version__
+from taube.protocol import api as body
+from taube.protocol.errors import TaubeError
+from taube.protocol.ids import group_address, normalize_handle
+from taube.server.gateway import SERVICES
+from taube.server.http import Route, json_response, read_body
+from taube.server.services import Services
+from taube.store.base import DeviceRecord, GroupRecord
+
+AUTH_ERRORS = ("auth.required", "auth.invalid_token", "auth.token_expired", "auth.revoked")
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+async def current_device(request: web.Request) -> DeviceRecord:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TaubeError("auth.required")
+    return await services(request).accounts.authenticate(token.strip())
+
+
+def session_body(device: DeviceRecord, token: str) -> body.DeviceSession:
+    return body.DeviceSession(handle=device.user, device=device.id, token=token)
+
+
+def group_body(group: GroupRecord) -> body.GroupInfo:
+    return body.GroupInfo(
+        id=group.id,
+        address=group_address(group.id),
+        name=group.name,
+        created_ms=group.created_ms,
+        members=[body.GroupMember(handle=h, admin=a) for h, a in group.members.items()],
+    )
+
+
+# ---------------------------------------------------------------- accounts
+
+
+async def register(request: web.Request) -> web.Response:
+    req = await read_body(request, body.RegisterRequest)
+    device, token = await services(request).accounts.register(
+        req.handle, req.password, req.device_name
+    )
+    return json_response(session_body(device, token), 201)
+
+
+async def login(request: web.Request) -> web.Response:
+    req = await read_body(request, body.LoginRequest)
+    device, token = await services(request).accounts.login(
+        req.handle, req.password, req.device_name
+    )
+    return json_response(session_body(device, token), 201)
+
+
+async def me_body(request: web.Request, device: DeviceRecord) -> body.Me:
+    user = await services(request).accounts.user(device.user)
+    return body.Me(
+        handle=user.handle,
+        device=device.id,
+        hide_presence=user.hide_presence,
+        created_ms=user.created_ms,
+    )
+
+
+async def get_me(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    return json_response(await me_body(request, device))
+
+
+async def patch_me(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    req = await read_body(request, body.SettingsUpdate)
+    if req.hide_presence is not None:
+        await services(request).accounts.set_hide_presence(device.user, req.hide_presence)
+    return json_response(await me_body(request, device))
+
+
+async def list_devices(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    devices = await services(request).accounts.devices(device.user)
+    return json_response(
+        body.DeviceList(
+            devices=[
+                body.DeviceInfo(
+                    id=d.id,
+                    name=d.name,
+                    created_ms=d.created_ms,
+                    last_active_ms=d.last_active_ms,
+                    current=d.id == device.id,
+                )
+                for d in devices
+            ]
+        )
+    )
+
+
+def int_param(request: web.Request, name: str) -> int:
+    try:
+        return int(request.match_info[name])
+    except ValueError:
+        raise TaubeError("request.invalid", f"{name} must be an integer.") from None
+
+
+async def revoke_device(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    await services(request).accounts.revoke(device.user, int_param(request, "id"))
+    return json_response(None, 204)
+
+
+async def get_user(request: web.Request) -> web.Response:
+    await current_device(request)
+    user = await services(request).accounts.user(request.match_info["handle"])
+    devices = await services(request).accounts.devices(user.handle)
+    return json_response(body.UserInfo(handle=user.handle, devices=[d.id for d in devices]))
+
+
+# ---------------------------------------------------------------- groups
+
+
+async def create_group(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    req = await read_body(request, body.GroupCreate)
+    group = await services(request).groups.create(device.user, req.name, req.members)
+    return json_response(group_body(group), 201)
+
+
+async def list_groups(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    groups = await services(request).store.groups_of(device.user)
+    return json_response(body.GroupList(groups=[group_body(g) for g in groups]))
+
+
+def group_id(request: web.Request) -> str:
+    return request.match_info["group"].removeprefix("#").lower()
+
+
+async def get_group(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    group = await services(request).groups.get(group_id(request), device.user)
+    return json_response(group_body(group))
+
+
+async def rename_group(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    req = await read_body(request, body.GroupRename)
+    group = await services(request).groups.rename(group_id(request), device.user, req.name)
+    return json_response(group_body(group))
+
+
+async def add_members(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    req = await read_body(request, body.MembersChange)
+    group = await services(request).groups.add(group_id(request), device.user, req.handles)
+    return json_response(group_body(group))
+
+
+async def remove_member(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    handle = normalize_handle(request.match_info["handle"])
+    group = await services(request).groups.remove(group_id(request), device.user, handle)
+    return json_response(group_body(group))
+
+
+async def add_admins(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    req = await read_body(request, body.MembersChange)
+    group = await services(request).groups.promote(group_id(request), device.user, req.handles)
+    return json_response(group_body(group))
+
+
+# ---------------------------------------------------------------- health
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response(body.Health(status="ok", version=__version__))
+
+
+ROUTES = [
+    Route("GET", "/healthz", healthz, "Liveness: the process answers.", None, body.Health,
+          auth=False),
+    Route("POST", "/v1/accounts", register, "Register a handle and log in its first device.",
+          body.RegisterRequest, body.DeviceSession, 201, auth=False,
+          errors=("account.invalid_handle", "account.weak_password", "account.handle_taken")),
+    Route("POST", "/v1/sessions", login, "Log in a new device of an existing account.",
+          body.LoginRequest, body.DeviceSession, 201, auth=False,
+          errors=("auth.bad_credentials",)),
+    Route("GET", "/v1/me", get_me, "The current account and device.", None, body.Me),
+    Route("PATCH", "/v1/me", patch_me, "Change account settings (hide presence).",
+          body.SettingsUpdate, body.Me),
+    Route("GET", "/v1/devices", list_devices, "List this account's active devices.",
+          None, body.DeviceList),
+    Route("DELETE", "/v1/devices/{id}", revoke_device,
+          "Revoke a device: its token stops working and its connections close.",
+          status=204, errors=("device.not_found",)),
+    Route("GET", "/v1/users/{handle}", get_user, "Look up a user and their device ids.",
+          None, body.UserInfo, errors=("user.not_found",)),
+    Route("POST", "/v1/groups", create_group, "Create a group; the creator is its admin.",
+          body.GroupCreate, body.GroupInfo, 201, errors=("user.not_found", "group.full")),
+    Route("GET", "/v1/groups", list_groups, "List the groups you are in.", None, body.GroupList),
+    Route("GET", "/v1/groups/{group}", get_group, "A group with its members and admins.",
+          None, body.GroupInfo, errors=("group.not_found", "group.not_member")),
+    Route("PATCH", "/v1/groups/{group}", rename_group, "Rename a group (admins).",
+          body.GroupRename, body.GroupInfo, errors=("group.not_admin",)),
+    Route("POST", "/v1/groups/{group}/members", add_members, "Add members (admins).",
+          body.MembersChange, body.GroupInfo,
+          errors=("group.not_admin", "group.full", "user.not_found")),
+    Route("DELETE", "/v1/groups/{group}/members/{handle}", remove_member,
+          "Remove a member (admins), or leave when the handle is your own.",
+          None, body.GroupInfo, errors=("group.not_admin", "user.not_found")),
+    Route("POST", "/v1/groups/{group}/admins", add_admins, "Make members admins (admins).",
+          body.MembersChange, body.GroupInfo, errors=("group.not_admin", "user.not_found")),
+]  # fmt: skip

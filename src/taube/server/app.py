@@ -1,0 +1,111 @@
+"""The composition root: build the concrete store, bus and services from a Config.
+
+This is the only place (besides the CLI) that picks implementations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+
+import msgspec
+from aiohttp import web
+
+from taube.bus.local import LocalBus
+from taube.core.accounts import Accounts, Argon2Params
+from taube.core.clock import Clock, system_clock
+from taube.core.delivery import DeliveryService
+from taube.core.groups import Groups
+from taube.core.presence import PresenceService
+from taube.server.api import ROUTES
+from taube.server.config import Config
+from taube.server.gateway import CONNECTIONS, SERVICES, Connections, websocket_handler
+from taube.server.http import problem_middleware
+from taube.server.openapi import openapi_document
+from taube.server.services import Services
+from taube.store.sqlite import SqliteStore
+
+log = logging.getLogger("taube.server")
+
+
+def build_services(config: Config, clock: Clock = system_clock) -> Services:
+    store = SqliteStore(config.sqlite_path, synchronous=config.sqlite_synchronous.upper())
+    bus = LocalBus()
+    delivery = DeliveryService(store, bus, clock, max_payload_bytes=config.max_payload_bytes)
+    return Services(
+        config=config,
+        clock=clock,
+        store=store,
+        bus=bus,
+        accounts=Accounts(
+            store,
+            bus,
+            clock,
+            argon2_params=Argon2Params(
+                config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism
+            ),
+            token_idle_ms=config.token_idle_days * 24 * 3600 * 1000,
+        ),
+        delivery=delivery,
+        groups=Groups(store, delivery, clock, max_members=config.max_group_members),
+        presence=PresenceService(store, bus, clock),
+    )
+
+
+def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
+    services = build_services(config, clock)
+    app = web.Application(middlewares=[problem_middleware], client_max_size=config.max_body_bytes)
+    app[SERVICES] = services
+    app[CONNECTIONS] = Connections()
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)
+    app.router.add_get("/v1/ws", websocket_handler)
+    document = msgspec.json.encode(openapi_document(ROUTES))
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(body=document, content_type="application/json")
+
+    app.router.add_get("/openapi.json", openapi)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await services.store.open()
+        await services.bus.open()
+        yield
+        for connection in list(app[CONNECTIONS].open):
+            with contextlib.suppress(Exception):
+                await connection.ws.close(code=1001)
+        await services.bus.close()
+        await services.store.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def run_server(config: Config) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    configure_logging(config.log_level)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    log.info("serving on http://%s:%d, store %s", config.host, config.port, config.sqlite_path)
+    web.run_app(
+        build_app(config),
+        host=config.host,
+        port=config.port,
+        print=None,
+        handle_signals=True,
+        shutdown_timeout=5.0,
+    )

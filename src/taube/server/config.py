@@ -1,0 +1,134 @@
+"""Server configuration: one frozen object, read once from TOML, environment and flags.
+
+Precedence (later wins): built-in defaults, the TOML file, ``TAUBE_*`` environment
+variables, command-line flags. Unknown keys in the TOML file are an error, so a
+typo never silently falls back to a default. See docs/operations.md for a sample.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = field(default_factory=lambda: Path("./data"))
+    store: str = ""
+    """Store URL; empty means SQLite at <data_dir>/taube.db."""
+    sqlite_synchronous: str = "FULL"
+    max_payload_bytes: int = 64 * 1024
+    max_frame_bytes: int = 4 * 1024 * 1024
+    max_body_bytes: int = 1024 * 1024
+    max_group_members: int = 1024
+    max_unacked_items: int = 1000
+    token_idle_days: int = 90
+    auth_timeout_s: float = 10.0
+    heartbeat_s: float = 30.0
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19 * 1024
+    argon2_parallelism: int = 1
+    log_level: str = "info"
+
+    @property
+    def sqlite_path(self) -> Path:
+        if self.store.startswith("sqlite:///"):
+            return Path(self.store.removeprefix("sqlite:///"))
+        return self.data_dir / "taube.db"
+
+
+# TOML section -> keys it may hold (all map onto Config fields of the same name).
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "server": ("host", "port", "data_dir", "log_level", "heartbeat_s", "auth_timeout_s"),
+    "store": ("store", "sqlite_synchronous"),
+    "limits": (
+        "max_payload_bytes",
+        "max_frame_bytes",
+        "max_body_bytes",
+        "max_group_members",
+        "max_unacked_items",
+    ),
+    "auth": ("token_idle_days", "argon2_time_cost", "argon2_memory_kib", "argon2_parallelism"),
+}
+_TYPES = {f.name: f.type for f in fields(Config)}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    kind = _TYPES[key]
+    try:
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "Path":
+            return Path(str(value))
+        if not isinstance(value, str):
+            raise ValueError
+        return value
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {key!r}: expected {kind}, got {value!r}") from None
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = tomllib.loads(path.read_text("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for section, body in raw.items():
+        allowed = _SECTIONS.get(section)
+        if allowed is None or not isinstance(body, dict):
+            raise ConfigError(f"config file {path}: unknown section [{section}]")
+        for key, value in body.items():
+            if key not in allowed:
+                raise ConfigError(f"config file {path}: unknown setting {section}.{key}")
+            values[key] = _coerce(key, value)
+    return values
+
+
+def _from_env(environ: dict[str, str]) -> dict[str, Any]:
+    return {
+        name: _coerce(name, environ[f"TAUBE_{name.upper()}"])
+        for name in _TYPES
+        if f"TAUBE_{name.upper()}" in environ
+    }
+
+
+def load_config(
+    path: Path | None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    data_dir: Path | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Build the Config; raises ConfigError with a message fit for the operator."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(_from_toml(path))
+    values.update(_from_env(dict(os.environ) if environ is None else environ))
+    flags = {"host": host, "port": port, "data_dir": data_dir}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    config = replace(Config(), **values)
+    if not 0 < config.port < 65536:
+        raise ConfigError(f"port {config.port} is out of range")
+    if config.store and not config.store.startswith("sqlite:///"):
+        raise ConfigError(f"store {config.store!r}: only sqlite:///PATH is supported so far")
+    if config.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+        raise ConfigError("sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA")
+    if config.max_payload_bytes < 1 or config.max_frame_bytes < config.max_payload_bytes:
+        raise ConfigError("max_frame_bytes must be at least max_payload_bytes (> 0)")
+    return config

@@ -1,0 +1,344 @@
+"""The WebSocket gateway at /v1/ws: one ``Connection`` per socket.
+
+A connection authenticates, resumes from the device's last acked seq, then runs
+four loops: the reader (decodes and dispatches client frames in arrival order),
+the pusher (reads the inbox after the cursor and pushes items, woken by the
+device's doorbell, never more than ``max_unacked_items`` ahead of the acks), the
+send-acker (answers ``sent`` in send order once each commit is durable) and the
+writer (the only task that writes to the socket, fed by a bounded queue).
+A bad frame gets an ``error`` frame and the connection lives on; only errors
+whose spec carries a close code end it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from taube.bus.base import (
+    Subscription,
+    device_subject,
+    inbox_subject,
+    presence_subject,
+    user_subject,
+)
+from taube.core.accounts import REVOKED
+from taube.protocol.errors import TaubeError
+from taube.protocol.frames import (
+    Ack,
+    AnyClientFrame,
+    Auth,
+    ClientFrame,
+    Error,
+    Ping,
+    Pong,
+    Read,
+    Ready,
+    Send,
+    Sent,
+    ServerFrame,
+    SetTyping,
+    Watch,
+    decode_client_frame,
+    encode_frame,
+)
+from taube.server.services import Services
+from taube.store.base import DeviceRecord, SendResult
+
+log = logging.getLogger("taube.gateway")
+
+CLIENT_FRAME_TYPES = frozenset(cls.__struct_config__.tag for cls in ClientFrame.__subclasses__())
+PUSH_BATCH = 256
+CATCH_UP_POLL_S = 30.0
+OUTBOUND_QUEUE = 4096
+MAX_PENDING_SENDS = 1024
+
+
+def decode_frame(data: str | bytes) -> AnyClientFrame:
+    """Decode a client frame or raise the TaubeError that says what is wrong with it."""
+    try:
+        return decode_client_frame(data)
+    except msgspec.ValidationError as exc:
+        try:
+            raw = msgspec.json.decode(data)
+        except msgspec.DecodeError:
+            raw = None
+        if isinstance(raw, dict) and raw.get("type") not in CLIENT_FRAME_TYPES:
+            raise TaubeError(
+                "request.unknown_type", f"Unknown frame type {raw.get('type')!r}."
+            ) from None
+        raise TaubeError("request.invalid", str(exc)) from None
+    except msgspec.DecodeError:
+        raise TaubeError("request.malformed") from None
+
+
+def frame_ref(frame: AnyClientFrame) -> str | None:
+    if isinstance(frame, Send):
+        return frame.id
+    return getattr(frame, "ref", None)
+
+
+def error_frame(exc: TaubeError, ref: str | None) -> Error:
+    return Error(code=exc.code, message=exc.message, ref=ref, details=exc.details or None)
+
+
+class Connection:
+    def __init__(self, ws: web.WebSocketResponse, services: Services, peer: str) -> None:
+        self.ws = ws
+        self.s = services
+        self.peer = peer
+        self.device: DeviceRecord | None = None
+        self._out: asyncio.Queue[bytes] = asyncio.Queue(OUTBOUND_QUEUE)
+        self._sends: asyncio.Queue[tuple[str, asyncio.Future[SendResult]]] = asyncio.Queue(
+            MAX_PENDING_SENDS
+        )
+        self._doorbell = asyncio.Event()
+        self._acks_changed = asyncio.Event()
+        self._ack_wanted = asyncio.Event()
+        self._cursor = 0  # newest seq pushed
+        self._acked = 0  # newest seq acked and committed
+        self._ack_target = 0
+        self._subs: list[Subscription] = []
+        self._watch_subs: list[Subscription] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        device = await self._authenticate()
+        if device is None:
+            return
+        self.device = device
+        user, dev = device.user, device.id
+        presence = self.s.presence
+        try:
+            self._subs.append(await self.s.bus.subscribe(inbox_subject(user, dev), self._ring))
+            self._subs.append(await self.s.bus.subscribe(device_subject(user, dev), self._control))
+            self._subs.append(await self.s.bus.subscribe(user_subject(user), self._forward))
+            await presence.connected(user)
+            log.info("connected user=%s device=%d peer=%s", user, dev, self.peer)
+            for loop in (self._writer(), self._pusher(), self._send_acker(), self._acker()):
+                self._tasks.append(asyncio.create_task(self._guard(loop)))
+            await self._enqueue(
+                Ready(
+                    handle=user,
+                    device=dev,
+                    last_seq=self._cursor,
+                    server_time_ms=self.s.clock(),
+                    max_payload_bytes=self.s.delivery.max_payload_bytes,
+                )
+            )
+            self._doorbell.set()
+            await self._read_loop()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            for sub in self._subs + self._watch_subs:
+                await sub.cancel()
+            await presence.disconnected(user)
+            log.info("disconnected user=%s device=%d", user, dev)
+
+    async def _guard(self, loop: Awaitable[None]) -> None:
+        """A crashed loop closes the connection (the client reconnects and resumes)."""
+        try:
+            await loop
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("connection loop failed peer=%s", self.peer)
+            await self._close(1011)
+
+    async def _close(self, code: int) -> None:
+        if not self._closing:
+            self._closing = True
+            await self.ws.close(code=code)
+
+    async def _fatal(self, exc: TaubeError, ref: str | None = None) -> None:
+        """Tell the client why, then close with the error's close code."""
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.ws.send_str(encode_frame(error_frame(exc, ref)).decode())
+        await self._close(exc.spec.ws_close or 4000)
+
+    async def _authenticate(self) -> DeviceRecord | None:
+        try:
+            msg = await self.ws.receive(timeout=self.s.config.auth_timeout_s)
+        except TimeoutError:
+            await self._fatal(TaubeError("auth.timeout"))
+            return None
+        if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            return None
+        try:
+            frame = decode_frame(msg.data)
+            if not isinstance(frame, Auth):
+                raise TaubeError("auth.required", "The first frame must be auth.")
+            device = await self.s.accounts.authenticate(frame.token)
+            # Everything up to the client's last_seq is acked (it has those items).
+            self._cursor = self._acked = self._ack_target = await self.s.delivery.ack(
+                device.user, device.id, frame.last_seq
+            )
+        except TaubeError as exc:
+            if exc.spec.ws_close is None:
+                exc = TaubeError("auth.required", exc.message, **exc.details)
+            await self._fatal(exc)
+            return None
+        return device
+
+    # ------------------------------------------------------------ reading
+
+    async def _read_loop(self) -> None:
+        async for msg in self.ws:
+            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                break
+            ref = None
+            try:
+                frame = decode_frame(msg.data)
+                ref = frame_ref(frame)
+                await self._dispatch(frame)
+            except TaubeError as exc:
+                if exc.spec.ws_close is not None:
+                    await self._fatal(exc, ref)
+                    break
+                await self._enqueue(error_frame(exc, ref))
+            except Exception:
+                log.exception("frame handling failed peer=%s", self.peer)
+                await self._enqueue(error_frame(TaubeError("internal"), ref))
+
+    async def _dispatch(self, frame: AnyClientFrame) -> None:
+        assert self.device is not None
+        user, dev = self.device.user, self.device.id
+        match frame:
+            case Send():
+                message = await self.s.delivery.prepare(user, dev, frame)
+                # Tasks start in creation order, so commits queue in arrival order.
+                commit = asyncio.ensure_future(self.s.delivery.commit(message))
+                await self._sends.put((frame.id, commit))
+            case Ack(seq=seq):
+                self._ack_target = max(self._ack_target, min(seq, self._cursor))
+                self._ack_wanted.set()
+            case Read():
+                await self.s.delivery.read(user, dev, frame)
+            case SetTyping():
+                await self.s.delivery.typing(user, frame)
+            case Watch(users=users):
+                await self._watch(users)
+            case Ping(ref=ref):
+                await self._enqueue(Pong(ref=ref, server_time_ms=self.s.clock()))
+            case Auth():
+                raise TaubeError("auth.already_authenticated")
+
+    async def _watch(self, users: list[str]) -> None:
+        for sub in self._watch_subs:
+            await sub.cancel()
+        self._watch_subs = []
+        for user in dict.fromkeys(users):
+            self._watch_subs.append(
+                await self.s.bus.subscribe(presence_subject(user), self._forward)
+            )
+            await self._enqueue(await self.s.presence.current(user))
+
+    # ------------------------------------------------------------ loops
+
+    async def _enqueue(self, frame: ServerFrame) -> None:
+        await self._out.put(encode_frame(frame))
+
+    async def _writer(self) -> None:
+        while True:
+            data = await self._out.get()
+            await self.ws.send_str(data.decode())
+
+    async def _pusher(self) -> None:
+        assert self.device is not None
+        user, dev = self.device.user, self.device.id
+        window = self.s.config.max_unacked_items
+        while True:
+            self._doorbell.clear()
+            while self._cursor - self._acked >= window:
+                self._acks_changed.clear()
+                await self._acks_changed.wait()
+            room = window - (self._cursor - self._acked)
+            items = await self.s.delivery.inbox(user, dev, self._cursor, min(PUSH_BATCH, room))
+            if not items:
+                # The catch-up poll bounds the delay a lost doorbell can cause.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CATCH_UP_POLL_S):
+                        await self._doorbell.wait()
+                continue
+            for item in items:
+                await self._enqueue(item)
+            self._cursor = items[-1].seq
+
+    async def _acker(self) -> None:
+        assert self.device is not None
+        while True:
+            await self._ack_wanted.wait()
+            self._ack_wanted.clear()
+            target = self._ack_target
+            if target > self._acked:
+                await self.s.delivery.ack(self.device.user, self.device.id, target)
+                self._acked = target
+                self._acks_changed.set()
+
+    async def _send_acker(self) -> None:
+        while True:
+            message_id, commit = await self._sends.get()
+            try:
+                result = await commit
+            except TaubeError as exc:
+                await self._enqueue(error_frame(exc, message_id))
+                continue
+            except Exception:
+                log.exception("commit failed peer=%s", self.peer)
+                await self._enqueue(error_frame(TaubeError("internal"), message_id))
+                continue
+            await self._enqueue(
+                Sent(id=message_id, sent_at_ms=result.sent_at_ms, duplicate=result.duplicate)
+            )
+
+    # ------------------------------------------------------------ bus handlers
+
+    def _ring(self, subject: str, data: bytes) -> None:
+        self._doorbell.set()
+
+    def _forward(self, subject: str, data: bytes) -> None:
+        """Ephemeral frames (typing, presence) are dropped rather than queued without bound."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self._out.put_nowait(data)
+
+    def _control(self, subject: str, data: bytes) -> None:
+        if data == REVOKED:
+            self._tasks.append(asyncio.create_task(self._fatal(TaubeError("auth.revoked"))))
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    services: Services = request.app[SERVICES]
+    ws = web.WebSocketResponse(
+        max_msg_size=services.config.max_frame_bytes,
+        heartbeat=services.config.heartbeat_s,
+    )
+    await ws.prepare(request)
+    connection = Connection(ws, services, request.remote or "?")
+    request.app[CONNECTIONS].open.add(connection)
+    try:
+        await connection.run()
+    finally:
+        request.app[CONNECTIONS].open.discard(connection)
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
+SERVICES: web.AppKey[Services] = web.AppKey("services")
+class Connections:
+    """The open connections of this node (to close them on shutdown)."""
+
+    def __init__(self) -> None:
+        self.open: set[Connection] = set()
+
+
+CONNECTIONS: web.AppKey[Connections] = web.AppKey("connections")

@@ -1,0 +1,26 @@
+"""The core services one node runs, built once by the composition root (app.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from taube.bus.base import Bus
+from taube.core.accounts import Accounts
+from taube.core.clock import Clock
+from taube.core.delivery import DeliveryService
+from taube.core.groups import Groups
+from taube.core.presence import PresenceService
+from taube.server.config import Config
+from taube.store.base import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    config: Config
+    clock: Clock
+    store: Store
+    bus: Bus
+    accounts: Accounts
+    delivery: DeliveryService
+    groups: Groups
+    presence: PresenceService

@@ -1,0 +1,207 @@
+"""The ``Store`` interface: everything Taube keeps, and the guarantees it gives.
+
+Invariants every implementation keeps (the contract suite in
+tests/integration/test_store_contract.py checks them):
+
+- A device's inbox is an ordered, gap-free sequence: item ``seq`` values start at 1
+  and grow by one per appended item, across restarts, even after acked items are
+  deleted.
+- ``commit_message`` is idempotent on (sender, id): a second commit of the same id
+  appends nothing and reports ``duplicate``.
+- When a write method returns, its effect is durable (committed).
+- ``ack`` deletes the acked items and, in the same transaction, appends a
+  ``delivered`` receipt for every acked message to each active device of its sender
+  (except when the sender acked a copy of its own message).
+- Every hot query touches the rows of one user or one device.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from taube.protocol.frames import GroupEvent, InboxItem, Receipt
+
+DeviceKey = tuple[str, int]
+"""(user handle, device id)."""
+
+
+class HandleTaken(Exception):
+    """``create_user`` found the handle registered already."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    handle: str
+    password_hash: str
+    created_ms: int
+    hide_presence: bool = False
+    last_seen_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    user: str
+    id: int
+    name: str
+    token_hash: bytes
+    created_ms: int
+    last_active_ms: int
+    revoked_ms: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_ms is None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    id: str
+    name: str
+    created_ms: int
+    created_by: str
+    members: dict[str, bool] = field(default_factory=dict)
+    """handle -> is admin, in join order."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message copy for one device. ``payload`` None means the message's shared payload."""
+
+    user: str
+    device: int
+    conversation: str
+    payload: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    sender: str
+    sender_device: int
+    id: str
+    target: str
+    sent_at_ms: int
+    payload: bytes | None
+    deliveries: Sequence[Delivery]
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    sent_at_ms: int
+    duplicate: bool
+    devices: list[DeviceKey]
+    """Devices whose inbox grew (ring their doorbells)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AckResult:
+    acked_seq: int
+    devices: list[DeviceKey]
+    """Devices that got a delivered receipt (ring their doorbells)."""
+
+
+class Store(abc.ABC):
+    """Taube's persistent state. All methods are coroutines safe to call concurrently."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and create or migrate the schema in place."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish pending writes and release resources."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise if the store cannot answer a trivial query."""
+
+    # ---------------------------------------------------------------- accounts
+
+    @abc.abstractmethod
+    async def create_user(self, user: UserRecord) -> None:
+        """Raise HandleTaken if the handle exists."""
+
+    @abc.abstractmethod
+    async def get_user(self, handle: str) -> UserRecord | None: ...
+
+    @abc.abstractmethod
+    async def set_hide_presence(self, handle: str, hide: bool) -> None: ...
+
+    @abc.abstractmethod
+    async def set_last_seen(self, handle: str, at_ms: int) -> None: ...
+
+    # ---------------------------------------------------------------- devices
+
+    @abc.abstractmethod
+    async def create_device(
+        self, user: str, name: str, token_hash: bytes, now_ms: int
+    ) -> DeviceRecord:
+        """Add a device with the next free id for this user (ids are never reused)."""
+
+    @abc.abstractmethod
+    async def device_by_token(self, token_hash: bytes) -> DeviceRecord | None: ...
+
+    @abc.abstractmethod
+    async def list_devices(self, user: str) -> list[DeviceRecord]:
+        """All devices of a user, revoked ones included, by id."""
+
+    @abc.abstractmethod
+    async def active_devices(self, users: Sequence[str]) -> dict[str, list[int]]:
+        """Active device ids per user, for the users that exist."""
+
+    @abc.abstractmethod
+    async def revoke_device(self, user: str, device: int, now_ms: int) -> bool:
+        """Revoke and drop its inbox; False if no such active device."""
+
+    @abc.abstractmethod
+    async def touch_device(self, user: str, device: int, now_ms: int) -> None:
+        """Record activity (for inactivity expiry)."""
+
+    # ---------------------------------------------------------------- groups
+
+    @abc.abstractmethod
+    async def create_group(self, group: GroupRecord) -> None: ...
+
+    @abc.abstractmethod
+    async def get_group(self, group_id: str) -> GroupRecord | None: ...
+
+    @abc.abstractmethod
+    async def groups_of(self, user: str) -> list[GroupRecord]: ...
+
+    @abc.abstractmethod
+    async def update_group(
+        self,
+        group_id: str,
+        *,
+        name: str | None = None,
+        upsert_members: dict[str, bool] | None = None,
+        remove_members: Sequence[str] = (),
+    ) -> GroupRecord | None:
+        """Rename and change membership atomically; returns the new record, None if absent."""
+
+    # ---------------------------------------------------------------- inbox
+
+    @abc.abstractmethod
+    async def commit_message(self, message: NewMessage) -> SendResult:
+        """Store the message and append it to every delivery's inbox, idempotently."""
+
+    @abc.abstractmethod
+    async def append_items(
+        self, items: Sequence[tuple[DeviceKey, Receipt | GroupEvent]]
+    ) -> list[DeviceKey]:
+        """Append receipts or group events (their ``seq`` is assigned here)."""
+
+    @abc.abstractmethod
+    async def read_inbox(
+        self, user: str, device: int, after_seq: int, limit: int
+    ) -> list[InboxItem]:
+        """Items with seq > after_seq, in order, at most ``limit``."""
+
+    @abc.abstractmethod
+    async def ack(self, user: str, device: int, upto_seq: int, now_ms: int) -> AckResult:
+        """Delete items up to ``upto_seq`` and queue delivered receipts (see module doc)."""
+
+    @abc.abstractmethod
+    async def last_seq(self, user: str, device: int) -> int:
+        """The seq of the newest item ever appended to this device's inbox (0 if none)."""

@@ -1,0 +1,530 @@
+"""``SqliteStore``: the embedded store (one file, WAL, group commit).
+
+All writes go through one writer thread that owns the write connection. Writes that
+arrive while a transaction is running queue up and are committed together in the
+next one (group commit), so throughput does not hinge on one fsync per message,
+and a write's future resolves only after its transaction committed. Each write runs
+in its own SAVEPOINT so that one failing write does not fail its batch-mates.
+Reads use a second connection on a second thread (WAL lets it read while the writer
+writes). We do not use aiosqlite: it hops threads per statement, which measured
+2.7x slower than one writer thread running whole transactions (BENCH-METHOD.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from taube.protocol.frames import GroupEvent, InboxItem, Message, Receipt
+from taube.store.base import (
+    AckResult,
+    DeviceKey,
+    DeviceRecord,
+    GroupRecord,
+    HandleTaken,
+    NewMessage,
+    SendResult,
+    Store,
+    UserRecord,
+)
+
+T = TypeVar("T")
+WriteFn = Callable[[sqlite3.Connection], Any]
+
+KIND_MESSAGE, KIND_RECEIPT, KIND_GROUP = 1, 2, 3
+MAX_RECEIPT_IDS = 1000
+
+_item_encoder = msgspec.json.Encoder()
+_extra_decoder: msgspec.json.Decoder[Receipt | GroupEvent] = msgspec.json.Decoder(
+    Receipt | GroupEvent
+)
+
+
+def migrations() -> list[tuple[int, str]]:
+    """(version, SQL) for every migration shipped in the package, in order."""
+    folder = resources.files("taube.store.migrations").joinpath("sqlite")
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text("utf-8")))
+    return sorted(found)
+
+
+class SqliteStore(Store):
+    def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
+        self._path = str(path)
+        self._synchronous = synchronous
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="taube-sqlite-write")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="taube-sqlite-read")
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._queue: list[tuple[WriteFn, asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = self._connect()
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        for version, sql in migrations():
+            if version <= current:
+                continue
+            # executescript commits, so each migration and its version bump are one script.
+            conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version={version};\nCOMMIT;")
+        return conn
+
+    async def open(self) -> None:
+        Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        self._wconn = await loop.run_in_executor(self._writer, self._open_writer)
+        self._rconn = await loop.run_in_executor(self._reader, self._connect)
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        loop = asyncio.get_running_loop()
+        if self._wconn is not None:
+            await loop.run_in_executor(self._writer, self._wconn.close)
+        if self._rconn is not None:
+            await loop.run_in_executor(self._reader, self._rconn.close)
+        self._writer.shutdown()
+        self._reader.shutdown()
+
+    async def ping(self) -> None:
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+
+    # ------------------------------------------------------------ runners
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._rconn is not None, "store not open"
+        conn = self._rconn
+        return await asyncio.get_running_loop().run_in_executor(self._reader, fn, conn)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.append((fn, future))
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    outcomes = await loop.run_in_executor(self._writer, self._run_batch, batch)
+                except BaseException as exc:  # the COMMIT itself failed: nothing is durable
+                    outcomes = [(False, exc)] * len(batch)
+                for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        finally:
+            self._flusher = None
+
+    def _run_batch(
+        self, batch: list[tuple[WriteFn, asyncio.Future[Any]]]
+    ) -> list[tuple[bool, Any]]:
+        conn = self._wconn
+        assert conn is not None
+        outcomes: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for fn, _ in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    outcomes.append((True, fn(conn)))
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    outcomes.append((False, exc))
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return outcomes
+
+    # ------------------------------------------------------------ accounts
+
+    async def create_user(self, user: UserRecord) -> None:
+        def run(c: sqlite3.Connection) -> None:
+            try:
+                c.execute(
+                    "INSERT INTO users (handle, password_hash, created_ms, hide_presence)"
+                    " VALUES (?, ?, ?, ?)",
+                    (user.handle, user.password_hash, user.created_ms, int(user.hide_presence)),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise HandleTaken(user.handle) from exc
+
+        await self._write(run)
+
+    async def get_user(self, handle: str) -> UserRecord | None:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT handle, password_hash, created_ms, hide_presence, last_seen_ms"
+                " FROM users WHERE handle = ?",
+                (handle,),
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        return UserRecord(row[0], row[1], row[2], bool(row[3]), row[4])
+
+    async def set_hide_presence(self, handle: str, hide: bool) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE users SET hide_presence = ? WHERE handle = ?", (int(hide), handle)
+            )
+        )
+
+    async def set_last_seen(self, handle: str, at_ms: int) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE users SET last_seen_ms = ? WHERE handle = ?", (at_ms, handle)
+            )
+        )
+
+    # ------------------------------------------------------------ devices
+
+    _DEVICE_COLUMNS = "user, id, name, token_hash, created_ms, last_active_ms, revoked_ms"
+
+    @staticmethod
+    def _device(row: tuple[Any, ...]) -> DeviceRecord:
+        return DeviceRecord(row[0], row[1], row[2], bytes(row[3]), row[4], row[5], row[6])
+
+    async def create_device(
+        self, user: str, name: str, token_hash: bytes, now_ms: int
+    ) -> DeviceRecord:
+        def run(c: sqlite3.Connection) -> DeviceRecord:
+            (next_id,) = c.execute(
+                "SELECT COALESCE(MAX(id), 0) + 1 FROM devices WHERE user = ?", (user,)
+            ).fetchone()
+            c.execute(
+                "INSERT INTO devices (user, id, name, token_hash, created_ms, last_active_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (user, next_id, name, token_hash, now_ms, now_ms),
+            )
+            return DeviceRecord(user, next_id, name, token_hash, now_ms, now_ms)
+
+        return await self._write(run)
+
+    async def device_by_token(self, token_hash: bytes) -> DeviceRecord | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {self._DEVICE_COLUMNS} FROM devices WHERE token_hash = ?", (token_hash,)
+            ).fetchone()
+        )
+        return None if row is None else self._device(row)
+
+    async def list_devices(self, user: str) -> list[DeviceRecord]:
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {self._DEVICE_COLUMNS} FROM devices WHERE user = ? ORDER BY id", (user,)
+            ).fetchall()
+        )
+        return [self._device(row) for row in rows]
+
+    async def active_devices(self, users: Sequence[str]) -> dict[str, list[int]]:
+        wanted = list(dict.fromkeys(users))
+
+        def run(c: sqlite3.Connection) -> dict[str, list[int]]:
+            found: dict[str, list[int]] = {}
+            marks = ",".join("?" * len(wanted))
+            for user in c.execute(f"SELECT handle FROM users WHERE handle IN ({marks})", wanted):
+                found[user[0]] = []
+            for user, device in c.execute(
+                f"SELECT user, id FROM devices WHERE user IN ({marks}) AND revoked_ms IS NULL"
+                " ORDER BY user, id",
+                wanted,
+            ):
+                found[user].append(device)
+            return found
+
+        if not wanted:
+            return {}
+        return await self._read(run)
+
+    async def revoke_device(self, user: str, device: int, now_ms: int) -> bool:
+        def run(c: sqlite3.Connection) -> bool:
+            cursor = c.execute(
+                "UPDATE devices SET revoked_ms = ?"
+                " WHERE user = ? AND id = ? AND revoked_ms IS NULL",
+                (now_ms, user, device),
+            )
+            if cursor.rowcount == 0:
+                return False
+            c.execute("DELETE FROM inbox WHERE user = ? AND device = ?", (user, device))
+            return True
+
+        return await self._write(run)
+
+    async def touch_device(self, user: str, device: int, now_ms: int) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE devices SET last_active_ms = ? WHERE user = ? AND id = ?",
+                (now_ms, user, device),
+            )
+        )
+
+    # ------------------------------------------------------------ groups
+
+    async def create_group(self, group: GroupRecord) -> None:
+        def run(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO groups (id, name, created_ms, created_by) VALUES (?, ?, ?, ?)",
+                (group.id, group.name, group.created_ms, group.created_by),
+            )
+            c.executemany(
+                "INSERT INTO group_members (group_id, user, admin, pos) VALUES (?, ?, ?, ?)",
+                [
+                    (group.id, user, int(admin), pos)
+                    for pos, (user, admin) in enumerate(group.members.items())
+                ],
+            )
+
+        await self._write(run)
+
+    @staticmethod
+    def _load_group(c: sqlite3.Connection, group_id: str) -> GroupRecord | None:
+        row = c.execute(
+            "SELECT id, name, created_ms, created_by FROM groups WHERE id = ?", (group_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        members = {
+            user: bool(admin)
+            for user, admin in c.execute(
+                "SELECT user, admin FROM group_members WHERE group_id = ? ORDER BY pos",
+                (group_id,),
+            )
+        }
+        return GroupRecord(row[0], row[1], row[2], row[3], members)
+
+    async def get_group(self, group_id: str) -> GroupRecord | None:
+        return await self._read(lambda c: self._load_group(c, group_id))
+
+    async def groups_of(self, user: str) -> list[GroupRecord]:
+        def run(c: sqlite3.Connection) -> list[GroupRecord]:
+            ids = [
+                row[0]
+                for row in c.execute(
+                    "SELECT group_id FROM group_members WHERE user = ? ORDER BY group_id", (user,)
+                )
+            ]
+            return [g for g in (self._load_group(c, gid) for gid in ids) if g is not None]
+
+        return await self._read(run)
+
+    async def update_group(
+        self,
+        group_id: str,
+        *,
+        name: str | None = None,
+        upsert_members: dict[str, bool] | None = None,
+        remove_members: Sequence[str] = (),
+    ) -> GroupRecord | None:
+        def run(c: sqlite3.Connection) -> GroupRecord | None:
+            if c.execute("SELECT 1 FROM groups WHERE id = ?", (group_id,)).fetchone() is None:
+                return None
+            if name is not None:
+                c.execute("UPDATE groups SET name = ? WHERE id = ?", (name, group_id))
+            (pos,) = c.execute(
+                "SELECT COALESCE(MAX(pos), -1) + 1 FROM group_members WHERE group_id = ?",
+                (group_id,),
+            ).fetchone()
+            for offset, (user, admin) in enumerate((upsert_members or {}).items()):
+                c.execute(
+                    "INSERT INTO group_members (group_id, user, admin, pos) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (group_id, user) DO UPDATE SET admin = excluded.admin",
+                    (group_id, user, int(admin), pos + offset),
+                )
+            c.executemany(
+                "DELETE FROM group_members WHERE group_id = ? AND user = ?",
+                [(group_id, user) for user in remove_members],
+            )
+            return self._load_group(c, group_id)
+
+        return await self._write(run)
+
+    # ------------------------------------------------------------ inbox
+
+    @staticmethod
+    def _allocate(c: sqlite3.Connection, key: DeviceKey, count: int) -> int | None:
+        """Reserve ``count`` consecutive seqs on an active device; returns the first."""
+        row = c.execute(
+            "UPDATE devices SET next_seq = next_seq + ? WHERE user = ? AND id = ?"
+            " AND revoked_ms IS NULL RETURNING next_seq - ?",
+            (count, key[0], key[1], count),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    async def commit_message(self, message: NewMessage) -> SendResult:
+        def run(c: sqlite3.Connection) -> SendResult:
+            existing = c.execute(
+                "SELECT sent_at_ms FROM messages WHERE sender = ? AND id = ?",
+                (message.sender, message.id),
+            ).fetchone()
+            if existing is not None:
+                return SendResult(existing[0], True, [])
+            c.execute(
+                "INSERT INTO messages (sender, id, sender_device, target, sent_at_ms, payload)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    message.sender,
+                    message.id,
+                    message.sender_device,
+                    message.target,
+                    message.sent_at_ms,
+                    message.payload,
+                ),
+            )
+            rows = []
+            rung: list[DeviceKey] = []
+            for d in message.deliveries:
+                seq = self._allocate(c, (d.user, d.device), 1)
+                if seq is None:  # revoked meanwhile: nothing to deliver to
+                    continue
+                rows.append(
+                    (
+                        d.user,
+                        d.device,
+                        seq,
+                        KIND_MESSAGE,
+                        message.sender,
+                        message.id,
+                        d.conversation,
+                        d.payload,
+                    )
+                )
+                rung.append((d.user, d.device))
+            c.executemany(
+                "INSERT INTO inbox (user, device, seq, kind, sender, msg_id, conversation, payload)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            return SendResult(message.sent_at_ms, False, rung)
+
+        return await self._write(run)
+
+    def _append_extra(
+        self, c: sqlite3.Connection, items: Sequence[tuple[DeviceKey, Receipt | GroupEvent]]
+    ) -> list[DeviceKey]:
+        rung: list[DeviceKey] = []
+        for key, item in items:
+            seq = self._allocate(c, key, 1)
+            if seq is None:
+                continue
+            kind = KIND_RECEIPT if isinstance(item, Receipt) else KIND_GROUP
+            c.execute(
+                "INSERT INTO inbox (user, device, seq, kind, data) VALUES (?, ?, ?, ?, ?)",
+                (key[0], key[1], seq, kind, _item_encoder.encode(item)),
+            )
+            rung.append(key)
+        return rung
+
+    async def append_items(
+        self, items: Sequence[tuple[DeviceKey, Receipt | GroupEvent]]
+    ) -> list[DeviceKey]:
+        return await self._write(lambda c: self._append_extra(c, items))
+
+    async def read_inbox(
+        self, user: str, device: int, after_seq: int, limit: int
+    ) -> list[InboxItem]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT i.seq, i.kind, i.sender, i.msg_id, i.conversation,"
+                " COALESCE(i.payload, m.payload), m.sender_device, m.sent_at_ms, i.data"
+                " FROM inbox i LEFT JOIN messages m ON m.sender = i.sender AND m.id = i.msg_id"
+                " WHERE i.user = ? AND i.device = ? AND i.seq > ? ORDER BY i.seq LIMIT ?",
+                (user, device, after_seq, limit),
+            ).fetchall()
+        )
+        items: list[InboxItem] = []
+        for seq, kind, sender, msg_id, conversation, payload, s_dev, sent_at, data in rows:
+            if kind == KIND_MESSAGE:
+                items.append(
+                    Message(
+                        seq=seq,
+                        id=msg_id,
+                        conversation=conversation,
+                        sender=sender,
+                        sender_device=s_dev,
+                        sent_at_ms=sent_at,
+                        payload=bytes(payload or b""),
+                    )
+                )
+            else:
+                items.append(msgspec.structs.replace(_extra_decoder.decode(data), seq=seq))
+        return items
+
+    async def ack(self, user: str, device: int, upto_seq: int, now_ms: int) -> AckResult:
+        def run(c: sqlite3.Connection) -> AckResult:
+            row = c.execute(
+                "SELECT next_seq FROM devices WHERE user = ? AND id = ?", (user, device)
+            ).fetchone()
+            if row is None:
+                return AckResult(0, [])
+            upto = min(upto_seq, row[0] - 1)
+            acked = c.execute(
+                "DELETE FROM inbox WHERE user = ? AND device = ? AND seq <= ?"
+                " RETURNING seq, kind, sender, msg_id, conversation",
+                (user, device, upto),
+            ).fetchall()
+            by_sender: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
+            for seq, kind, sender, msg_id, conversation in acked:
+                if kind != KIND_MESSAGE or sender == user:
+                    continue
+                seen_as = conversation if conversation.startswith("#") else f"@{user}"
+                by_sender[(sender, seen_as)].append((seq, msg_id))
+            receipts: list[tuple[DeviceKey, Receipt | GroupEvent]] = []
+            for (sender, seen_as), refs in by_sender.items():
+                ids = [msg_id for _, msg_id in sorted(refs)]
+                targets = c.execute(
+                    "SELECT id FROM devices WHERE user = ? AND revoked_ms IS NULL ORDER BY id",
+                    (sender,),
+                ).fetchall()
+                for start in range(0, len(ids), MAX_RECEIPT_IDS):
+                    receipt = Receipt(
+                        seq=0,
+                        status="delivered",
+                        conversation=seen_as,
+                        by=user,
+                        by_device=device,
+                        ids=ids[start : start + MAX_RECEIPT_IDS],
+                        at_ms=now_ms,
+                    )
+                    receipts.extend(((sender, t[0]), receipt) for t in targets)
+            return AckResult(upto, self._append_extra(c, receipts))
+
+        return await self._write(run)
+
+    async def last_seq(self, user: str, device: int) -> int:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT next_seq - 1 FROM devices WHERE user = ? AND id = ?", (user, device)
+            ).fetchone()
+        )
+        return 0 if row is None else int(row[0])

@@ -1,0 +1,169 @@
+"""Delivery over the real server: offline delivery, durability, resume, idempotency,
+groups, multi-device and receipts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from taube.protocol.frames import Ack, GroupEvent, Message, Read, Receipt
+from tests.serverproc import ServerProcess
+from tests.wire import connect, http, login, quiet, register
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+async def test_offline_delivery_500_in_order_once(server: ServerProcess, session) -> None:
+    alice = await register(session, server.url, "alice")
+    bob = await register(session, server.url, "bob")
+    a = await connect(session, server.ws_url, alice.token)
+    ids = [await a.send("@bob", f"m{i}".encode()) for i in range(500)]
+    sent = await a.sent(500)
+    assert [s.id for s in sent] == ids
+    b = await connect(session, server.ws_url, bob.token)
+    got = await b.messages(500)
+    assert [m.id for m in got] == ids
+    assert [m.payload for m in got] == [f"m{i}".encode() for i in range(500)]
+    assert all(m.conversation == "@alice" and m.sender == "alice" for m in got)
+    assert [m.seq for m in got] == list(range(1, 501))
+    assert not [f for f in await quiet(b) if isinstance(f, Message)]
+
+
+async def test_acknowledged_messages_survive_kill_9(tmp_path: Path, session) -> None:
+    server = ServerProcess(tmp_path / "srv").start()
+    try:
+        alice = await register(session, server.url, "alice")
+        bob = await register(session, server.url, "bob")
+        a = await connect(session, server.ws_url, alice.token)
+        ids = [await a.send("@bob", f"{i}".encode()) for i in range(200)]
+        await a.sent(200)
+        server.kill()
+        server.start()
+        b = await connect(session, server.ws_url, bob.token)
+        got = await b.messages(200)
+        assert [m.id for m in got] == ids
+    finally:
+        server.stop()
+
+
+async def test_resume_after_cut_connection_nothing_missing_or_doubled(
+    server: ServerProcess, session
+) -> None:
+    alice = await register(session, server.url, "alice")
+    bob = await register(session, server.url, "bob")
+    a = await connect(session, server.ws_url, alice.token)
+    ids = [await a.send("@bob", str(i).encode()) for i in range(300)]
+    await a.sent(300)
+    b = await connect(session, server.ws_url, bob.token)
+    # Take 120 items but ack only the first 100, then cut the connection.
+    first = await b.messages(120, ack=False)
+    await b.send_frame(Ack(seq=first[99].seq))
+    await b.ws.close()
+    b2 = await connect(session, server.ws_url, bob.token, last_seq=first[99].seq)
+    rest = await b2.messages(200)
+    received = [m.id for m in first[:100]] + [m.id for m in rest]
+    assert received == ids
+
+
+async def test_resume_from_last_seq_only_counts_as_ack(server: ServerProcess, session) -> None:
+    """A device that received items but never acked them gets them again (at least once
+    on the wire; the seq lets the client drop the copies it already has)."""
+    alice = await register(session, server.url, "alice")
+    bob = await register(session, server.url, "bob")
+    a = await connect(session, server.ws_url, alice.token)
+    ids = [await a.send("@bob", b"x") for _ in range(10)]
+    await a.sent(10)
+    b = await connect(session, server.ws_url, bob.token)
+    await b.messages(10, ack=False)
+    await b.close()
+    b2 = await connect(session, server.ws_url, bob.token, last_seq=0)
+    again = await b2.messages(10)
+    assert [m.id for m in again] == ids
+
+
+async def test_same_message_id_is_stored_once(server: ServerProcess, session) -> None:
+    alice = await register(session, server.url, "alice")
+    bob = await register(session, server.url, "bob")
+    a = await connect(session, server.ws_url, alice.token)
+    message_id = await a.send("@bob", b"once")
+    await a.send("@bob", b"once", message_id)
+    first, second = await a.sent(2)
+    assert (first.id, first.duplicate) == (message_id, False)
+    assert (second.id, second.duplicate) == (message_id, True)
+    assert second.sent_at_ms == first.sent_at_ms
+    b = await connect(session, server.ws_url, bob.token)
+    assert [m.id for m in await b.messages(1)] == [message_id]
+    assert not [f for f in await quiet(b) if isinstance(f, Message)]
+
+
+async def test_group_of_50_reaches_every_member_device_once(server: ServerProcess, session):
+    owner = await register(session, server.url, "owner")
+    members = [await register(session, server.url, f"member{i:02d}") for i in range(49)]
+    outsider = await register(session, server.url, "outsider")
+    status, group = await http(
+        session, "POST", f"{server.url}/v1/groups",
+        {"name": "Fifty", "members": [m.handle for m in members]}, owner.token,
+    )  # fmt: skip
+    assert status == 201, group
+    assert len(group["members"]) == 50
+    address = group["address"]
+    o = await connect(session, server.ws_url, owner.token)
+    message_id = await o.send(address, b"hello all")
+    await o.sent(1)
+    for member in members:
+        wire = await connect(session, server.ws_url, member.token)
+        frames = [f for f in await quiet(wire, 0.5) if isinstance(f, Message | GroupEvent)]
+        messages = [f for f in frames if isinstance(f, Message)]
+        assert [m.id for m in messages] == [message_id], member.handle
+        assert messages[0].conversation == address
+        assert any(isinstance(f, GroupEvent) and f.event == "created" for f in frames)
+        await wire.close()
+    x = await connect(session, server.ws_url, outsider.token)
+    await x.send(address, b"let me in")
+    error = await x.error()
+    assert error.code == "group.not_member"
+    assert error.ref is not None
+
+
+async def test_multi_device_both_get_everything_and_sender_sees_own(server, session) -> None:
+    alice1 = await register(session, server.url, "alice")
+    alice2 = await login(session, server.url, "alice")
+    bob1 = await register(session, server.url, "bob")
+    bob2 = await login(session, server.url, "bob")
+    a1 = await connect(session, server.ws_url, alice1.token)
+    ids = [await a1.send("@bob", str(i).encode()) for i in range(20)]
+    await a1.sent(20)
+    for token in (bob1.token, bob2.token):
+        wire = await connect(session, server.ws_url, token)
+        got = await wire.messages(20)
+        assert [m.id for m in got] == ids
+        assert {m.conversation for m in got} == {"@alice"}
+    a2 = await connect(session, server.ws_url, alice2.token)
+    own = await a2.messages(20)
+    assert [m.id for m in own] == ids
+    assert {m.conversation for m in own} == {"@bob"}
+    assert {m.sender_device for m in own} == {alice1.device}
+
+
+async def test_delivered_then_read_receipts(server: ServerProcess, session) -> None:
+    alice = await register(session, server.url, "alice")
+    bob = await register(session, server.url, "bob")
+    a = await connect(session, server.ws_url, alice.token)
+    message_id = await a.send("@bob", b"hi")
+    await a.sent(1)
+    b = await connect(session, server.ws_url, bob.token)
+    (message,) = await b.messages(1)
+    delivered: Receipt = await a.until(Receipt)
+    assert (delivered.status, delivered.ids, delivered.by) == ("delivered", [message_id], "bob")
+    assert delivered.conversation == "@bob"
+    await a.send_frame(Ack(seq=delivered.seq))
+    await b.send_frame(Read(conversation="@alice", sender="alice", ids=[message.id]))
+    read: Receipt = await a.until(Receipt)
+    assert (read.status, read.ids, read.by) == ("read", [message_id], "bob")

@@ -1,0 +1,87 @@
+"""A real Taube server in a subprocess on a free loopback port, for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+# Every wait in the tests is a multiple of this, so a slow machine can scale them all.
+UNIT_S = float(os.environ.get("TAUBE_TEST_TIME_UNIT", "1.0"))
+
+# Cheap argon2 for tests only: registration speed is not what these tests measure.
+TEST_CONFIG = """
+[auth]
+argon2_time_cost = 1
+argon2_memory_kib = 1024
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    def __init__(self, data_dir: Path, port: int | None = None, extra_config: str = "") -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.config_path = data_dir / "taube-test.toml"
+        self.log_path = data_dir / "server.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(TEST_CONFIG + extra_config)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/ws"
+
+    def start(self) -> ServerProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "taube.server",
+                "--host", "127.0.0.1", "--port", str(self.port),
+                "--data", str(self.data_dir), "--config", str(self.config_path),
+            ],
+            stdout=log,
+            stderr=log,
+        )  # fmt: skip
+        deadline = time.monotonic() + 15 * UNIT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not become healthy")
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to flush or clean up (the durability tests want this)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
