@@ -5,7 +5,6 @@ Server tests use it so that they check the wire protocol itself.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,5 +144,5 @@ async def quiet(wire: Wire, seconds: float = 0.3) -> list[AnyServerFrame]:
     try:
         while True:
             got.append(await wire.next(seconds))
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         return got

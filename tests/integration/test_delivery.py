@@ -119,11 +119,11 @@ async def test_group_of_50_reaches_every_member_device_once(server: ServerProces
     await o.sent(1)
     for member in members:
         wire = await connect(session, server.ws_url, member.token)
-        frames = [f for f in await quiet(wire, 0.5) if isinstance(f, Message | GroupEvent)]
-        messages = [f for f in frames if isinstance(f, Message)]
-        assert [m.id for m in messages] == [message_id], member.handle
-        assert messages[0].conversation == address
-        assert any(isinstance(f, GroupEvent) and f.event == "created" for f in frames)
+        created: GroupEvent = await wire.until(GroupEvent)
+        assert (created.event, created.group) == ("created", group["id"])
+        (message,) = await wire.messages(1)
+        assert (message.id, message.conversation) == (message_id, address)
+        assert not [f for f in await quiet(wire, 0.05) if isinstance(f, Message)], member.handle
         await wire.close()
     x = await connect(session, server.ws_url, outsider.token)
     await x.send(address, b"let me in")

@@ -47,7 +47,7 @@ def build_services(config: Config, clock: Clock = system_clock) -> Services:
             argon2_params=Argon2Params(
                 config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism
             ),
-            token_idle_ms=config.token_idle_days * 24 * 3600 * 1000,
+            token_idle_ms=int(config.token_idle_days * 24 * 3600 * 1000),
         ),
         delivery=delivery,
         groups=Groups(store, delivery, clock, max_members=config.max_group_members),
@@ -74,13 +74,17 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
         await services.store.open()
         await services.bus.open()
         yield
-        for connection in list(app[CONNECTIONS].open):
-            with contextlib.suppress(Exception):
-                await connection.ws.close(code=1001)
         await services.bus.close()
         await services.store.close()
 
+    async def close_connections(app: web.Application) -> None:
+        # Without this, shutdown waits for every open WebSocket to end by itself.
+        for connection in list(app[CONNECTIONS].open):
+            with contextlib.suppress(Exception):
+                await connection.ws.close(code=1001, message=b"server shutting down")
+
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(close_connections)
     return app
 
 

@@ -31,7 +31,7 @@ class Config:
     max_body_bytes: int = 1024 * 1024
     max_group_members: int = 1024
     max_unacked_items: int = 1000
-    token_idle_days: int = 90
+    token_idle_days: float = 90.0
     auth_timeout_s: float = 10.0
     heartbeat_s: float = 30.0
     argon2_time_cost: int = 2
