@@ -1,0 +1,212 @@
+"""The Store contract: one suite, run against every Store implementation.
+
+New stores join by adding a factory to STORES; the tests never look inside.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from taube.protocol.frames import GroupEvent, Message, Receipt
+from taube.store import sqlite as sqlite_store
+from taube.store.base import Delivery, GroupRecord, HandleTaken, NewMessage, Store, UserRecord
+from taube.store.sqlite import SqliteStore
+
+StoreFactory = Callable[[Path], Awaitable[Store]]
+
+
+async def open_sqlite(folder: Path) -> Store:
+    store = SqliteStore(folder / "taube.db")
+    await store.open()
+    return store
+
+
+STORES: dict[str, StoreFactory] = {"sqlite": open_sqlite}
+
+
+@pytest.fixture(params=sorted(STORES))
+def factory(request: pytest.FixtureRequest) -> StoreFactory:
+    return STORES[request.param]
+
+
+@pytest.fixture
+async def store(factory: StoreFactory, tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await factory(tmp_path)
+    yield opened
+    await opened.close()
+
+
+async def user(store: Store, handle: str, devices: int = 1) -> None:
+    await store.create_user(UserRecord(handle, "hash", 1))
+    for i in range(devices):
+        await store.create_device(handle, f"d{i}", f"{handle}-{i}".encode(), 1)
+
+
+def message(sender: str, mid: str, to: list[tuple[str, int]], target: str = "@x") -> NewMessage:
+    return NewMessage(
+        sender=sender,
+        sender_device=1,
+        id=mid,
+        target=target,
+        sent_at_ms=1000,
+        payload=b"shared",
+        deliveries=[Delivery(u, d, f"@{sender}") for u, d in to],
+    )
+
+
+async def test_users_and_handle_uniqueness(store: Store) -> None:
+    await store.create_user(UserRecord("alice", "h", 5))
+    with pytest.raises(HandleTaken):
+        await store.create_user(UserRecord("alice", "other", 6))
+    got = await store.get_user("alice")
+    assert got == UserRecord("alice", "h", 5, False, None)
+    await store.set_hide_presence("alice", True)
+    await store.set_last_seen("alice", 77)
+    assert await store.get_user("alice") == UserRecord("alice", "h", 5, True, 77)
+    assert await store.get_user("nobody") is None
+
+
+async def test_devices_ids_grow_and_revocation_sticks(store: Store) -> None:
+    await user(store, "alice", devices=2)
+    devices = await store.list_devices("alice")
+    assert [d.id for d in devices] == [1, 2]
+    assert (await store.device_by_token(b"alice-1")) == devices[1]
+    assert await store.revoke_device("alice", 1, 9)
+    assert not await store.revoke_device("alice", 1, 9)
+    third = await store.create_device("alice", "new", b"t3", 10)
+    assert third.id == 3  # ids are never reused
+    assert await store.active_devices(["alice", "ghost"]) == {"alice": [2, 3]}
+    revoked = await store.device_by_token(b"alice-0")
+    assert revoked is not None
+    assert not revoked.active
+
+
+async def test_inbox_is_gap_free_and_survives_acks_and_reopen(
+    factory: StoreFactory, tmp_path: Path
+) -> None:
+    store = await factory(tmp_path)
+    await user(store, "alice")
+    await user(store, "bob")
+    for i in range(5):
+        result = await store.commit_message(message("alice", f"m{i}", [("bob", 1)]))
+        assert result.devices == [("bob", 1)]
+        assert not result.duplicate
+    items = await store.read_inbox("bob", 1, 0, 100)
+    assert [i.seq for i in items] == [1, 2, 3, 4, 5]
+    assert all(isinstance(i, Message) and i.payload == b"shared" for i in items)
+    ack = await store.ack("bob", 1, 5, 2000)
+    assert ack.acked_seq == 5
+    await store.close()
+    store = await factory(tmp_path)
+    await store.commit_message(message("alice", "m5", [("bob", 1)]))
+    items = await store.read_inbox("bob", 1, 0, 100)
+    assert [i.seq for i in items] == [6]
+    assert await store.last_seq("bob", 1) == 6
+    await store.close()
+
+
+async def test_commit_is_idempotent_per_sender_and_id(store: Store) -> None:
+    await user(store, "alice")
+    await user(store, "bob")
+    first = await store.commit_message(message("alice", "same", [("bob", 1)]))
+    again = await store.commit_message(message("alice", "same", [("bob", 1)]))
+    assert again.duplicate
+    assert again.sent_at_ms == first.sent_at_ms
+    assert again.devices == []
+    assert len(await store.read_inbox("bob", 1, 0, 10)) == 1
+    # Another sender may use the same id without clashing.
+    other = await store.commit_message(message("bob", "same", [("alice", 1)]))
+    assert not other.duplicate
+
+
+async def test_per_device_payloads_win_over_shared(store: Store) -> None:
+    await user(store, "alice")
+    await user(store, "bob", devices=2)
+    msg = NewMessage(
+        "alice", 1, "p", "@bob", 1, None,
+        [Delivery("bob", 1, "@alice", b"one"), Delivery("bob", 2, "@alice", b"two")],
+    )  # fmt: skip
+    await store.commit_message(msg)
+    (one,) = await store.read_inbox("bob", 1, 0, 10)
+    (two,) = await store.read_inbox("bob", 2, 0, 10)
+    assert isinstance(one, Message)
+    assert isinstance(two, Message)
+    assert (one.payload, two.payload) == (b"one", b"two")
+
+
+async def test_ack_queues_delivered_receipts_for_every_sender_device(store: Store) -> None:
+    await user(store, "alice", devices=2)
+    await user(store, "bob")
+    await store.commit_message(message("alice", "a1", [("bob", 1), ("alice", 2)]))
+    await store.commit_message(message("alice", "a2", [("bob", 1), ("alice", 2)]))
+    result = await store.ack("bob", 1, 99, 3000)
+    assert result.acked_seq == 2  # clamped to what exists
+    assert sorted(result.devices) == [("alice", 1), ("alice", 2)]
+    for device in (1, 2):
+        receipts = [
+            i for i in await store.read_inbox("alice", device, 0, 10) if isinstance(i, Receipt)
+        ]
+        assert len(receipts) == 1
+        r = receipts[0]
+        assert (r.status, r.by, r.by_device, r.ids, r.conversation) == (
+            "delivered", "bob", 1, ["a1", "a2"], "@bob",
+        )  # fmt: skip
+    # The sender's own copy, acked, makes no receipt.
+    own = await store.ack("alice", 2, 2, 3000)
+    assert own.devices == []
+    assert await store.read_inbox("bob", 1, 0, 10) == []
+
+
+async def test_revoked_device_loses_inbox_and_gets_nothing_new(store: Store) -> None:
+    await user(store, "alice")
+    await user(store, "bob", devices=2)
+    await store.commit_message(message("alice", "x", [("bob", 1), ("bob", 2)]))
+    assert await store.revoke_device("bob", 2, 5)
+    assert await store.read_inbox("bob", 2, 0, 10) == []
+    result = await store.commit_message(message("alice", "y", [("bob", 1), ("bob", 2)]))
+    assert result.devices == [("bob", 1)]
+
+
+async def test_groups_membership_and_events(store: Store) -> None:
+    for h in ("alice", "bob", "carol"):
+        await user(store, h)
+    group = GroupRecord("g1", "Familie", 1, "alice", {"alice": True, "bob": False})
+    await store.create_group(group)
+    assert await store.get_group("g1") == group
+    updated = await store.update_group(
+        "g1", name="Family", upsert_members={"carol": False, "bob": True}, remove_members=["alice"]
+    )
+    assert updated is not None
+    assert (updated.name, updated.members) == ("Family", {"bob": True, "carol": False})
+    assert [g.id for g in await store.groups_of("carol")] == ["g1"]
+    assert await store.groups_of("alice") == []
+    assert await store.update_group("nope", name="x") is None
+    event = GroupEvent(
+        seq=0, group="g1", event="renamed", actor="bob", members=[], name="Family", at_ms=2
+    )
+    await store.append_items([(("carol", 1), event)])
+    (item,) = await store.read_inbox("carol", 1, 0, 10)
+    assert item == GroupEvent(
+        seq=1, group="g1", event="renamed", actor="bob", members=[], name="Family", at_ms=2
+    )
+
+
+async def test_sqlite_migrates_an_existing_database_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_sqlite(tmp_path)
+    await user(store, "alice")
+    await store.close()
+    shipped = sqlite_store.migrations()
+    extra = (shipped[-1][0] + 1, "ALTER TABLE users ADD COLUMN about TEXT NOT NULL DEFAULT '';")
+    monkeypatch.setattr(sqlite_store, "migrations", lambda: [*shipped, extra])
+    store = await open_sqlite(tmp_path)
+    assert await store.get_user("alice") is not None
+    await store.close()
+    with sqlite3.connect(tmp_path / "taube.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == extra[0]
+        assert conn.execute("SELECT about FROM users").fetchall() == [("",)]
