@@ -109,6 +109,8 @@ class DeliveryService:
 
     async def ack(self, user: str, device: int, upto_seq: int) -> int:
         """Cumulative ack; queues delivered receipts. Returns the effective acked seq."""
+        if upto_seq <= 0:
+            return 0
         result = await self._store.ack(user, device, upto_seq, self._clock())
         await self.ring(result.devices)
         return result.acked_seq

@@ -1,0 +1,50 @@
+"""Configuration: defaults < TOML < environment < flags; mistakes are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from taube.server.config import Config, ConfigError, load_config
+
+
+def test_defaults(tmp_path: Path) -> None:
+    config = load_config(None, environ={})
+    assert config == Config()
+    assert config.sqlite_path == Path("data/taube.db")
+    assert config.max_payload_bytes == 65536
+
+
+def test_precedence(tmp_path: Path) -> None:
+    toml = tmp_path / "taube.toml"
+    toml.write_text('[server]\nport = 9000\nhost = "0.0.0.0"\n[limits]\nmax_group_members = 50\n')
+    config = load_config(toml, port=9100, environ={"TAUBE_HOST": "::1", "TAUBE_PORT": "9050"})
+    assert (config.port, config.host, config.max_group_members) == (9100, "::1", 50)
+    config = load_config(toml, environ={"TAUBE_PORT": "9050"})
+    assert config.port == 9050
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[server]\nprot = 1\n", "unknown setting server.prot"),
+        ("[nope]\nx = 1\n", "unknown section [nope]"),
+        ("[server]\nport = 'eighty'\n", "setting 'port': expected int"),
+        ("[server]\nport = 0\n", "port 0 is out of range"),
+        ("[store]\nstore = 'mysql://x'\n", "only sqlite"),
+        ("[store]\nsqlite_synchronous = 'SOMETIMES'\n", "sqlite_synchronous"),
+        ("[limits]\nmax_frame_bytes = 10\n", "max_frame_bytes"),
+        ("this is not toml", "not valid TOML"),
+    ],
+)
+def test_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
+    toml = tmp_path / "taube.toml"
+    toml.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config(toml, environ={})
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "absent.toml", environ={})

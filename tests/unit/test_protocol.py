@@ -1,0 +1,100 @@
+"""Pure tests of the protocol package: ids, addresses, frames and the error table."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from taube.protocol.errors import ERRORS, TaubeError
+from taube.protocol.frames import (
+    Message,
+    Receipt,
+    Send,
+    decode_client_frame,
+    decode_server_frame,
+    encode_frame,
+)
+from taube.protocol.ids import (
+    is_handle,
+    is_message_id,
+    new_group_id,
+    normalize_handle,
+    parse_address,
+    uuid7,
+)
+
+
+def test_uuid7_is_version_7_time_ordered_and_canonical() -> None:
+    ids = [uuid7(now_ms=1_700_000_000_000 + i) for i in range(100)]
+    assert ids == sorted(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 7
+        assert parsed.variant == uuid.RFC_4122
+        assert is_message_id(text)
+    assert int(ids[0].replace("-", "")[:12], 16) == 1_700_000_000_000
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "x", "ABCDEF00-0000-7000-8000-000000000000", "{" + str(uuid.uuid4()) + "}", "1" * 36],
+)
+def test_message_ids_must_be_canonical(text: str) -> None:
+    assert not is_message_id(text)
+
+
+def test_addresses() -> None:
+    gid = new_group_id()
+    assert parse_address(f"#{gid}") == ("group", gid)
+    assert parse_address("@alice") == ("user", "alice")
+    for bad in ("alice", "@", "@A", "#short", "@a b", "#" + "!" * 26, "@" + "a" * 40):
+        assert parse_address(bad) is None, bad
+    assert normalize_handle(" @Alice ") == "alice"
+    assert is_handle("al")
+    assert not is_handle("a")
+    assert not is_handle("-al")
+
+
+@given(payload=st.binary(max_size=200), to=st.sampled_from(["@bob", "#" + "a" * 26]))
+def test_send_round_trips_through_json(payload: bytes, to: str) -> None:
+    frame = Send(id=uuid7(), to=to, payload=payload)
+    assert decode_client_frame(encode_frame(frame)) == frame
+
+
+def test_server_frames_round_trip_and_omit_defaults() -> None:
+    message = Message(seq=3, id=uuid7(), conversation="@a", sender="a", sender_device=1,
+                      sent_at_ms=5, payload=b"\x00\xff")  # fmt: skip
+    receipt = Receipt(
+        seq=4, status="read", conversation="@b", by="b", by_device=2, ids=["x"], at_ms=6
+    )
+    for frame in (message, receipt):
+        assert decode_server_frame(encode_frame(frame)) == frame
+    assert b"payloads" not in encode_frame(Send(id="x", to="@b", payload=b""))
+
+
+def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
+    frame = decode_client_frame(b'{"type":"ack","seq":4,"from_the_future":true}')
+    assert frame == decode_client_frame(b'{"type":"ack","seq":4}')
+    with pytest.raises(msgspec.ValidationError):
+        decode_client_frame(b'{"type":"ack","seq":"4"}')
+
+
+def test_error_table_is_consistent() -> None:
+    for code, spec in ERRORS.items():
+        assert code == spec.code
+        family, _, name = code.partition(".")
+        assert family
+        assert (name or code == "internal")
+        assert 400 <= spec.http_status < 600
+        assert (
+            spec.ws_close is None
+            or spec.ws_close in {1009, 1011, 1012, 1013}
+            or 4000 <= spec.ws_close < 5000
+        )
+    with pytest.raises(ValueError, match="unknown error code"):
+        TaubeError("no.such_code")
+    assert TaubeError("msg.too_large", limit=5).details == {"limit": 5}
