@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 from tests.cli.conftest import PASSWORD, Taube
 from tests.serverproc import UNIT_S, ServerProcess
 
 
-def json_lines(stdout: str) -> list[dict[str, object]]:
+def json_lines(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 
 
@@ -171,3 +172,35 @@ def test_unreachable_server_is_an_error_line_not_a_traceback(taube: Taube) -> No
     )  # fmt: skip
     assert done.returncode == 3
     assert_one_error_line(done, "client.unreachable")
+
+
+def test_listen_read_sends_read_receipts(alice_and_bob: Taube) -> None:
+    taube = alice_and_bob
+    assert taube("alice", "send", "@bob", "read me").returncode == 0
+    heard = taube("bob", "listen", "--json", "--read", "--count", "1", "--timeout", "10")
+    assert heard.returncode == 0, heard.stderr
+    [message] = [m for m in json_lines(heard.stdout) if m["type"] == "message"]
+    # listen acked and closed at once: that last ack still makes the delivered receipt.
+    receipts = taube("alice", "listen", "--json", "--timeout", "1")
+    assert receipts.returncode == 0, receipts.stderr
+    got = {(r["status"], r["by"], tuple(r["ids"])) for r in json_lines(receipts.stdout)}
+    assert ("delivered", "bob", (message["id"],)) in got
+    assert ("read", "bob", (message["id"],)) in got
+
+
+def test_group_management(alice_and_bob: Taube) -> None:
+    taube = alice_and_bob
+    group_id = taube("alice", "group", "create", "team").stdout.strip()
+    assert taube("alice", "group", "add", f"#{group_id}", "@bob").returncode == 0
+    promoted = taube("alice", "group", "promote", group_id, "bob")
+    assert "@bob  (admin)" in promoted.stdout
+    renamed = taube("bob", "group", "rename", group_id, "the team")
+    assert renamed.stdout.startswith(f"#{group_id}  the team")
+    listed = taube("bob", "group", "list")
+    assert f"#{group_id}  the team  (2 members)" in listed.stdout
+    assert taube("bob", "group", "leave", group_id).returncode == 0
+    gone = taube("bob", "group", "members", group_id)
+    assert_one_error_line(gone, "group.not_member")
+    removed = taube("alice", "group", "remove", group_id, "@nobody")
+    assert removed.returncode == 1
+    assert "Traceback" not in removed.stderr

@@ -7,6 +7,7 @@ restarts it where the story needs; nothing of ours is mocked.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -227,3 +228,40 @@ async def test_delivered_and_read_receipts(users: Users) -> None:
     assert set(statuses) == {"delivered", "read"}
     for receipt in statuses.values():
         assert (receipt.by, receipt.conversation, receipt.ids) == ("bob", "@bob", (message_id,))
+
+
+async def test_an_app_that_falls_behind_still_gets_everything_once(users: Users) -> None:
+    texts = [f"q{i}" for i in range(40)]
+    async with Client(users.alice, options=FAST) as alice:
+        await alice.send_many([("@bob", t) for t in texts])
+        await alice.flush(timeout=5 * UNIT_S)
+    # Room for 8 queued events only: the rest is refused and fetched again later.
+    tiny = replace(FAST, max_queued_events=8)
+    async with Client(users.bob, options=tiny) as bob:
+        await asyncio.sleep(0.3)  # let the queue overflow before the app reads
+        got: list[Message] = []
+        connections = 0
+        async with asyncio.timeout(10 * UNIT_S):
+            async for event in bob.events():
+                connections += isinstance(event, Connected)
+                if isinstance(event, Message):
+                    got.append(event)
+                    if len(got) == 40:
+                        break
+        await assert_no_more_messages(bob)
+    assert [m.text for m in got] == texts
+    assert connections >= 2  # it reconnected to have the refused items replayed
+
+
+async def test_a_server_that_lost_our_place_is_followed_not_ignored(users: Users) -> None:
+    with Profile.open(users.bob) as profile:
+        profile.set_last_seq(1000)  # as if the server's store had been restored from backup
+    async with Client(users.bob, options=FAST) as bob:
+        await bob.wait_connected(5 * UNIT_S)
+        async with Client(users.alice, options=FAST) as alice:
+            sent = await alice.send("@bob", "after the restore")
+            await alice.wait_sent([sent], 5 * UNIT_S)
+        [msg] = await collect(bob, 1, 5)
+    assert msg.text == "after the restore"
+    with Profile.open(users.bob) as profile:
+        assert profile.last_seq() == msg.seq

@@ -232,3 +232,25 @@ async def test_http_bad_bodies_get_problem_json(server: ServerProcess, session) 
     assert (status, body["code"]) == (404, "user.not_found")
     status, body = await http(session, "DELETE", f"{server.url}/v1/devices/abc", token=alice.token)
     assert (status, body["code"]) == (422, "request.invalid")
+
+
+async def test_health_readiness_and_plain_http_on_the_websocket_route(server, session) -> None:
+    status, body = await http(session, "GET", f"{server.url}/healthz")
+    assert (status, body["status"]) == (200, "ok")
+    status, body = await http(session, "GET", f"{server.url}/readyz")
+    assert (status, body["status"]) == (200, "ready")
+    status, body = await http(session, "GET", f"{server.url}/v1/ws")
+    assert (status, body["code"]) == (422, "request.invalid")
+    async with session.get(f"{server.url}/v1/me") as r:
+        assert r.status == 401
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_openapi_document_lists_every_route(server, session) -> None:
+    status, doc = await http(session, "GET", f"{server.url}/openapi.json")
+    assert status == 200
+    assert doc["openapi"].startswith("3.1")
+    assert {"/v1/accounts", "/v1/sessions", "/v1/groups/{group}/members"} <= set(doc["paths"])
+    register_op = doc["paths"]["/v1/accounts"]["post"]
+    assert "409" in register_op["responses"]
+    assert "account.handle_taken" in register_op["responses"]["409"]["description"]

@@ -167,3 +167,25 @@ async def test_delivered_then_read_receipts(server: ServerProcess, session) -> N
     await b.send_frame(Read(conversation="@alice", sender="alice", ids=[message.id]))
     read: Receipt = await a.until(Receipt)
     assert (read.status, read.ids, read.by) == ("read", [message_id], "bob")
+
+
+async def test_retry_of_a_stored_message_is_a_duplicate_even_after_leaving(
+    server: ServerProcess, session
+) -> None:
+    alice = await register(session, server.url, "alice")
+    await register(session, server.url, "bob")
+    status, group = await http(
+        session, "POST", f"{server.url}/v1/groups", {"name": "G", "members": ["bob"]}, alice.token
+    )
+    a = await connect(session, server.ws_url, alice.token)
+    message_id = await a.send(group["address"], b"before leaving")
+    (sent,) = await a.sent(1)
+    status, _ = await http(
+        session, "DELETE", f"{server.url}/v1/groups/{group['id']}/members/alice", token=alice.token
+    )
+    assert status == 200
+    await a.send(group["address"], b"before leaving", message_id)  # the outbox retries
+    (again,) = await a.sent(1)
+    assert (again.duplicate, again.sent_at_ms) == (True, sent.sent_at_ms)
+    await a.send(group["address"], b"after leaving")
+    assert (await a.error()).code == "group.not_member"

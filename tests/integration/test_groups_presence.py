@@ -123,9 +123,15 @@ async def test_presence_online_last_seen_and_hiding(server: ServerProcess, sessi
     offline: Presence = await a.until(Presence)
     assert not offline.online
     assert offline.last_seen_ms is not None
-    # Bob hides his presence: watchers see nothing, not even last seen.
+    # Bob hides his presence while online: watchers see him go offline at once,
+    # and from then on see nothing, not even last seen.
+    b = await connect(session, server.ws_url, bob.token)
+    assert (await a.until(Presence)).online
     status, me = await call(session, server, bob, "PATCH", "/v1/me", {"hide_presence": True})
     assert (status, me["hide_presence"]) == (200, True)
+    gone: Presence = await a.until(Presence)
+    assert (gone.online, gone.last_seen_ms) == (False, None)
+    await b.close()
     await a.send_frame(Watch(users=["bob"]))
     hidden: Presence = await a.until(Presence)
     assert (hidden.online, hidden.last_seen_ms) == (False, None)

@@ -13,7 +13,15 @@ import pytest
 
 from taube.protocol.frames import GroupEvent, Message, Receipt
 from taube.store import sqlite as sqlite_store
-from taube.store.base import Delivery, GroupRecord, HandleTaken, NewMessage, Store, UserRecord
+from taube.store.base import (
+    Delivery,
+    GroupRecord,
+    HandleTaken,
+    NewMessage,
+    SchemaTooNew,
+    Store,
+    UserRecord,
+)
 from taube.store.sqlite import SqliteStore
 
 StoreFactory = Callable[[Path], Awaitable[Store]]
@@ -210,3 +218,25 @@ async def test_sqlite_migrates_an_existing_database_in_place(
     with sqlite3.connect(tmp_path / "taube.db") as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == extra[0]
         assert conn.execute("SELECT about FROM users").fetchall() == [("",)]
+
+
+async def test_purge_forgets_only_old_messages_nobody_still_holds(store: Store) -> None:
+    await user(store, "alice")
+    await user(store, "bob")
+    await store.commit_message(message("alice", "delivered", [("bob", 1)]))
+    await store.commit_message(message("alice", "pending", [("bob", 1)]))
+    await store.ack("bob", 1, 1, 2000)  # "delivered" leaves the inbox, "pending" stays
+    assert await store.purge_messages(before_ms=500, limit=100) == 0  # too young
+    assert await store.purge_messages(before_ms=5000, limit=100) == 1
+    assert await store.sent_at("alice", "delivered") is None
+    assert await store.sent_at("alice", "pending") == 1000
+    (item,) = await store.read_inbox("bob", 1, 0, 10)
+    assert isinstance(item, Message)
+    assert item.payload == b"shared"
+
+
+async def test_sqlite_refuses_a_database_from_a_newer_version(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "taube.db") as conn:
+        conn.execute("PRAGMA user_version = 999")
+    with pytest.raises(SchemaTooNew):
+        await open_sqlite(tmp_path)

@@ -88,7 +88,7 @@ def test_error_table_is_consistent() -> None:
         assert code == spec.code
         family, _, name = code.partition(".")
         assert family
-        assert (name or code == "internal")
+        assert name or code == "internal"
         assert 400 <= spec.http_status < 600
         assert (
             spec.ws_close is None

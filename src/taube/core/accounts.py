@@ -9,6 +9,7 @@ after ``token_idle_ms`` without use.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -105,16 +106,17 @@ class Accounts:
             raise TaubeError("auth.invalid_token")
         if not device.active:
             raise TaubeError("auth.revoked")
-        now = self._clock()
-        if now - device.last_active_ms > self._token_idle_ms:
+        if self._clock() - device.last_active_ms > self._token_idle_ms:
             raise TaubeError("auth.token_expired")
-        # One write per hour per device is plenty for inactivity expiry.
-        if now - device.last_active_ms > 3_600_000:
-            await self._store.touch_device(device.user, device.id, now)
-        return device
+        return await self.keep_alive(device)
 
-    async def touch(self, device: DeviceRecord) -> None:
-        await self._store.touch_device(device.user, device.id, self._clock())
+    async def keep_alive(self, device: DeviceRecord) -> DeviceRecord:
+        """Record that a connected device is still in use (at most one write an hour)."""
+        now = self._clock()
+        if now - device.last_active_ms <= 3_600_000:
+            return device
+        await self._store.touch_device(device.user, device.id, now)
+        return dataclasses.replace(device, last_active_ms=now)
 
     async def devices(self, handle: str) -> list[DeviceRecord]:
         return [d for d in await self._store.list_devices(handle) if d.active]
@@ -129,6 +131,3 @@ class Accounts:
         if user is None:
             raise TaubeError("user.not_found")
         return user
-
-    async def set_hide_presence(self, handle: str, hide: bool) -> None:
-        await self._store.set_hide_presence(handle, hide)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import msgspec
+
 from taube.bus.base import Bus, inbox_subject, user_subject
 from taube.core.clock import Clock
 from taube.protocol.errors import TaubeError
@@ -28,10 +30,26 @@ class DeliveryService:
 
     # ---------------------------------------------------------------- sending
 
-    async def prepare(self, sender: str, sender_device: int, frame: Send) -> NewMessage:
-        """Validate a send and resolve its recipient devices; raises TaubeError."""
+    async def prepare(
+        self, sender: str, sender_device: int, frame: Send
+    ) -> NewMessage | SendResult:
+        """Validate a send and resolve its recipient devices; raises TaubeError.
+
+        A retry of a message that is already stored answers as a duplicate even if it
+        would no longer validate (the sender left the group, a device was added since),
+        so that a client's outbox never turns a delivered message into an error.
+        """
         if not is_message_id(frame.id):
             raise TaubeError("msg.invalid_id")
+        try:
+            return await self._validate(sender, sender_device, frame)
+        except TaubeError:
+            sent_at = await self._store.sent_at(sender, frame.id)
+            if sent_at is None:
+                raise
+            return SendResult(sent_at, True, [])
+
+    async def _validate(self, sender: str, sender_device: int, frame: Send) -> NewMessage:
         if (frame.payload is None) == (frame.payloads is None):
             raise TaubeError("request.invalid", "Give exactly one of payload or payloads.")
         sizes = [len(frame.payload)] if frame.payload is not None else []
@@ -59,9 +77,11 @@ class DeliveryService:
         ]
         if frame.payloads is not None:
             given = {(p.user, p.device): p.payload for p in frame.payloads}
+            if len(given) != len(frame.payloads):
+                raise TaubeError("request.invalid", "A device appears twice in payloads.")
             missing = sorted(set(targets) - given.keys())
             extra = sorted(given.keys() - set(targets))
-            if missing or extra or len(given) != len(frame.payloads):
+            if missing or extra:
                 raise TaubeError(
                     "msg.stale_devices",
                     missing=[f"{u}.{d}" for u, d in missing],
@@ -81,8 +101,10 @@ class DeliveryService:
             deliveries=deliveries,
         )
 
-    async def commit(self, message: NewMessage) -> SendResult:
+    async def commit(self, message: NewMessage | SendResult) -> SendResult:
         """Durably append the message to every recipient inbox, then ring doorbells."""
+        if isinstance(message, SendResult):
+            return message
         result = await self._store.commit_message(message)
         await self.ring(result.devices)
         return result
@@ -137,19 +159,18 @@ class DeliveryService:
             raise TaubeError("user.not_found")
         now = self._clock()
 
-        def receipt(conversation: str) -> Receipt:
-            return Receipt(
-                seq=0,
-                status="read",
-                conversation=conversation,
-                by=user,
-                by_device=device,
-                ids=list(frame.ids),
-                at_ms=now,
-            )
-
-        to_sender = receipt(seen_by_sender)
-        to_self = receipt(frame.conversation)
+        to_sender = Receipt(
+            seq=0,
+            status="read",
+            conversation=seen_by_sender,
+            by=user,
+            by_device=device,
+            ids=list(frame.ids),
+            at_ms=now,
+        )
+        to_self = msgspec.structs.replace(
+            to_sender, conversation=frame.conversation, sender=frame.sender
+        )
         items: list[tuple[DeviceKey, Receipt]] = [
             ((frame.sender, d), to_sender) for d in devices[frame.sender]
         ]

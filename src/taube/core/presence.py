@@ -41,6 +41,15 @@ class PresenceService:
         await self._store.set_last_seen(user, now)
         await self._publish(user, Presence(user=user, online=False, last_seen_ms=now))
 
+    async def set_hidden(self, user: str, hide: bool) -> None:
+        """Change the setting and tell watchers at once (hidden looks like offline)."""
+        await self._store.set_hide_presence(user, hide)
+        if not self.is_online(user):
+            return
+        online = not hide
+        presence = Presence(user=user, online=online, last_seen_ms=None)
+        await self._bus.publish(presence_subject(user), encode_frame(presence))
+
     async def _publish(self, user: str, presence: Presence) -> None:
         record = await self._store.get_user(user)
         if record is not None and not record.hide_presence:

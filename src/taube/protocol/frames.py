@@ -144,7 +144,8 @@ class Receipt(ServerFrame, tag="receipt", frozen=True):
     """An inbox item: ``by`` has received (``delivered``) or read messages ``ids``.
 
     ``conversation`` is seen from the receiver of the receipt. A ``read`` receipt
-    made by your own other device (``by`` is you) means you read them there.
+    made by your own other device (``by`` is you) means you read them there; then
+    ``sender`` says whose messages they were (message ids are unique per sender).
     """
 
     seq: int
@@ -154,6 +155,7 @@ class Receipt(ServerFrame, tag="receipt", frozen=True):
     by_device: int
     ids: list[str]
     at_ms: int
+    sender: str | None = None
 
 
 GroupEventKind = Literal["created", "added", "removed", "left", "renamed", "promoted", "demoted"]

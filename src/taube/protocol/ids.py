@@ -13,7 +13,7 @@ import time
 import uuid
 
 HANDLE_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]{1,31}$")
-GROUP_ID_RE = re.compile(r"^[a-z0-9]{26}$")
+GROUP_ID_RE = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")  # Crockford base32, lower case
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 

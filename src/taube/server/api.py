@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from taube import __version__
@@ -13,6 +15,7 @@ from taube.server.http import Route, json_response, read_body
 from taube.server.services import Services
 from taube.store.base import DeviceRecord, GroupRecord
 
+GROUP_ADMIN_ERRORS = ("group.not_found", "group.not_member", "group.not_admin", "user.not_found")
 AUTH_ERRORS = ("auth.required", "auth.invalid_token", "auth.token_expired", "auth.revoked")
 
 
@@ -80,7 +83,7 @@ async def patch_me(request: web.Request) -> web.Response:
     device = await current_device(request)
     req = await read_body(request, body.SettingsUpdate)
     if req.hide_presence is not None:
-        await services(request).accounts.set_hide_presence(device.user, req.hide_presence)
+        await services(request).presence.set_hidden(device.user, req.hide_presence)
     return json_response(await me_body(request, device))
 
 
@@ -184,9 +187,23 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response(body.Health(status="ok", version=__version__))
 
 
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness for a load balancer: the store and the bus answer."""
+    s = services(request)
+    try:
+        async with asyncio.timeout(2.0):
+            await s.store.ping()
+            await s.bus.ping()
+    except Exception as exc:
+        raise TaubeError("server.not_ready", f"Not ready: {type(exc).__name__}.") from None
+    return json_response(body.Health(status="ready", version=__version__))
+
+
 ROUTES = [
     Route("GET", "/healthz", healthz, "Liveness: the process answers.", None, body.Health,
           auth=False),
+    Route("GET", "/readyz", readyz, "Readiness: store and bus reachable.", None, body.Health,
+          auth=False, errors=("server.not_ready",)),
     Route("POST", "/v1/accounts", register, "Register a handle and log in its first device.",
           body.RegisterRequest, body.DeviceSession, 201, auth=False,
           errors=("account.invalid_handle", "account.weak_password", "account.handle_taken")),
@@ -200,7 +217,7 @@ ROUTES = [
           None, body.DeviceList),
     Route("DELETE", "/v1/devices/{id}", revoke_device,
           "Revoke a device: its token stops working and its connections close.",
-          status=204, errors=("device.not_found",)),
+          status=204, errors=("device.not_found", "request.invalid")),
     Route("GET", "/v1/users/{handle}", get_user, "Look up a user and their device ids.",
           None, body.UserInfo, errors=("user.not_found",)),
     Route("POST", "/v1/groups", create_group, "Create a group; the creator is its admin.",
@@ -209,13 +226,12 @@ ROUTES = [
     Route("GET", "/v1/groups/{group}", get_group, "A group with its members and admins.",
           None, body.GroupInfo, errors=("group.not_found", "group.not_member")),
     Route("PATCH", "/v1/groups/{group}", rename_group, "Rename a group (admins).",
-          body.GroupRename, body.GroupInfo, errors=("group.not_admin",)),
+          body.GroupRename, body.GroupInfo, errors=GROUP_ADMIN_ERRORS),
     Route("POST", "/v1/groups/{group}/members", add_members, "Add members (admins).",
-          body.MembersChange, body.GroupInfo,
-          errors=("group.not_admin", "group.full", "user.not_found")),
+          body.MembersChange, body.GroupInfo, errors=(*GROUP_ADMIN_ERRORS, "group.full")),
     Route("DELETE", "/v1/groups/{group}/members/{handle}", remove_member,
           "Remove a member (admins), or leave when the handle is your own.",
-          None, body.GroupInfo, errors=("group.not_admin", "user.not_found")),
+          None, body.GroupInfo, errors=GROUP_ADMIN_ERRORS),
     Route("POST", "/v1/groups/{group}/admins", add_admins, "Make members admins (admins).",
-          body.MembersChange, body.GroupInfo, errors=("group.not_admin", "user.not_found")),
+          body.MembersChange, body.GroupInfo, errors=GROUP_ADMIN_ERRORS),
 ]  # fmt: skip

@@ -73,7 +73,12 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await services.store.open()
         await services.bus.open()
+        retention = asyncio.create_task(purge_old_messages(services))
+        log.info("ready: store %s", config.sqlite_path)
         yield
+        retention.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await retention
         await services.bus.close()
         await services.store.close()
 
@@ -86,6 +91,27 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(close_connections)
     return app
+
+
+PURGE_EVERY_S = 3600.0
+PURGE_CHUNK = 10_000
+
+
+async def purge_old_messages(services: Services) -> None:
+    """Hourly: forget delivered messages past retention, in small transactions."""
+    retention_ms = int(services.config.message_retention_days * 24 * 3600 * 1000)
+    while True:
+        try:
+            cutoff = services.clock() - retention_ms
+            total = 0
+            while (purged := await services.store.purge_messages(cutoff, PURGE_CHUNK)) > 0:
+                total += purged
+                await asyncio.sleep(0.1)  # let live traffic through between chunks
+            if total:
+                log.info("retention: forgot %d delivered messages", total)
+        except Exception:
+            log.exception("retention job failed; retrying in an hour")
+        await asyncio.sleep(PURGE_EVERY_S)
 
 
 def configure_logging(level: str) -> None:

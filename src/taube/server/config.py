@@ -26,6 +26,9 @@ class Config:
     store: str = ""
     """Store URL; empty means SQLite at <data_dir>/taube.db."""
     sqlite_synchronous: str = "FULL"
+    message_retention_days: float = 30.0
+    """How long a delivered message's id is remembered to drop retries (and its shared
+    payload kept); undelivered messages are kept until every recipient device acks."""
     max_payload_bytes: int = 64 * 1024
     max_frame_bytes: int = 4 * 1024 * 1024
     max_body_bytes: int = 1024 * 1024
@@ -49,7 +52,7 @@ class Config:
 # TOML section -> keys it may hold (all map onto Config fields of the same name).
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "server": ("host", "port", "data_dir", "log_level", "heartbeat_s", "auth_timeout_s"),
-    "store": ("store", "sqlite_synchronous"),
+    "store": ("store", "sqlite_synchronous", "message_retention_days"),
     "limits": (
         "max_payload_bytes",
         "max_frame_bytes",
@@ -129,6 +132,22 @@ def load_config(
         raise ConfigError(f"store {config.store!r}: only sqlite:///PATH is supported so far")
     if config.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         raise ConfigError("sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA")
-    if config.max_payload_bytes < 1 or config.max_frame_bytes < config.max_payload_bytes:
-        raise ConfigError("max_frame_bytes must be at least max_payload_bytes (> 0)")
+    if config.max_payload_bytes < 1:
+        raise ConfigError("max_payload_bytes must be positive")
+    # A payload travels base64-encoded (4/3 larger) inside a JSON frame.
+    smallest_frame = config.max_payload_bytes * 4 // 3 + 1024
+    if config.max_frame_bytes < smallest_frame:
+        raise ConfigError(
+            f"max_frame_bytes must be at least {smallest_frame} to carry a full payload"
+        )
+    positive = ("max_body_bytes", "max_group_members", "max_unacked_items", "token_idle_days",
+                "auth_timeout_s", "heartbeat_s", "message_retention_days", "argon2_time_cost",
+                "argon2_parallelism")  # fmt: skip
+    for name in positive:
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"{name} must be positive")
+    if config.argon2_memory_kib < 8 * config.argon2_parallelism:
+        raise ConfigError("argon2_memory_kib must be at least 8 x argon2_parallelism")
+    if config.log_level.lower() not in {"debug", "info", "warning", "error"}:
+        raise ConfigError("log_level must be debug, info, warning or error")
     return config

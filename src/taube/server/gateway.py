@@ -47,6 +47,7 @@ from taube.protocol.frames import (
     decode_client_frame,
     encode_frame,
 )
+from taube.protocol.ids import normalize_handle
 from taube.server.services import Services
 from taube.store.base import DeviceRecord, SendResult
 
@@ -67,7 +68,7 @@ def decode_frame(data: str | bytes) -> AnyClientFrame:
         try:
             raw = msgspec.json.decode(data)
         except msgspec.DecodeError:
-            raw = None
+            raise TaubeError("request.malformed") from None
         if isinstance(raw, dict) and raw.get("type") not in CLIENT_FRAME_TYPES:
             raise TaubeError(
                 "request.unknown_type", f"Unknown frame type {raw.get('type')!r}."
@@ -118,13 +119,7 @@ class Connection:
         user, dev = device.user, device.id
         presence = self.s.presence
         try:
-            self._subs.append(await self.s.bus.subscribe(inbox_subject(user, dev), self._ring))
-            self._subs.append(await self.s.bus.subscribe(device_subject(user, dev), self._control))
-            self._subs.append(await self.s.bus.subscribe(user_subject(user), self._forward))
-            await presence.connected(user)
-            log.info("connected user=%s device=%d peer=%s", user, dev, self.peer)
-            for loop in (self._writer(), self._pusher(), self._send_acker(), self._acker()):
-                self._tasks.append(asyncio.create_task(self._guard(loop)))
+            # Ready is queued first so that no other frame can overtake it.
             await self._enqueue(
                 Ready(
                     handle=user,
@@ -134,11 +129,19 @@ class Connection:
                     max_payload_bytes=self.s.delivery.max_payload_bytes,
                 )
             )
+            self._subs.append(await self.s.bus.subscribe(inbox_subject(user, dev), self._ring))
+            self._subs.append(await self.s.bus.subscribe(device_subject(user, dev), self._control))
+            self._subs.append(await self.s.bus.subscribe(user_subject(user), self._forward))
+            await presence.connected(user)
+            log.info("connected user=%s device=%d peer=%s", user, dev, self.peer)
+            for loop in (self._writer(), self._pusher(), self._send_acker(), self._acker()):
+                self._tasks.append(asyncio.create_task(self._guard(loop)))
             self._doorbell.set()
             await self._read_loop()
         finally:
             for task in self._tasks:
                 task.cancel()
+            await self._commit_last_ack()
             for sub in self._subs + self._watch_subs:
                 await sub.cancel()
             await presence.disconnected(user)
@@ -226,7 +229,7 @@ class Connection:
             case SetTyping():
                 await self.s.delivery.typing(user, frame)
             case Watch(users=users):
-                await self._watch(users)
+                await self._watch([normalize_handle(u) for u in users])
             case Ping(ref=ref):
                 await self._enqueue(Pong(ref=ref, server_time_ms=self.s.clock()))
             case Auth():
@@ -268,6 +271,8 @@ class Connection:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(CATCH_UP_POLL_S):
                         await self._doorbell.wait()
+                # A device that stays connected for months must not expire.
+                self.device = await self.s.accounts.keep_alive(self.device)
                 continue
             for item in items:
                 await self._enqueue(item)
@@ -283,6 +288,14 @@ class Connection:
                 await self.s.delivery.ack(self.device.user, self.device.id, target)
                 self._acked = target
                 self._acks_changed.set()
+
+    async def _commit_last_ack(self) -> None:
+        """An ack that came just before the close still counts (and makes its receipts)."""
+        if self.device is not None and self._ack_target > self._acked:
+            try:
+                await self.s.delivery.ack(self.device.user, self.device.id, self._ack_target)
+            except Exception:
+                log.exception("final ack failed peer=%s", self.peer)
 
     async def _send_acker(self) -> None:
         while True:
@@ -317,6 +330,9 @@ class Connection:
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
     services: Services = request.app[SERVICES]
+    probe = web.WebSocketResponse()
+    if not probe.can_prepare(request).ok:
+        raise TaubeError("request.invalid", "This route needs a WebSocket upgrade.")
     ws = web.WebSocketResponse(
         max_msg_size=services.config.max_frame_bytes,
         heartbeat=services.config.heartbeat_s,
@@ -334,6 +350,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services")
+
+
 class Connections:
     """The open connections of this node (to close them on shutdown)."""
 

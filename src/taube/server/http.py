@@ -57,6 +57,8 @@ def problem_response(exc: TaubeError) -> web.Response:
         status=problem.status,
         content_type="application/problem+json",
     )
+    if problem.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="taube"'
     if "retry_after_s" in exc.details:
         response.headers["Retry-After"] = str(exc.details["retry_after_s"])
     return response

@@ -25,7 +25,10 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         codes = list(route.errors) + (list(AUTH_ERRORS) if route.auth else [])
-        codes += ["request.malformed", "request.invalid"] if route.request else []
+        codes += (
+            ["request.malformed", "request.invalid", "request.too_large"] if route.request else []
+        )
+        codes.append("internal")
         responses: dict[str, Any] = {}
         ok: dict[str, Any] = {"description": "Success."}
         if route.response is not None:
@@ -50,7 +53,12 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
         params = [seg[1:-1] for seg in route.path.split("/") if seg.startswith("{")]
         if params:
             operation["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                {
+                    "name": p,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "integer" if p == "id" else "string"},
+                }
                 for p in params
             ]
         paths.setdefault(route.path, {})[route.method.lower()] = operation

@@ -31,6 +31,10 @@ class HandleTaken(Exception):
     """``create_user`` found the handle registered already."""
 
 
+class SchemaTooNew(Exception):
+    """The database was written by a newer Taube; this version must not touch it."""
+
+
 @dataclass(frozen=True, slots=True)
 class UserRecord:
     handle: str
@@ -185,6 +189,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def commit_message(self, message: NewMessage) -> SendResult:
         """Store the message and append it to every delivery's inbox, idempotently."""
+
+    @abc.abstractmethod
+    async def sent_at(self, sender: str, message_id: str) -> int | None:
+        """When (sender, message_id) was committed, or None if it never was (or was purged)."""
+
+    @abc.abstractmethod
+    async def purge_messages(self, before_ms: int, limit: int) -> int:
+        """Forget up to ``limit`` messages sent before ``before_ms`` that no inbox holds any
+        more (their shared payload and their idempotency key). Returns how many."""
 
     @abc.abstractmethod
     async def append_items(

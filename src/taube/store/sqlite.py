@@ -31,6 +31,7 @@ from taube.store.base import (
     GroupRecord,
     HandleTaken,
     NewMessage,
+    SchemaTooNew,
     SendResult,
     Store,
     UserRecord,
@@ -82,7 +83,13 @@ class SqliteStore(Store):
     def _open_writer(self) -> sqlite3.Connection:
         conn = self._connect()
         current = conn.execute("PRAGMA user_version").fetchone()[0]
-        for version, sql in migrations():
+        known = migrations()
+        if known and current > known[-1][0]:
+            conn.close()
+            raise SchemaTooNew(
+                f"{self._path} has schema version {current}; this Taube knows up to {known[-1][0]}"
+            )
+        for version, sql in known:
             if version <= current:
                 continue
             # executescript commits, so each migration and its version bump are one script.
@@ -428,6 +435,27 @@ class SqliteStore(Store):
             return SendResult(message.sent_at_ms, False, rung)
 
         return await self._write(run)
+
+    async def sent_at(self, sender: str, message_id: str) -> int | None:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT sent_at_ms FROM messages WHERE sender = ? AND id = ?", (sender, message_id)
+            ).fetchone()
+        )
+        return None if row is None else int(row[0])
+
+    async def purge_messages(self, before_ms: int, limit: int) -> int:
+        # The inbox holds only undelivered items, so the NOT IN set stays small.
+        return await self._write(
+            lambda c: (
+                c.execute(
+                    "DELETE FROM messages WHERE (sender, id) IN ("
+                    " SELECT sender, id FROM messages WHERE sent_at_ms < ? AND (sender, id) NOT IN"
+                    " (SELECT sender, msg_id FROM inbox WHERE kind = 1) LIMIT ?)",
+                    (before_ms, limit),
+                ).rowcount
+            )
+        )
 
     def _append_extra(
         self, c: sqlite3.Connection, items: Sequence[tuple[DeviceKey, Receipt | GroupEvent]]

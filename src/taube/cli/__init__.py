@@ -1,0 +1,1 @@
+"""The ``taube`` command line: a thin shell over the client SDK (and ``serve`` for the server)."""

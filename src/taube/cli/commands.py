@@ -1,0 +1,443 @@
+"""The CLI's commands, each an async function ``(args) -> exit code`` over the SDK.
+
+Commands raise SDK exceptions or :class:`CliError`; :mod:`taube.cli.main` turns
+them into one-line messages and exit codes. Normal output goes to stdout
+(machine-usable where it matters: ``group create`` prints only the id);
+progress and notices go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from pathlib import Path
+from typing import Final
+
+from taube.cli import render
+from taube.client import (
+    Api,
+    Client,
+    Connected,
+    Disconnected,
+    GroupChange,
+    Message,
+    NotLoggedIn,
+    Profile,
+    Receipt,
+    SendFailed,
+    SendTimeout,
+    ServerError,
+    TaubeApiError,
+    Typing,
+    decode_content,
+    default_profile_dir,
+    normalize_servers,
+)
+from taube.client import (
+    login as sdk_login,
+)
+from taube.client import (
+    logout as sdk_logout,
+)
+from taube.client import (
+    register as sdk_register,
+)
+from taube.client.content import content_text
+from taube.protocol.api import GroupInfo
+from taube.protocol.ids import normalize_handle, parse_address
+
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_UNAVAILABLE: Final = 3
+EXIT_AUTH: Final = 4
+DEFAULT_SERVER: Final = "http://127.0.0.1:8080"
+
+
+class CliError(Exception):
+    def __init__(self, code: str, message: str, exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.exit_code = exit_code
+
+
+# --------------------------------------------------------------------------- context
+
+
+def profile_dir(args: argparse.Namespace) -> Path:
+    given = getattr(args, "profile", None) or os.environ.get("TAUBE_PROFILE")
+    return Path(given).expanduser() if given else default_profile_dir()
+
+
+def explicit_servers(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """Servers named on the command line or in TAUBE_SERVER, else None."""
+    given = getattr(args, "server", None) or os.environ.get("TAUBE_SERVER")
+    return normalize_servers(given) if given else None
+
+
+def servers_for_login(args: argparse.Namespace) -> tuple[str, ...]:
+    return explicit_servers(args) or normalize_servers(DEFAULT_SERVER)
+
+
+def open_api(args: argparse.Namespace) -> Api:
+    """An authenticated API client from the profile's session."""
+    with Profile.open(profile_dir(args)) as profile:
+        session = profile.session()
+    if session is None:
+        raise NotLoggedIn("not logged in on this profile; run `taube login HANDLE` first")
+    return Api(explicit_servers(args) or session.servers, session.token)
+
+
+def make_client(args: argparse.Namespace) -> Client:
+    return Client(profile_dir(args), explicit_servers(args))
+
+
+def read_password(args: argparse.Namespace, *, confirm: bool) -> str:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        try:
+            password = getpass.getpass("Password: ")
+            if confirm and getpass.getpass("Password (again): ") != password:
+                raise CliError("client.usage", "the passwords differ", EXIT_USAGE)
+        except EOFError:
+            raise CliError(
+                "client.usage", "no password given (use --password-stdin)", EXIT_USAGE
+            ) from None
+    if not password:
+        raise CliError("client.usage", "the password is empty", EXIT_USAGE)
+    return password
+
+
+def note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def serve(args: argparse.Namespace) -> int:
+    # Imported here so that client commands never load the server.
+    from taube.server.app import run_server
+    from taube.server.config import load_config
+
+    config = load_config(
+        Path(args.config) if args.config else None,
+        host=args.host,
+        port=args.port,
+        data_dir=Path(args.data) if args.data else None,
+    )
+    run_server(config)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+async def register(args: argparse.Namespace) -> int:
+    password = read_password(args, confirm=True)
+    session = await sdk_register(
+        args.handle,
+        password,
+        servers=servers_for_login(args),
+        profile=profile_dir(args),
+        device_name=args.device_name,
+    )
+    print(f"registered @{session.handle}, logged in as device {session.device}")
+    return EXIT_OK
+
+
+async def login(args: argparse.Namespace) -> int:
+    password = read_password(args, confirm=False)
+    session = await sdk_login(
+        args.handle,
+        password,
+        servers=servers_for_login(args),
+        profile=profile_dir(args),
+        device_name=args.device_name,
+    )
+    print(f"logged in as @{session.handle}, device {session.device}")
+    return EXIT_OK
+
+
+async def logout(args: argparse.Namespace) -> int:
+    await sdk_logout(profile_dir(args), servers=explicit_servers(args))
+    print("logged out")
+    return EXIT_OK
+
+
+async def whoami(args: argparse.Namespace) -> int:
+    async with open_api(args) as api:
+        me = await api.me()
+        server = api.active_server
+    with Profile.open(profile_dir(args)) as profile:
+        queued = profile.outbox_count()
+    print(f"@{me.handle} device {me.device} on {server}")
+    if me.hide_presence:
+        print("presence: hidden")
+    if queued:
+        print(f"outbox: {queued} message(s) queued")
+    return EXIT_OK
+
+
+async def devices_list(args: argparse.Namespace) -> int:
+    async with open_api(args) as api:
+        devices = await api.devices()
+    for d in devices:
+        mark = "  (this device)" if d.current else ""
+        name = d.name or "-"
+        print(f"{d.id:>4}  {name:<20}  last active {render.local_time(d.last_active_ms)}{mark}")
+    return EXIT_OK
+
+
+async def devices_revoke(args: argparse.Namespace) -> int:
+    with Profile.open(profile_dir(args)) as profile:
+        session = profile.session()
+    async with open_api(args) as api:
+        await api.revoke_device(args.device_id)
+    if session is not None and session.device == args.device_id:
+        with Profile.open(profile_dir(args)) as profile:
+            profile.clear_session()
+        print(f"revoked device {args.device_id} (this device): logged out")
+    else:
+        print(f"revoked device {args.device_id}")
+    return EXIT_OK
+
+
+async def lookup(args: argparse.Namespace) -> int:
+    async with open_api(args) as api:
+        user = await api.user(args.handle)
+    devices = ", ".join(str(d) for d in user.devices) or "none"
+    print(f"@{user.handle} devices: {devices}")
+    return EXIT_OK
+
+
+async def settings(args: argparse.Namespace) -> int:
+    async with open_api(args) as api:
+        if args.hide_presence is None:
+            me = await api.me()
+        else:
+            me = await api.update_settings(hide_presence=args.hide_presence)
+    print(f"hide presence: {'yes' if me.hide_presence else 'no'}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def check_address(to: str) -> str:
+    to = to.strip()
+    if parse_address(to) is None:
+        raise CliError(
+            "client.usage",
+            f"{to!r} is not an address: use @handle for a user or #groupid for a group",
+            EXIT_USAGE,
+        )
+    return to
+
+
+async def send(args: argparse.Namespace) -> int:
+    to = check_address(args.to)
+    if args.stdin == (args.text is not None):
+        raise CliError("client.usage", "give either TEXT or --stdin (not both)", EXIT_USAGE)
+    # Reading all of stdin first lets the whole batch enter the outbox in one
+    # transaction; a line that is empty is skipped (nothing to send).
+    texts = [line.rstrip("\r\n") for line in sys.stdin] if args.stdin else [args.text]
+    texts = [t for t in texts if t]
+    if not texts:
+        raise CliError("client.usage", "nothing to send", EXIT_USAGE)
+    async with make_client(args) as client:
+        earlier = len(client.pending())
+        await client.send_many([(to, text) for text in texts])
+        code = await _flush(client, args.timeout)
+    if code == EXIT_OK:
+        extra = f" (and {earlier} queued earlier)" if earlier else ""
+        note(f"sent {len(texts)} message(s){extra}")
+    return code
+
+
+async def _flush(client: Client, seconds: float) -> int:
+    """Wait until the outbox is empty; report refusals and what is still queued."""
+    waiting = [e.id for e in client.pending()]
+    failed: list[TaubeApiError] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while waiting:
+        try:
+            await client.wait_sent(waiting, timeout=max(0.0, deadline - loop.time()))
+            waiting = []
+        except TaubeApiError as exc:
+            failed.append(exc)
+            waiting = [i for i in waiting if i != exc.ref]
+        except SendTimeout as exc:
+            where = ", ".join(client.servers)
+            for error in failed:
+                note(f"error: {error.code}: {error.message} (message {error.ref})")
+            raise CliError(
+                "client.timeout",
+                f"could not reach {where} in {seconds:g}s: {len(exc.pending)} message(s) "
+                f"still queued in the outbox; they will be sent by the next command that "
+                f"connects (e.g. `taube outbox flush`)",
+                EXIT_UNAVAILABLE,
+            ) from None
+    if failed:
+        for error in failed[:-1]:
+            note(f"error: {error.code}: {error.message} (message {error.ref})")
+        last = failed[-1]
+        raise CliError(last.code, f"{last.message} (message {last.ref})", EXIT_ERROR)
+    return EXIT_OK
+
+
+async def outbox_list(args: argparse.Namespace) -> int:
+    with Profile.open(profile_dir(args)) as profile:
+        entries = profile.outbox()
+    for e in entries:
+        text = content_text(decode_content(e.payload))
+        preview = (text if text is not None else "(unsupported content)").replace("\n", " ")
+        if len(preview) > 60:
+            preview = preview[:57] + "..."
+        print(f"{e.id}  {render.local_time(e.created_ms)}  {e.to}  {preview}")
+    note(f"{len(entries)} message(s) queued")
+    return EXIT_OK
+
+
+async def outbox_flush(args: argparse.Namespace) -> int:
+    async with make_client(args) as client:
+        n = len(client.pending())
+        code = await _flush(client, args.timeout)
+    if code == EXIT_OK:
+        note(f"sent {n} queued message(s)")
+    return code
+
+
+async def listen(args: argparse.Namespace) -> int:
+    if args.count is not None and args.count < 1:
+        raise CliError("client.usage", "--count must be at least 1", EXIT_USAGE)
+    received = 0
+    ever_connected = False
+    async with make_client(args) as client:
+        me = client.handle
+        try:
+            async with asyncio.timeout(args.timeout):
+                async for event in client.events():
+                    match event:
+                        case Message():
+                            received += 1
+                            out(render.message_json(event) if args.json else None,
+                                render.message_line(event, me))  # fmt: skip
+                            if args.read and event.sender != me:
+                                await client.mark_read(event.conversation, event.sender, [event.id])
+                            if args.count is not None and received >= args.count:
+                                break
+                        case Receipt():
+                            out(render.receipt_json(event) if args.json else None,
+                                render.receipt_line(event))  # fmt: skip
+                        case GroupChange():
+                            out(render.group_json(event) if args.json else None,
+                                render.group_line(event))  # fmt: skip
+                        case Connected():
+                            ever_connected = True
+                            note(f"connected to {event.server} as @{event.handle}")
+                        case Disconnected():
+                            note(f"disconnected: {event.reason}; retrying in {event.retry_in:.1f}s")
+                        case SendFailed():
+                            note(f"error: {event.code}: {event.message} (message {event.id})")
+                        case ServerError():
+                            note(f"error: {event.code}: {event.message}")
+                        case Typing() if not args.json:
+                            if event.active:
+                                note(f"@{event.user} is typing in {event.conversation}")
+                        case _:
+                            pass
+        except TimeoutError:
+            pass
+    if args.count is not None and received < args.count:
+        why = "" if ever_connected else " (never connected)"
+        raise CliError(
+            "client.timeout",
+            f"received {received} of {args.count} message(s) in {args.timeout:g}s{why}",
+            EXIT_UNAVAILABLE,
+        )
+    if not ever_connected:
+        raise CliError("client.timeout", "never connected to a server", EXIT_UNAVAILABLE)
+    return EXIT_OK
+
+
+def out(obj: dict[str, object] | None, line: str) -> None:
+    print(render.json_line(obj) if obj is not None else line, flush=True)
+
+
+# --------------------------------------------------------------------------- groups
+
+
+def _members(handles: list[str]) -> list[str]:
+    return [normalize_handle(h) for h in handles]
+
+
+def print_group(info: GroupInfo) -> None:
+    print(f"{info.address}  {info.name}")
+    for m in info.members:
+        print(f"  @{m.handle}{'  (admin)' if m.admin else ''}")
+
+
+async def group_create(args: argparse.Namespace) -> int:
+    async with open_api(args) as api:
+        info = await api.create_group(args.name, _members(args.members))
+    print(info.id)
+    return EXIT_OK
+
+
+async def group_list(args: argparse.Namespace) -> int:
+    async with open_api(args) as api:
+        groups = await api.groups()
+    for g in groups:
+        print(f"{g.address}  {g.name}  ({len(g.members)} members)")
+    return EXIT_OK
+
+
+async def group_members(args: argparse.Namespace) -> int:
+    async with open_api(args) as api:
+        print_group(await api.group(args.group))
+    return EXIT_OK
+
+
+async def group_add(args: argparse.Namespace) -> int:
+    async with open_api(args) as api:
+        print_group(await api.add_members(args.group, _members(args.handles)))
+    return EXIT_OK
+
+
+async def group_remove(args: argparse.Namespace) -> int:
+    async with open_api(args) as api:
+        info: GroupInfo | None = None
+        for handle in _members(args.handles):
+            info = await api.remove_member(args.group, handle)
+    if info is not None:
+        print_group(info)
+    return EXIT_OK
+
+
+async def group_promote(args: argparse.Namespace) -> int:
+    async with open_api(args) as api:
+        print_group(await api.add_admins(args.group, _members(args.handles)))
+    return EXIT_OK
+
+
+async def group_leave(args: argparse.Namespace) -> int:
+    with Profile.open(profile_dir(args)) as profile:
+        session = profile.session()
+    async with open_api(args) as api:
+        assert session is not None  # open_api checked it
+        await api.remove_member(args.group, session.handle)
+    print(f"left #{args.group.removeprefix('#')}")
+    return EXIT_OK
+
+
+async def group_rename(args: argparse.Namespace) -> int:
+    async with open_api(args) as api:
+        print_group(await api.rename_group(args.group, args.name))
+    return EXIT_OK

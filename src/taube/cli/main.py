@@ -1,0 +1,271 @@
+"""The ``taube`` program: argument parsing, dispatch, and the error -> exit code policy.
+
+Every expected failure (server down, bad handle, not logged in, refused
+request) ends as one line on stderr, ``error: <code>: <message>``, and a
+non-zero exit code; tracebacks are for bugs only. Codes from the server are
+its stable codes; the CLI's own start with ``client.``.
+
+Exit codes: 0 ok, 1 refused by the server or a local error, 2 usage,
+3 server unreachable or timed out (queued messages stay in the outbox),
+4 not logged in, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from taube.cli import commands
+from taube.cli.commands import EXIT_AUTH, EXIT_ERROR, EXIT_UNAVAILABLE, EXIT_USAGE, CliError
+from taube.client import NotLoggedIn, ServerUnreachable, TaubeApiError, TaubeClientError
+
+DESCRIPTION = """\
+Taube: a self-hostable messenger. Run a server with `taube serve`, then
+register (or log in) a device and send and receive messages.
+
+Your device's session, its outbox of not-yet-sent messages and its place in
+the inbox live in a profile folder (one per device/user on this machine).
+"""
+
+EPILOG = """\
+examples:
+  taube serve --port 8080 --data ./data
+  taube register alice
+  taube send @bob "hello"
+  seq 1 10 | taube send @bob --stdin
+  taube listen --json --count 10
+  taube group create friends @bob @carol
+
+exit codes: 0 ok, 1 refused or failed, 2 usage, 3 server unreachable or
+timed out (messages stay queued), 4 not logged in, 130 interrupted.
+"""
+
+
+def _common() -> argparse.ArgumentParser:
+    # SUPPRESS defaults let these options appear before or after the
+    # subcommand without the subparser's defaults erasing the earlier value.
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection")
+    group.add_argument(
+        "--server",
+        metavar="URL[,URL...]",
+        default=argparse.SUPPRESS,
+        help="server URL, or a comma-separated list tried in order for failover "
+        "(env TAUBE_SERVER; default: the servers saved at login, else http://127.0.0.1:8080)",
+    )
+    group.add_argument(
+        "--profile",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="profile folder holding this device's session and outbox "
+        "(env TAUBE_PROFILE; default $XDG_DATA_HOME/taube or ~/.local/share/taube)",
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="taube",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(
+        subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str
+    ) -> argparse.ArgumentParser:
+        return subparsers.add_parser(name, help=text, description=text, parents=[common])
+
+    p = add(sub, "serve", "Run a Taube server (blocks until Ctrl-C / SIGTERM).")
+    p.add_argument("--host", help="address to listen on (default from config: 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port to listen on (default from config: 8080)")
+    p.add_argument("--data", metavar="DIR", help="folder for the server's database")
+    p.add_argument("--config", metavar="FILE.toml", help="server configuration file")
+    p.set_defaults(func=commands.serve, needs_loop=False)
+
+    for name, text in (
+        ("register", "Create an account and log this device in (saved in the profile)."),
+        ("login", "Log this device into an existing account (saved in the profile)."),
+    ):
+        p = add(sub, name, text)
+        p.add_argument("handle", metavar="HANDLE", help="the account's handle, e.g. alice")
+        p.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="read the password from the first line of stdin instead of prompting",
+        )
+        p.add_argument(
+            "--device-name", default="", help="a name for this device, shown in `taube devices`"
+        )
+        p.set_defaults(func=commands.register if name == "register" else commands.login)
+
+    p = add(sub, "logout", "Revoke this device on the server and forget its token.")
+    p.set_defaults(func=commands.logout)
+
+    p = add(sub, "whoami", "Show the account and device of this profile.")
+    p.set_defaults(func=commands.whoami)
+
+    p = add(sub, "devices", "List this account's devices, or revoke one.")
+    dsub = p.add_subparsers(dest="devices_command", metavar="ACTION")
+    p.set_defaults(func=commands.devices_list)
+    dp = add(dsub, "list", "List this account's devices (the default).")
+    dp.set_defaults(func=commands.devices_list)
+    dp = add(dsub, "revoke", "Revoke a device; revoking this very device logs it out.")
+    dp.add_argument("device_id", metavar="ID", type=int, help="device id from `taube devices`")
+    dp.set_defaults(func=commands.devices_revoke)
+
+    p = add(sub, "lookup", "Show whether a user exists and their device ids.")
+    p.add_argument("handle", metavar="@HANDLE", help="the user to look up")
+    p.set_defaults(func=commands.lookup)
+
+    p = add(sub, "settings", "Show or change account settings.")
+    vis = p.add_mutually_exclusive_group()
+    vis.add_argument(
+        "--hide-presence",
+        dest="hide_presence",
+        action="store_const",
+        const=True,
+        help="appear always offline, without last seen",
+    )
+    vis.add_argument(
+        "--show-presence",
+        dest="hide_presence",
+        action="store_const",
+        const=False,
+        help="let watchers see when you are online",
+    )
+    p.set_defaults(func=commands.settings, hide_presence=None)
+
+    p = add(
+        sub,
+        "send",
+        "Send a message (or one per stdin line). Exits 0 once the server stored all of them.",
+    )
+    p.add_argument("to", metavar="TO", help="@handle or #groupid")
+    p.add_argument("text", metavar="TEXT", nargs="?", help="the message text")
+    p.add_argument(
+        "--stdin",
+        action="store_true",
+        help="read messages from stdin, one per line, sent in order",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up waiting after this long (default 30); unsent messages stay queued "
+        "in the outbox and the exit code is 3",
+    )
+    p.set_defaults(func=commands.send)
+
+    p = add(sub, "listen", "Print incoming messages, receipts and group changes as they arrive.")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument(
+        "--count", type=int, metavar="N", help="exit (code 0) after receiving N messages"
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="exit after this long: code 0 without --count, 3 if --count was not reached",
+    )
+    p.add_argument(
+        "--read",
+        action="store_true",
+        help="also send read receipts for printed messages (delivery acks are always sent)",
+    )
+    p.set_defaults(func=commands.listen)
+
+    p = add(sub, "outbox", "List messages waiting to be sent, or flush them.")
+    osub = p.add_subparsers(dest="outbox_command", metavar="ACTION")
+    p.set_defaults(func=commands.outbox_list)
+    op = add(osub, "list", "List queued messages, oldest first (the default).")
+    op.set_defaults(func=commands.outbox_list)
+    op = add(osub, "flush", "Connect and send every queued message, in order.")
+    op.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up after this long (default 30; exit code 3, messages stay queued)",
+    )
+    op.set_defaults(func=commands.outbox_flush)
+
+    p = add(sub, "group", "Create and manage groups (GROUP is the id, with or without '#').")
+    gsub = p.add_subparsers(dest="group_command", metavar="ACTION", required=True)
+    gp = add(gsub, "create", "Create a group; prints its id (send to it as '#<id>').")
+    gp.add_argument("name", metavar="NAME", help="the group's name")
+    gp.add_argument("members", metavar="@MEMBER", nargs="*", help="members besides you")
+    gp.set_defaults(func=commands.group_create)
+    gp = add(gsub, "list", "List the groups you are in.")
+    gp.set_defaults(func=commands.group_list)
+    gp = add(gsub, "members", "Show a group's name and members (admins marked).")
+    gp.add_argument("group", metavar="GROUP")
+    gp.set_defaults(func=commands.group_members)
+    for name, text in (
+        ("add", "Add members (admins only)."),
+        ("remove", "Remove members (admins only)."),
+        ("promote", "Make members admins (admins only)."),
+    ):
+        gp = add(gsub, name, text)
+        gp.add_argument("group", metavar="GROUP")
+        gp.add_argument("handles", metavar="@HANDLE", nargs="+")
+        gp.set_defaults(
+            func={
+                "add": commands.group_add,
+                "remove": commands.group_remove,
+                "promote": commands.group_promote,
+            }[name]
+        )
+    gp = add(gsub, "leave", "Leave a group.")
+    gp.add_argument("group", metavar="GROUP")
+    gp.set_defaults(func=commands.group_leave)
+    gp = add(gsub, "rename", "Rename a group.")
+    gp.add_argument("group", metavar="GROUP")
+    gp.add_argument("name", metavar="NAME")
+    gp.set_defaults(func=commands.group_rename)
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        if not getattr(args, "needs_loop", True):
+            return int(args.func(args))
+        return int(asyncio.run(args.func(args)))
+    except CliError as exc:
+        return _fail(exc.code, exc.message, exc.exit_code)
+    except NotLoggedIn as exc:
+        hint = "" if exc.code is None else " (log in again: taube login HANDLE)"
+        return _fail(exc.code or "client.not_logged_in", exc.message + hint, EXIT_AUTH)
+    except ServerUnreachable as exc:
+        return _fail("client.unreachable", str(exc), EXIT_UNAVAILABLE)
+    except TaubeApiError as exc:
+        return _fail(exc.code, exc.message, EXIT_ERROR)
+    except TaubeClientError as exc:
+        return _fail("client.error", str(exc), EXIT_ERROR)
+    except ValueError as exc:
+        return _fail("client.usage", str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+
+
+def _fail(code: str, message: str, exit_code: int) -> int:
+    print(f"error: {code}: {message}", file=sys.stderr)
+    return exit_code
+
+
+def main() -> None:
+    """Console entry point (``taube``)."""
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Taube's client SDK: a device's durable outbox, resumable inbox and HTTP API.
+
+Typical use::
+
+    from taube.client import Client, login
+
+    await login("alice", password, servers="http://127.0.0.1:8080", profile="./alice")
+    async with Client("./alice") as client:
+        message_id = await client.send("@bob", "hello")
+        await client.wait_sent([message_id], timeout=10)
+        async for event in client.events():
+            ...
+
+Everything importable from here is the public API; the modules behind it may move.
+"""
+
+from taube.client.account import login, logout, register
+from taube.client.api import Api, normalize_servers
+from taube.client.backoff import Backoff
+from taube.client.client import Client, ClientOptions
+from taube.client.content import (
+    AnyContent,
+    Content,
+    Text,
+    Unsupported,
+    content_text,
+    decode_content,
+    encode_content,
+)
+from taube.client.errors import (
+    NotLoggedIn,
+    ProfileError,
+    SendTimeout,
+    ServerUnreachable,
+    TaubeApiError,
+    TaubeClientError,
+)
+from taube.client.events import (
+    Connected,
+    Disconnected,
+    Event,
+    GroupChange,
+    InboxEvent,
+    Message,
+    Presence,
+    Receipt,
+    SendFailed,
+    Sent,
+    ServerError,
+    Typing,
+)
+from taube.client.profile import OutboxEntry, Profile, StoredSession, default_profile_dir
+
+__all__ = [
+    "AnyContent",
+    "Api",
+    "Backoff",
+    "Client",
+    "ClientOptions",
+    "Connected",
+    "Content",
+    "Disconnected",
+    "Event",
+    "GroupChange",
+    "InboxEvent",
+    "Message",
+    "NotLoggedIn",
+    "OutboxEntry",
+    "Presence",
+    "Profile",
+    "ProfileError",
+    "Receipt",
+    "SendFailed",
+    "SendTimeout",
+    "Sent",
+    "ServerError",
+    "ServerUnreachable",
+    "StoredSession",
+    "TaubeApiError",
+    "TaubeClientError",
+    "Text",
+    "Typing",
+    "Unsupported",
+    "content_text",
+    "decode_content",
+    "default_profile_dir",
+    "encode_content",
+    "login",
+    "logout",
+    "normalize_servers",
+    "register",
+]

@@ -1,0 +1,226 @@
+"""The HTTP API, as typed async methods over aiohttp, with failover across server URLs.
+
+Failover rule: a request moves to the next URL only when it provably never
+reached a server (the connection could not be opened) - or, for GET, on any
+network error, since GETs are safe to repeat. A POST that may have been
+processed is never silently repeated elsewhere.
+
+Errors: ``application/problem+json`` bodies become :class:`TaubeApiError` with
+the server's stable code; rejected tokens become :class:`NotLoggedIn`; no
+server answering is :class:`ServerUnreachable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Final, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+import msgspec
+
+from taube.client.errors import NotLoggedIn, ServerUnreachable, TaubeApiError
+from taube.protocol import api
+from taube.protocol.ids import normalize_handle
+
+T = TypeVar("T")
+
+# Codes meaning "this token is no good": the caller must log in again.
+SESSION_CODES: Final = frozenset(
+    {"auth.required", "auth.invalid_token", "auth.token_expired", "auth.revoked"}
+)
+DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(total=30, connect=5)
+_encoder: Final = msgspec.json.Encoder()
+
+
+def normalize_servers(servers: Sequence[str] | str) -> tuple[str, ...]:
+    """Split a comma-separated list, strip blanks and trailing slashes, keep order."""
+    items = servers.split(",") if isinstance(servers, str) else list(servers)
+    out = tuple(s.strip().rstrip("/") for s in items if s.strip())
+    if not out:
+        raise ValueError("at least one server URL is needed")
+    for url in out:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"server URLs start with http:// or https://, not {url!r}")
+    return out
+
+
+def group_id(text: str) -> str:
+    """Accept a group as ``#id`` or ``id``."""
+    return text.strip().removeprefix("#")
+
+
+def problem_to_error(status: int, body: bytes, content_type: str) -> TaubeApiError | NotLoggedIn:
+    """Turn an HTTP error response into the exception the caller sees. Pure."""
+    problem: api.Problem | None = None
+    if "json" in content_type:
+        try:
+            problem = msgspec.json.decode(body, type=api.Problem)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            problem = None
+    if problem is None:
+        return TaubeApiError(f"http.{status}", f"unexpected HTTP status {status}", status)
+    if problem.code in SESSION_CODES:
+        return NotLoggedIn(problem.detail or problem.title, problem.code)
+    return TaubeApiError(problem.code, problem.detail or problem.title, status, problem.details)
+
+
+class Api:
+    """Typed calls to ``/v1``. ``token`` is needed for everything but register/login."""
+
+    def __init__(
+        self,
+        servers: Sequence[str] | str,
+        token: str | None = None,
+        *,
+        timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.servers = normalize_servers(servers)
+        self._token = token
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._preferred = 0  # index of the last URL that answered
+
+    async def __aenter__(self) -> Api:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def active_server(self) -> str:
+        return self.servers[self._preferred]
+
+    # ------------------------------------------------------------------ accounts
+
+    async def register(
+        self, handle: str, password: str, device_name: str = ""
+    ) -> api.DeviceSession:
+        body = api.RegisterRequest(
+            handle=normalize_handle(handle), password=password, device_name=device_name
+        )
+        return await self._call("POST", "/v1/accounts", api.DeviceSession, body, auth=False)
+
+    async def login(self, handle: str, password: str, device_name: str = "") -> api.DeviceSession:
+        body = api.LoginRequest(
+            handle=normalize_handle(handle), password=password, device_name=device_name
+        )
+        return await self._call("POST", "/v1/sessions", api.DeviceSession, body, auth=False)
+
+    async def me(self) -> api.Me:
+        return await self._call("GET", "/v1/me", api.Me)
+
+    async def update_settings(self, *, hide_presence: bool | None = None) -> api.Me:
+        body = api.SettingsUpdate(hide_presence=hide_presence)
+        return await self._call("PATCH", "/v1/me", api.Me, body)
+
+    async def devices(self) -> list[api.DeviceInfo]:
+        return (await self._call("GET", "/v1/devices", api.DeviceList)).devices
+
+    async def revoke_device(self, device: int) -> None:
+        await self._request("DELETE", f"/v1/devices/{int(device)}")
+
+    async def user(self, handle: str) -> api.UserInfo:
+        path = f"/v1/users/{quote(normalize_handle(handle), safe='')}"
+        return await self._call("GET", path, api.UserInfo)
+
+    # ------------------------------------------------------------------ groups
+
+    async def create_group(self, name: str, members: Sequence[str] = ()) -> api.GroupInfo:
+        body = api.GroupCreate(name=name, members=[normalize_handle(m) for m in members])
+        return await self._call("POST", "/v1/groups", api.GroupInfo, body)
+
+    async def groups(self) -> list[api.GroupInfo]:
+        return (await self._call("GET", "/v1/groups", api.GroupList)).groups
+
+    async def group(self, group: str) -> api.GroupInfo:
+        return await self._call("GET", self._group_path(group), api.GroupInfo)
+
+    async def rename_group(self, group: str, name: str) -> api.GroupInfo:
+        body = api.GroupRename(name=name)
+        return await self._call("PATCH", self._group_path(group), api.GroupInfo, body)
+
+    async def add_members(self, group: str, handles: Sequence[str]) -> api.GroupInfo:
+        body = api.MembersChange(handles=[normalize_handle(h) for h in handles])
+        return await self._call("POST", self._group_path(group, "members"), api.GroupInfo, body)
+
+    async def remove_member(self, group: str, handle: str) -> api.GroupInfo:
+        path = self._group_path(group, "members", normalize_handle(handle))
+        return await self._call("DELETE", path, api.GroupInfo)
+
+    async def add_admins(self, group: str, handles: Sequence[str]) -> api.GroupInfo:
+        body = api.MembersChange(handles=[normalize_handle(h) for h in handles])
+        return await self._call("POST", self._group_path(group, "admins"), api.GroupInfo, body)
+
+    # ------------------------------------------------------------------ plumbing
+
+    @staticmethod
+    def _group_path(group: str, *rest: str) -> str:
+        parts = [quote(group_id(group), safe=""), *(quote(p, safe="") for p in rest)]
+        return "/v1/groups/" + "/".join(parts)
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        result: type[T],
+        body: msgspec.Struct | None = None,
+        *,
+        auth: bool = True,
+    ) -> T:
+        return _decode(await self._request(method, path, body, auth=auth), result)
+
+    async def _request(
+        self, method: str, path: str, body: msgspec.Struct | None = None, *, auth: bool = True
+    ) -> bytes:
+        headers = {"Accept": "application/json"}
+        if auth:
+            if not self._token:
+                raise NotLoggedIn("not logged in on this profile (taube login HANDLE)")
+            headers["Authorization"] = f"Bearer {self._token}"
+        data: bytes | None = None
+        if body is not None:
+            data = _encoder.encode(body)
+            headers["Content-Type"] = "application/json"
+        errors: list[str] = []
+        n = len(self.servers)
+        for i in range(n):
+            index = (self._preferred + i) % n
+            url = self.servers[index] + path
+            try:
+                async with self._http().request(method, url, data=data, headers=headers) as resp:
+                    raw = await resp.read()
+                    self._preferred = index
+                    if resp.status >= 400:
+                        raise problem_to_error(resp.status, raw, resp.content_type)
+                    return raw
+            except aiohttp.ClientConnectorError as exc:
+                errors.append(f"{self.servers[index]}: {exc.os_error or exc}")
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                if method != "GET":
+                    raise ServerUnreachable(
+                        f"{self.servers[index]} failed during {method} {path}: "
+                        f"{type(exc).__name__}; the request may or may not have been applied"
+                    ) from exc
+                errors.append(f"{self.servers[index]}: {type(exc).__name__} {exc}")
+        raise ServerUnreachable("no server answered (" + "; ".join(errors) + ")")
+
+
+def _decode(raw: bytes, result: type[T]) -> T:
+    try:
+        return msgspec.json.decode(raw, type=result)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise TaubeApiError("client.bad_response", f"unexpected response body: {exc}") from exc

@@ -1,0 +1,689 @@
+"""The asyncio client: one device's connection, outbox and inbox, kept alive on its own.
+
+Shape: the pure parts (:class:`~taube.client.inbox.InboxCursor`,
+:class:`~taube.client.outbox.OutboxQueue`, :class:`~taube.client.backoff.Backoff`,
+frame codecs) decide; this module only moves bytes between them, the WebSocket
+and the profile database.
+
+Tasks while the client is open:
+
+* the *runner* connects, authenticates with the acked ``last_seq``, receives
+  frames, and reconnects with backoff, moving to the next server URL after a
+  failure (or at once when a node says it is draining);
+* per connection, a *sender* transmits the outbox in order, within a window;
+* the *persister* commits outbox removals (after ``sent``) and the acked seq
+  to the profile, then tells the server. Batching these keeps SQLite commits
+  off the per-frame path without ever acking ahead of the disk.
+
+Guarantees: a message given to :meth:`Client.send` is on disk before its id is
+returned and leaves the outbox only after the server's ``sent`` (or a
+permanent refusal). Inbox items reach the application in ``seq`` order, once
+per profile: an item is acked when the application asks for the next event,
+calls :meth:`Client.ack`, or leaves ``async with`` without an exception.
+
+All profile access runs on one dedicated thread, so SQLite never blocks the
+event loop and profile operations keep their submission order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Final, TypeVar
+
+import aiohttp
+import msgspec
+
+from taube.client import events as ev
+from taube.client.api import SESSION_CODES, Api, normalize_servers
+from taube.client.backoff import Backoff
+from taube.client.content import Content, decode_content, encode_content
+from taube.client.errors import (
+    NotLoggedIn,
+    SendTimeout,
+    ServerUnreachable,
+    TaubeApiError,
+    TaubeClientError,
+)
+from taube.client.inbox import InboxCursor
+from taube.client.outbox import OutboxQueue
+from taube.client.profile import OutboxEntry, Profile, StoredSession
+from taube.protocol import frames as fr
+from taube.protocol.ids import normalize_handle, parse_address, uuid7
+
+log = logging.getLogger("taube.client")
+T = TypeVar("T")
+
+# Send errors worth retrying later (the message stays queued); any other error
+# code answering a send is final and removes the message from the outbox.
+TRANSIENT_CODES: Final = frozenset(
+    {"rate.limited", "server.overloaded", "server.draining", "internal"}
+)
+# Close codes after which reconnecting with the same token is pointless.
+AUTH_CLOSE_CODES: Final = frozenset({4001, 4003})
+DRAINING_CLOSE_CODE: Final = 1012
+
+
+def ws_url(server: str) -> str:
+    """``http(s)://host[:port]`` -> ``ws(s)://host[:port]/v1/ws``."""
+    if server.startswith("https://"):
+        return "wss://" + server.removeprefix("https://") + "/v1/ws"
+    return "ws://" + server.removeprefix("http://") + "/v1/ws"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """Tuning knobs, as one value object (defaults suit people and bots alike)."""
+
+    backoff: Backoff = Backoff()  # noqa: RUF009 - frozen, so sharing one default is safe
+    connect_timeout: float = 10.0
+    heartbeat: float = 20.0
+    send_window: int = 128
+    max_queued_events: int = 10_000
+    max_pending_frames: int = 1_000
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """How one connection attempt ended, for the runner to choose the next step."""
+
+    ready: bool
+    reason: str
+    move_on: bool = False  # try the next server URL (draining node)
+    immediate: bool = False  # reconnect without backoff
+
+
+class _Fatal(Exception):
+    def __init__(self, error: TaubeClientError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class Client:
+    """One logged-in device. Use ``async with Client(profile) as client: ...``.
+
+    ``profile`` is a :class:`Profile`, a folder path, or None for the default
+    folder; the client opens its own connection to the profile database.
+    ``servers`` overrides the URLs saved at login (a list means failover order).
+    """
+
+    def __init__(
+        self,
+        profile: Profile | Path | str | None = None,
+        servers: Sequence[str] | str | None = None,
+        *,
+        options: ClientOptions | None = None,
+    ) -> None:
+        self._profile_path: Path | str | None = (
+            profile.path if isinstance(profile, Profile) else profile
+        )
+        self._servers_override = normalize_servers(servers) if servers else None
+        self.options = options or ClientOptions()
+        self.servers: tuple[str, ...] = ()
+        self.handle = ""
+        self.device = 0
+        self._executor: ThreadPoolExecutor | None = None
+        self._profile: Profile | None = None
+        self._session: StoredSession | None = None
+        self._api: Api | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._cursor = InboxCursor()
+        self._outbox = OutboxQueue(window=self.options.send_window)
+        self._queue: asyncio.Queue[ev.Event | TaubeClientError] = asyncio.Queue()
+        self._inbox_queued = 0
+        self._yielded_seq: int | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws_lock = asyncio.Lock()
+        self._send_lock = asyncio.Lock()
+        self._persist_lock = asyncio.Lock()
+        self._outbox_changed = asyncio.Event()
+        self._persist_wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._done_ids: list[str] = []  # acked or refused, removal not yet committed
+        self._unpersisted: set[str] = set()
+        self._failed: dict[str, TaubeApiError] = {}
+        self._pending_frames: deque[fr.ClientFrame] = deque(maxlen=self.options.max_pending_frames)
+        self._watching: list[str] | None = None
+        self._fatal: TaubeClientError | None = None
+        self._resync_requested = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self.server: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Client:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close(ack_taken=et is None)
+
+    async def open(self) -> None:
+        """Load the profile and start connecting (in the background; send works at once)."""
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taube-profile")
+        try:
+            self._profile = await self._db(Profile.open, self._profile_path)
+            session = await self._db(self._profile.session)
+            if session is None:
+                raise NotLoggedIn("not logged in on this profile (taube login HANDLE)")
+            self._session = session
+            self.handle, self.device = session.handle, session.device
+            self.servers = self._servers_override or session.servers
+            last_seq = await self._db(self._profile.last_seq)
+            pending = await self._db(self._profile.outbox)
+        except BaseException:
+            await self._close_profile()
+            raise
+        self._cursor = InboxCursor(last_seq)
+        self._outbox = OutboxQueue(pending, window=self.options.send_window)
+        self._api = Api(self.servers, session.token)
+        self._http = aiohttp.ClientSession()
+        self._tasks = [
+            asyncio.create_task(self._run(), name="taube-runner"),
+            asyncio.create_task(self._persist_loop(), name="taube-persister"),
+        ]
+
+    async def close(self, *, ack_taken: bool = True) -> None:
+        """Stop; with ``ack_taken`` the last event handed out counts as handled."""
+        if ack_taken:
+            self._take_yielded()
+        with contextlib.suppress(Exception):
+            # Commit what is due while the socket may still be open, so the
+            # server learns the ack (and senders get "delivered") right away.
+            await asyncio.wait_for(self._persist_once(), timeout=5)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks = []
+        if self._ws is not None:
+            await self._ws.close()
+        if self._http is not None:
+            await self._http.close()
+        if self._api is not None:
+            await self._api.close()
+        await self._close_profile()
+
+    async def _close_profile(self) -> None:
+        if self._profile is not None:
+            await self._db(self._profile.close)
+            self._profile = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    @property
+    def api(self) -> Api:
+        """HTTP calls as this device (groups, devices, lookup, settings)."""
+        if self._api is None:
+            raise RuntimeError("the client is not open")
+        return self._api
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait until a connection is ready; raises ServerUnreachable on timeout."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not self._connected.is_set():
+                    self._raise_fatal()
+                    # Either event ends the wait: connected, or any progress (incl. fatal).
+                    progress = asyncio.ensure_future(self._progress.wait())
+                    connected = asyncio.ensure_future(self._connected.wait())
+                    try:
+                        await asyncio.wait(
+                            [progress, connected], return_when=asyncio.FIRST_COMPLETED
+                        )
+                    finally:
+                        progress.cancel()
+                        connected.cancel()
+        except TimeoutError:
+            self._raise_fatal()
+            raise ServerUnreachable("no server accepted the connection in time") from None
+
+    # ------------------------------------------------------------------ sending
+
+    async def send(self, to: str, content: Content | str) -> str:
+        """Queue a message durably and return its id; it is transmitted when connected."""
+        return (await self.send_many([(to, content)]))[0]
+
+    async def send_many(self, items: Iterable[tuple[str, Content | str]]) -> list[str]:
+        """Queue several messages in order, in one profile transaction."""
+        self._raise_fatal()
+        now = int(time.time() * 1000)
+        entries: list[OutboxEntry] = []
+        for to, content in items:
+            if parse_address(to) is None:
+                raise ValueError(f"not an address (@handle or #group): {to!r}")
+            entries.append(OutboxEntry(uuid7(now), to, encode_content(content), now))
+        if not entries:
+            return []
+        profile = self._require_profile()
+        async with self._send_lock:  # keeps disk order == memory order
+            await self._db(profile.outbox_add, entries)
+            for entry in entries:
+                self._outbox.add(entry)
+        self._outbox_changed.set()
+        return [e.id for e in entries]
+
+    def pending(self) -> list[OutboxEntry]:
+        """Messages not yet acknowledged by the server, oldest first."""
+        return self._outbox.pending()
+
+    # A timeout parameter (rather than the caller's asyncio.timeout) lets us
+    # report which messages are still queued (SendTimeout.pending).
+    async def wait_sent(self, ids: Iterable[str], timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait for the server's ``sent`` for every id (and for the outbox commit).
+
+        Raises :class:`TaubeApiError` if the server refused one of them,
+        :class:`SendTimeout` (still queued, not lost) when ``timeout`` runs out,
+        :class:`NotLoggedIn` if the session was rejected. Ids that are not in
+        this client's outbox (already sent, or never queued here) count as sent.
+        """
+        waiting = set(ids)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    for message_id in waiting:
+                        if message_id in self._failed:
+                            raise self._failed[message_id]
+                    waiting = {i for i in waiting if i in self._outbox or i in self._unpersisted}
+                    if not waiting:
+                        return
+                    self._raise_fatal()
+                    await self._progress.wait()
+        except TimeoutError:
+            raise SendTimeout(sorted(waiting)) from None
+
+    async def flush(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait until the whole outbox is acknowledged."""
+        await self.wait_sent([e.id for e in self._outbox.pending()], timeout)
+
+    async def mark_read(self, conversation: str, sender: str, ids: Sequence[str]) -> None:
+        """Send a read receipt (queued in memory and sent after reconnect if offline)."""
+        if ids:
+            frame = fr.Read(
+                conversation=conversation, sender=normalize_handle(sender), ids=list(ids)
+            )
+            await self._send_or_queue(frame)
+
+    async def typing(self, conversation: str, active: bool = True) -> None:
+        """Say we are typing; ephemeral, dropped when offline."""
+        await self._try_send(fr.SetTyping(conversation=conversation, active=active))
+
+    async def watch(self, users: Sequence[str]) -> None:
+        """Follow these users' presence (replaces the list; renewed on every reconnect)."""
+        self._watching = [normalize_handle(u) for u in users]
+        await self._try_send(fr.Watch(users=self._watching))
+
+    # ------------------------------------------------------------------ receiving
+
+    async def events(self) -> AsyncIterator[ev.Event]:
+        """Events in arrival order; inbox items in ``seq`` order, each once.
+
+        Asking for the next event acks the inbox item handed out before it.
+        """
+        while True:
+            self._take_yielded()
+            item = await self._queue.get()
+            if isinstance(item, TaubeClientError):
+                self._queue.put_nowait(item)  # later calls fail the same way
+                raise item
+            if isinstance(item, ev.Message | ev.Receipt | ev.GroupChange):
+                self._inbox_queued -= 1
+                self._yielded_seq = item.seq
+            yield item
+
+    async def ack(self) -> None:
+        """Ack every inbox item handed out so far, now (persist + tell the server)."""
+        self._take_yielded()
+        await self._persist_once()
+
+    def _take_yielded(self) -> None:
+        if self._yielded_seq is not None:
+            self._cursor.take(self._yielded_seq)
+            self._yielded_seq = None
+            self._persist_wake.set()
+        if (
+            self._cursor.resync_needed
+            and self._inbox_queued < self.options.max_queued_events // 2
+            and self._ws is not None
+            and not self._resync_requested
+        ):
+            # Items were refused while the app lagged; reconnect to have them replayed.
+            self._resync_requested = True
+            asyncio.get_running_loop().create_task(self._ws.close())
+
+    def _emit(self, event: ev.Event) -> None:
+        if self._queue.qsize() < self.options.max_queued_events:
+            self._queue.put_nowait(event)
+
+    # ------------------------------------------------------------------ runner
+
+    async def _run(self) -> None:
+        attempt = 0
+        index = 0
+        while True:
+            server = self.servers[index]
+            try:
+                outcome = await self._connection(server)
+            except _Fatal as fatal:
+                self._set_fatal(fatal.error)
+                return
+            if outcome.ready:
+                attempt = 0
+            if outcome.immediate:
+                delay = 0.0
+            else:
+                delay = self.options.backoff.delay(attempt)
+                attempt += 1
+            if outcome.move_on or not outcome.ready:
+                index = (index + 1) % len(self.servers)
+            log.info("disconnected from %s: %s; retry in %.2fs", server, outcome.reason, delay)
+            self._emit(ev.Disconnected(server, outcome.reason, delay))
+            await asyncio.sleep(delay)
+
+    async def _connection(self, server: str) -> _Outcome:
+        assert self._http is not None
+        assert self._session is not None
+        try:
+            async with asyncio.timeout(self.options.connect_timeout):
+                ws = await self._http.ws_connect(
+                    ws_url(server), heartbeat=self.options.heartbeat, autoping=True
+                )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return _Outcome(False, f"cannot connect: {_describe(exc)}")
+        sender: asyncio.Task[None] | None = None
+        try:
+            auth = fr.Auth(token=self._session.token, last_seq=self._cursor.acked)
+            await self._write(ws, auth)
+            try:
+                async with asyncio.timeout(self.options.connect_timeout):
+                    first = await self._receive_frame(ws)
+            except TimeoutError:
+                return _Outcome(False, "no answer to auth in time")
+            if first is None:
+                return self._closed_outcome(ws, ready=False)
+            if isinstance(first, fr.Error):
+                return self._error_before_ready(first)
+            if not isinstance(first, fr.Ready):
+                return _Outcome(False, f"unexpected first frame {type(first).__name__}")
+            sender = await self._on_ready(server, ws, first, auth.last_seq)
+            return await self._receive_loop(ws)
+        except (aiohttp.ClientError, OSError) as exc:
+            return _Outcome(self._connected.is_set(), f"connection lost: {_describe(exc)}")
+        finally:
+            self._connected.clear()
+            self._ws = None
+            self.server = None
+            if sender is not None:
+                sender.cancel()
+                with contextlib.suppress(BaseException):
+                    await sender
+            await ws.close()
+
+    async def _on_ready(
+        self, server: str, ws: aiohttp.ClientWebSocketResponse, ready: fr.Ready, claimed: int
+    ) -> asyncio.Task[None]:
+        self._ws = ws
+        self.server = server
+        self._resync_requested = False
+        self._cursor.connection_ready()
+        self._outbox.reset()
+        if ready.last_seq < claimed:
+            # The server's inbox is behind what we acked (restored backup, new
+            # store). Its numbering wins: otherwise every new item would look
+            # like a replay and be dropped for good. A few repeats beat silence.
+            log.warning(
+                "server inbox at seq %d is behind ours (%d); following the server",
+                ready.last_seq,
+                claimed,
+            )
+            await self._db(self._require_profile().reset_last_seq, ready.last_seq)
+            self._cursor = InboxCursor(ready.last_seq)
+        elif self._cursor.acked > ready.last_seq:
+            # The app took more while we were reconnecting; that ack found no socket.
+            await self._write(ws, fr.Ack(seq=self._cursor.acked))
+        if self._watching is not None:
+            await self._write(ws, fr.Watch(users=self._watching))
+        while self._pending_frames:
+            await self._write(ws, self._pending_frames.popleft())
+        self._connected.set()
+        log.info("connected to %s as @%s device %d", server, ready.handle, ready.device)
+        self._emit(ev.Connected(server, ready.handle, ready.device))
+        self._progress_pulse()
+        return asyncio.create_task(self._sender(ws), name="taube-sender")
+
+    async def _receive_loop(self, ws: aiohttp.ClientWebSocketResponse) -> _Outcome:
+        while True:
+            frame = await self._receive_frame(ws)
+            if frame is None:
+                return self._closed_outcome(ws, ready=True)
+            outcome = await self._handle(frame, ws)
+            if outcome is not None:
+                return outcome
+
+    async def _receive_frame(self, ws: aiohttp.ClientWebSocketResponse) -> fr.AnyServerFrame | None:
+        """The next decodable server frame, or None when the socket closed."""
+        while True:
+            msg = await ws.receive()
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                try:
+                    return fr.decode_server_frame(msg.data)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    # A newer server may speak frames we do not know: skip them.
+                    log.warning("ignoring undecodable frame: %s", exc)
+                    continue
+            if msg.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSING,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.ERROR,
+            ):
+                return None
+            # BINARY, PING, PONG: not part of the protocol; ignore.
+
+    def _closed_outcome(self, ws: aiohttp.ClientWebSocketResponse, *, ready: bool) -> _Outcome:
+        code = ws.close_code
+        if code in AUTH_CLOSE_CODES:
+            raise _Fatal(NotLoggedIn(f"the server closed the session (close code {code})"))
+        if self._resync_requested:
+            return _Outcome(ready, "catching up after the app fell behind", immediate=True)
+        if code == DRAINING_CLOSE_CODE:
+            return _Outcome(ready, "server is draining", move_on=True, immediate=True)
+        return _Outcome(ready, f"connection closed (code {code})")
+
+    def _error_before_ready(self, error: fr.Error) -> _Outcome:
+        if error.code in SESSION_CODES:
+            raise _Fatal(NotLoggedIn(error.message, error.code))
+        if error.code == "server.draining":
+            return _Outcome(False, "server is draining", move_on=True, immediate=True)
+        return _Outcome(False, f"{error.code}: {error.message}")
+
+    async def _handle(
+        self, frame: fr.AnyServerFrame, ws: aiohttp.ClientWebSocketResponse
+    ) -> _Outcome | None:
+        match frame:
+            case fr.Message() | fr.Receipt() | fr.GroupEvent():
+                room = self._inbox_queued < self.options.max_queued_events
+                if self._cursor.receive(frame.seq, room=room):
+                    self._inbox_queued += 1
+                    self._queue.put_nowait(_inbox_event(frame))
+            case fr.Sent(id=message_id):
+                if self._outbox.acknowledge(message_id) is not None:
+                    self._unpersisted.add(message_id)
+                    self._done_ids.append(message_id)
+                    self._persist_wake.set()
+                    self._outbox_changed.set()  # the window has room again
+                    self._emit(ev.Sent(message_id, frame.sent_at_ms, frame.duplicate))
+            case fr.Error(code=code, ref=ref) if ref is not None and ref in self._outbox:
+                if code in SESSION_CODES:
+                    raise _Fatal(NotLoggedIn(frame.message, code))
+                if code in TRANSIENT_CODES:
+                    # Keep it queued; reconnect later and retransmit in order.
+                    # Not "ready" for the runner: the backoff keeps growing while refused.
+                    await ws.close()
+                    return _Outcome(False, f"send refused for now: {code}", move_on=True)
+                entry = self._outbox.reject(ref)
+                error = TaubeApiError(code, frame.message, details=frame.details, ref=ref)
+                self._failed[ref] = error
+                self._unpersisted.add(ref)
+                self._done_ids.append(ref)
+                self._persist_wake.set()
+                self._outbox_changed.set()
+                self._emit(ev.SendFailed(ref, entry.to if entry else "", code, frame.message))
+            case fr.Error(code=code):
+                if code in SESSION_CODES:
+                    raise _Fatal(NotLoggedIn(frame.message, code))
+                if code == "server.draining":
+                    await ws.close()
+                    return _Outcome(True, "server is draining", move_on=True, immediate=True)
+                self._emit(ev.ServerError(code, frame.message, frame.ref, frame.details))
+            case fr.Typing():
+                self._emit(ev.Typing(frame.conversation, frame.user, frame.active))
+            case fr.Presence():
+                self._emit(ev.Presence(frame.user, frame.online, frame.last_seen_ms))
+            case fr.Ready() | fr.Pong():
+                pass
+        return None
+
+    async def _sender(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Transmit the outbox in order while this connection lives."""
+        while True:
+            entry = self._outbox.next_to_transmit()
+            if entry is None:
+                # No await between the check and clear(): no wake-up can be missed.
+                self._outbox_changed.clear()
+                await self._outbox_changed.wait()
+                continue
+            await self._write(ws, fr.Send(id=entry.id, to=entry.to, payload=entry.payload))
+
+    # ------------------------------------------------------------------ persistence
+
+    async def _persist_loop(self) -> None:
+        while True:
+            await self._persist_wake.wait()
+            self._persist_wake.clear()
+            try:
+                await self._persist_once()
+            except Exception:
+                log.exception("cannot write the profile; will retry")
+                await asyncio.sleep(1)
+                self._persist_wake.set()
+
+    async def _persist_once(self) -> None:
+        async with self._persist_lock:
+            profile = self._require_profile()
+            ids, self._done_ids = self._done_ids, []
+            if ids:
+                try:
+                    await self._db(profile.outbox_remove, ids)
+                except BaseException:
+                    self._done_ids[:0] = ids
+                    raise
+                self._unpersisted.difference_update(ids)
+                self._progress_pulse()
+            seq = self._cursor.ack_due()
+            if seq is not None:
+                await self._db(profile.set_last_seq, seq)
+                self._cursor.acked_up_to(seq)
+                with contextlib.suppress(Exception):
+                    await self._try_send(fr.Ack(seq=seq))
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _write(self, ws: aiohttp.ClientWebSocketResponse, frame: fr.ClientFrame) -> None:
+        async with self._ws_lock:  # one frame at a time on the wire
+            await ws.send_str(fr.encode_frame(frame).decode())
+
+    async def _try_send(self, frame: fr.ClientFrame) -> bool:
+        ws = self._ws
+        if ws is None or ws.closed or not self._connected.is_set():
+            return False
+        try:
+            await self._write(ws, frame)
+        except (aiohttp.ClientError, OSError, ConnectionError):
+            return False
+        return True
+
+    async def _send_or_queue(self, frame: fr.ClientFrame) -> None:
+        if not await self._try_send(frame):
+            self._pending_frames.append(frame)
+
+    def _progress_pulse(self) -> None:
+        # Wake every waiter once, then arm a fresh event for the next change.
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+    def _set_fatal(self, error: TaubeClientError) -> None:
+        log.warning("stopping: %s", error)
+        self._fatal = error
+        self._queue.put_nowait(error)
+        self._progress_pulse()
+
+    def _raise_fatal(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _require_profile(self) -> Profile:
+        if self._profile is None:
+            raise RuntimeError("the client is not open")
+        return self._profile
+
+    async def _db(self, fn: Callable[..., T], *args: object) -> T:
+        assert self._executor is not None
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+
+def _inbox_event(frame: fr.Message | fr.Receipt | fr.GroupEvent) -> ev.InboxEvent:
+    match frame:
+        case fr.Message():
+            return ev.Message(
+                seq=frame.seq,
+                id=frame.id,
+                conversation=frame.conversation,
+                sender=frame.sender,
+                sender_device=frame.sender_device,
+                sent_at_ms=frame.sent_at_ms,
+                content=decode_content(frame.payload),
+                payload=frame.payload,
+            )
+        case fr.Receipt():
+            return ev.Receipt(
+                seq=frame.seq,
+                status=frame.status,
+                conversation=frame.conversation,
+                by=frame.by,
+                by_device=frame.by_device,
+                ids=tuple(frame.ids),
+                at_ms=frame.at_ms,
+            )
+        case fr.GroupEvent():
+            return ev.GroupChange(
+                seq=frame.seq,
+                group=frame.group,
+                event=frame.event,
+                actor=frame.actor,
+                members=tuple(frame.members),
+                name=frame.name,
+                at_ms=frame.at_ms,
+            )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,231 @@
+"""The profile: one folder holding one SQLite database with a device's local state.
+
+It keeps the session (server URLs, handle, device id, token), the last inbox
+``seq`` the application has taken (acked), and the durable outbox.
+
+Invariants:
+
+* The folder is created 0700 and the database 0600 before SQLite opens it;
+  SQLite gives its journal/WAL files the database file's mode. The token is a
+  secret and is never logged or put in an exception message.
+* Outbox entries keep insertion order (``pos``) and leave only through
+  :meth:`Profile.outbox_remove`, which the client calls when the server answered
+  ``sent`` (or refused the message for good).
+* ``last_seq`` only grows (``MAX``), so acks persisted out of order are harmless;
+  the one exception is :meth:`Profile.reset_last_seq` (the server lost our place).
+* A new session resets ``last_seq`` (a new device has a new inbox); a session
+  for a different handle also empties the outbox, so that one user's queued
+  messages are never sent as another's.
+
+This class is synchronous and small: the async client runs it on one dedicated
+thread (see :mod:`taube.client.client`). It is safe for one process at a time
+per profile; other processes see committed changes (WAL mode, busy timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from taube.client.errors import ProfileError
+
+DB_NAME: Final = "taube.db"
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS session (
+    only_row   INTEGER PRIMARY KEY CHECK (only_row = 1),
+    servers    TEXT NOT NULL,
+    handle     TEXT NOT NULL,
+    device     INTEGER NOT NULL,
+    token      TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS inbox (
+    only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
+    last_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    pos        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    recipient  TEXT NOT NULL,
+    payload    BLOB NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+"""
+
+
+def default_profile_dir() -> Path:
+    """``$XDG_DATA_HOME/taube``, or ``~/.local/share/taube`` when that is unset."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "taube"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    """A logged-in device as kept in the profile. ``repr`` hides the token."""
+
+    servers: tuple[str, ...]
+    handle: str
+    device: int
+    token: str
+    created_ms: int
+
+    def __repr__(self) -> str:
+        return (
+            f"StoredSession(handle={self.handle!r}, device={self.device}, servers={self.servers})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One queued message: ``id`` is the client-chosen UUIDv7 that makes resending safe."""
+
+    id: str
+    to: str
+    payload: bytes
+    created_ms: int
+
+
+class Profile:
+    """A profile folder and its database. Use :meth:`open`; close with :meth:`close`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn = conn
+
+    @classmethod
+    def open(cls, path: Path | str | None = None) -> Profile:
+        """Open (creating if needed) the profile at ``path`` or the default folder."""
+        folder = Path(path) if path is not None else default_profile_dir()
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            db = folder / DB_NAME
+            # Create the file ourselves so that it never exists with a looser mode.
+            fd = os.open(db, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+            if folder.stat().st_mode & 0o077:
+                folder.chmod(0o700)
+            if db.stat().st_mode & 0o077:
+                db.chmod(0o600)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, keeping
+            # transactions explicit and short. check_same_thread=False because
+            # the async client owns it from one worker thread, not the creator.
+            conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False, timeout=10)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: an outbox entry is on disk before send() returns its id.
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ProfileError(f"cannot open profile {folder}: {exc}") from exc
+        return cls(folder, conn)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Profile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ session
+
+    def session(self) -> StoredSession | None:
+        row = self._conn.execute(
+            "SELECT servers, handle, device, token, created_ms FROM session WHERE only_row = 1"
+        ).fetchone()
+        if row is None:
+            return None
+        servers = tuple(str(s) for s in json.loads(row[0]))
+        return StoredSession(servers, str(row[1]), int(row[2]), str(row[3]), int(row[4]))
+
+    def save_session(self, servers: tuple[str, ...], handle: str, device: int, token: str) -> None:
+        """Store a fresh login, replacing any previous one (see the module invariants)."""
+        with self._transaction():
+            old = self.session()
+            if old is not None and old.handle != handle:
+                self._conn.execute("DELETE FROM outbox")
+            self._conn.execute("DELETE FROM inbox")
+            self._conn.execute(
+                "INSERT OR REPLACE INTO session VALUES (1, ?, ?, ?, ?, ?)",
+                (json.dumps(list(servers)), handle, device, token, _now_ms()),
+            )
+
+    def clear_session(self) -> None:
+        """Forget the device token (logout). The outbox stays for the next login."""
+        with self._transaction():
+            self._conn.execute("DELETE FROM session")
+            self._conn.execute("DELETE FROM inbox")
+
+    # ------------------------------------------------------------------ inbox
+
+    def last_seq(self) -> int:
+        row = self._conn.execute("SELECT last_seq FROM inbox WHERE only_row = 1").fetchone()
+        return int(row[0]) if row else 0
+
+    def set_last_seq(self, seq: int) -> None:
+        self._conn.execute(
+            "INSERT INTO inbox VALUES (1, ?) "
+            "ON CONFLICT(only_row) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
+            (seq,),
+        )
+
+    def reset_last_seq(self, seq: int) -> None:
+        """Lower ``last_seq`` on purpose: the server's inbox numbering is behind ours."""
+        self._conn.execute(
+            "INSERT INTO inbox VALUES (1, ?) "
+            "ON CONFLICT(only_row) DO UPDATE SET last_seq = excluded.last_seq",
+            (seq,),
+        )
+
+    # ------------------------------------------------------------------ outbox
+
+    def outbox_add(self, entries: list[OutboxEntry]) -> None:
+        """Append entries in order, in one transaction (all or none are queued)."""
+        with self._transaction():
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO outbox (id, recipient, payload, created_ms) "
+                "VALUES (?, ?, ?, ?)",
+                [(e.id, e.to, e.payload, e.created_ms) for e in entries],
+            )
+
+    def outbox(self) -> list[OutboxEntry]:
+        rows = self._conn.execute(
+            "SELECT id, recipient, payload, created_ms FROM outbox ORDER BY pos"
+        ).fetchall()
+        return [OutboxEntry(str(r[0]), str(r[1]), bytes(r[2]), int(r[3])) for r in rows]
+
+    def outbox_count(self) -> int:
+        row = self._conn.execute("SELECT COUNT(*) FROM outbox").fetchone()
+        return int(row[0])
+
+    def outbox_remove(self, ids: list[str]) -> None:
+        with self._transaction():
+            self._conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+
+    # ------------------------------------------------------------------ helpers
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on error (a tiny context manager)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
