@@ -122,17 +122,14 @@ def note(text: str) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     # Imported here so that client commands never load the server.
-    from taube.server.app import run_server
-    from taube.server.config import load_config
+    from taube.server.app import serve as serve_node
 
-    config = load_config(
+    return serve_node(
         Path(args.config) if args.config else None,
         host=args.host,
         port=args.port,
         data_dir=Path(args.data) if args.data else None,
     )
-    run_server(config)
-    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- accounts

@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from taube.server.app import run_server
-from taube.server.config import ConfigError, load_config
+from taube.server.app import serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,13 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path)
     parser.add_argument("--config", type=Path)
     args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config, host=args.host, port=args.port, data_dir=args.data)
-    except ConfigError as exc:
-        print(f"taube: {exc}", file=sys.stderr)
-        return 2
-    run_server(config)
-    return 0
+    return serve(args.config, host=args.host, port=args.port, data_dir=args.data)
 
 
 if __name__ == "__main__":

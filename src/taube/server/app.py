@@ -10,6 +10,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import msgspec
 from aiohttp import web
@@ -21,11 +22,12 @@ from taube.core.delivery import DeliveryService
 from taube.core.groups import Groups
 from taube.core.presence import PresenceService
 from taube.server.api import ROUTES
-from taube.server.config import Config
+from taube.server.config import Config, ConfigError, load_config
 from taube.server.gateway import CONNECTIONS, SERVICES, Connections, websocket_handler
 from taube.server.http import problem_middleware
 from taube.server.openapi import openapi_document
 from taube.server.services import Services
+from taube.store.base import SchemaTooNew
 from taube.store.sqlite import SqliteStore
 
 log = logging.getLogger("taube.server")
@@ -139,3 +141,23 @@ def run_server(config: Config) -> None:
         handle_signals=True,
         shutdown_timeout=5.0,
     )
+
+
+def serve(
+    config_path: Path | None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    data_dir: Path | None = None,
+) -> int:
+    """Load the configuration and serve; returns an exit code, with a one-line reason on
+    stderr for the mistakes an operator can fix (bad config, newer database, busy port)."""
+    try:
+        run_server(load_config(config_path, host=host, port=port, data_dir=data_dir))
+    except (ConfigError, SchemaTooNew) as exc:
+        print(f"taube: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"taube: cannot serve: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
