@@ -15,10 +15,11 @@ import msgspec
 
 from taube.bus.base import Bus, inbox_subject, user_subject
 from taube.core.clock import Clock
+from taube.core.membership import member_group
 from taube.protocol.errors import TaubeError
 from taube.protocol.frames import InboxItem, Read, Receipt, Send, SetTyping, Typing, encode_frame
 from taube.protocol.ids import is_message_id, parse_address
-from taube.store.base import Delivery, DeviceKey, GroupRecord, NewMessage, SendResult, Store
+from taube.store.base import Delivery, DeviceKey, NewMessage, SendResult, Store
 
 
 class DeliveryService:
@@ -66,7 +67,7 @@ class DeliveryService:
                 raise TaubeError("msg.unknown_recipient", f"No user @{name}.")
             conversation_of = {name: f"@{sender}", sender: f"@{name}"}
         else:
-            group = await self._member_group(name, sender)
+            group = await member_group(self._store, name, sender)
             devices = await self._store.active_devices(list(group.members))
             conversation_of = dict.fromkeys(devices, frame.to)
         targets = [
@@ -116,14 +117,6 @@ class DeliveryService:
         for user, device in dict.fromkeys(devices):
             await self._bus.publish(inbox_subject(user, device))
 
-    async def _member_group(self, group_id: str, user: str) -> GroupRecord:
-        group = await self._store.get_group(group_id)
-        if group is None:
-            raise TaubeError("group.not_found")
-        if user not in group.members:
-            raise TaubeError("group.not_member")
-        return group
-
     # ---------------------------------------------------------------- inbox and receipts
 
     async def inbox(self, user: str, device: int, after_seq: int, limit: int) -> list[InboxItem]:
@@ -146,7 +139,7 @@ class DeliveryService:
             raise TaubeError("request.invalid", "conversation is not an address.")
         kind, name = address
         if kind == "group":
-            await self._member_group(name, user)
+            await member_group(self._store, name, user)
             seen_by_sender = frame.conversation
         elif name != frame.sender:
             raise TaubeError("request.invalid", "In a 1:1 chat the sender is the peer.")
@@ -185,7 +178,7 @@ class DeliveryService:
             raise TaubeError("request.invalid", "conversation is not an address.")
         kind, name = address
         if kind == "group":
-            group = await self._member_group(name, user)
+            group = await member_group(self._store, name, user)
             recipients = [m for m in group.members if m != user]
             conversation = frame.conversation
         else:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from taube.core.clock import Clock
 from taube.core.delivery import DeliveryService
+from taube.core.membership import member_group
 from taube.protocol.errors import TaubeError
 from taube.protocol.frames import GroupEvent, GroupEventKind
 from taube.protocol.ids import is_handle, new_group_id, normalize_handle
@@ -53,12 +54,7 @@ class Groups:
         return group
 
     async def get(self, group_id: str, user: str) -> GroupRecord:
-        group = await self._store.get_group(group_id)
-        if group is None:
-            raise TaubeError("group.not_found")
-        if user not in group.members:
-            raise TaubeError("group.not_member")
-        return group
+        return await member_group(self._store, group_id, user)
 
     async def _admin_group(self, group_id: str, user: str) -> GroupRecord:
         group = await self.get(group_id, user)
