@@ -21,6 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from taube.bus.local import LocalBus
 from taube.core.delivery import DeliveryService
+from taube.core.directory import Directory
 from taube.protocol.frames import Message, Send
 from taube.protocol.ids import uuid7
 from taube.store.base import UserRecord
@@ -58,8 +59,13 @@ class DeliveryMachine(RuleBasedStateMachine):
     async def _open(self) -> None:
         self.store = SqliteStore(self.folder / "taube.db", synchronous="OFF")
         await self.store.open()
+        bus = LocalBus()
         self.delivery = DeliveryService(
-            self.store, LocalBus(), lambda: self.clock_ms, max_payload_bytes=1024
+            self.store,
+            bus,
+            lambda: self.clock_ms,
+            Directory(self.store, bus),
+            max_payload_bytes=1024,
         )
 
     @rule(

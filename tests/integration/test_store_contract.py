@@ -5,6 +5,7 @@ New stores join by adding a factory to STORES; the tests never look inside.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -101,7 +102,7 @@ async def test_inbox_is_gap_free_and_survives_acks_and_reopen(
     await user(store, "bob")
     for i in range(5):
         result = await store.commit_message(message("alice", f"m{i}", [("bob", 1)]))
-        assert result.devices == [("bob", 1)]
+        assert result.appended == [(("bob", 1), i + 1)]
         assert not result.duplicate
     items = await store.read_inbox("bob", 1, 0, 100)
     assert [i.seq for i in items] == [1, 2, 3, 4, 5]
@@ -124,7 +125,7 @@ async def test_commit_is_idempotent_per_sender_and_id(store: Store) -> None:
     again = await store.commit_message(message("alice", "same", [("bob", 1)]))
     assert again.duplicate
     assert again.sent_at_ms == first.sent_at_ms
-    assert again.devices == []
+    assert again.appended == []
     assert len(await store.read_inbox("bob", 1, 0, 10)) == 1
     # Another sender may use the same id without clashing.
     other = await store.commit_message(message("bob", "same", [("alice", 1)]))
@@ -153,7 +154,9 @@ async def test_ack_queues_delivered_receipts_for_every_sender_device(store: Stor
     await store.commit_message(message("alice", "a2", [("bob", 1), ("alice", 2)]))
     result = await store.ack("bob", 1, 99, 3000)
     assert result.acked_seq == 2  # clamped to what exists
-    assert sorted(result.devices) == [("alice", 1), ("alice", 2)]
+    assert sorted(key for key, _ in result.appended) == [("alice", 1), ("alice", 2)]
+    assert [item.seq for _, item in result.appended] == [1, 3]  # alice.2 holds two copies first
+
     for device in (1, 2):
         receipts = [
             i for i in await store.read_inbox("alice", device, 0, 10) if isinstance(i, Receipt)
@@ -165,7 +168,7 @@ async def test_ack_queues_delivered_receipts_for_every_sender_device(store: Stor
         )  # fmt: skip
     # The sender's own copy, acked, makes no receipt.
     own = await store.ack("alice", 2, 2, 3000)
-    assert own.devices == []
+    assert own.appended == []
     assert await store.read_inbox("bob", 1, 0, 10) == []
 
 
@@ -176,7 +179,7 @@ async def test_revoked_device_loses_inbox_and_gets_nothing_new(store: Store) -> 
     assert await store.revoke_device("bob", 2, 5)
     assert await store.read_inbox("bob", 2, 0, 10) == []
     result = await store.commit_message(message("alice", "y", [("bob", 1), ("bob", 2)]))
-    assert result.devices == [("bob", 1)]
+    assert result.appended == [(("bob", 1), 2)]
 
 
 async def test_groups_membership_and_events(store: Store) -> None:
@@ -240,3 +243,30 @@ async def test_sqlite_refuses_a_database_from_a_newer_version(tmp_path: Path) ->
         conn.execute("PRAGMA user_version = 999")
     with pytest.raises(SchemaTooNew):
         await open_sqlite(tmp_path)
+
+
+async def test_concurrent_commits_batch_together_and_stay_gap_free(
+    factory: StoreFactory, tmp_path: Path
+) -> None:
+    store = await factory(tmp_path)
+    for handle in ("alice", "carol", "dave"):
+        await user(store, handle)
+    await user(store, "bob", devices=2)
+    await store.revoke_device("bob", 2, 5)
+    sends = [
+        message(sender, f"{sender}-{i % 90}", [("bob", 1), ("bob", 2)])
+        for i in range(100)
+        for sender in ("alice", "carol", "dave")
+    ]
+    results = await asyncio.gather(*(store.commit_message(m) for m in sends))
+    fresh = [r for r in results if not r.duplicate]
+    assert len(fresh) == 270  # ids repeat after 90 per sender
+    assert sorted(seq for r in fresh for _, seq in r.appended) == list(range(1, 271))
+    assert all(key == ("bob", 1) for r in fresh for key, _ in r.appended)
+    await store.close()
+    store = await factory(tmp_path)
+    again = await store.commit_message(message("alice", "after-reopen", [("bob", 1)]))
+    assert again.appended == [(("bob", 1), 271)]
+    items = await store.read_inbox("bob", 1, 0, 1000)
+    assert [i.seq for i in items] == list(range(1, 272))
+    await store.close()

@@ -18,6 +18,7 @@ import argon2
 
 from taube.bus.base import Bus, device_subject
 from taube.core.clock import Clock
+from taube.core.directory import Directory
 from taube.protocol.errors import TaubeError
 from taube.protocol.ids import is_handle, normalize_handle
 from taube.store.base import DeviceRecord, HandleTaken, Store, UserRecord
@@ -45,6 +46,7 @@ class Accounts:
         store: Store,
         bus: Bus,
         clock: Clock,
+        directory: Directory,
         *,
         argon2_params: Argon2Params = Argon2Params(),
         token_idle_ms: int = 90 * 24 * 3600 * 1000,
@@ -52,6 +54,7 @@ class Accounts:
         self._store = store
         self._bus = bus
         self._clock = clock
+        self._directory = directory
         self._token_idle_ms = token_idle_ms
         self._hasher = argon2.PasswordHasher(
             time_cost=argon2_params.time_cost,
@@ -97,6 +100,7 @@ class Accounts:
     async def _new_device(self, handle: str, name: str) -> tuple[DeviceRecord, str]:
         token = secrets.token_urlsafe(32)
         device = await self._store.create_device(handle, name, hash_token(token), self._clock())
+        await self._directory.user_changed(handle)
         return device, token
 
     async def authenticate(self, token: str) -> DeviceRecord:
@@ -124,6 +128,7 @@ class Accounts:
     async def revoke(self, handle: str, device_id: int) -> None:
         if not await self._store.revoke_device(handle, device_id, self._clock()):
             raise TaubeError("device.not_found")
+        await self._directory.user_changed(handle)
         await self._bus.publish(device_subject(handle, device_id), REVOKED)
 
     async def user(self, handle: str) -> UserRecord:

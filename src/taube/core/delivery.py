@@ -15,18 +15,44 @@ import msgspec
 
 from taube.bus.base import Bus, inbox_subject, user_subject
 from taube.core.clock import Clock
+from taube.core.directory import Directory
 from taube.core.membership import member_group
 from taube.protocol.errors import TaubeError
-from taube.protocol.frames import InboxItem, Read, Receipt, Send, SetTyping, Typing, encode_frame
+from taube.protocol.frames import (
+    InboxItem,
+    Message,
+    Read,
+    Receipt,
+    Send,
+    SetTyping,
+    Typing,
+    encode_frame,
+)
 from taube.protocol.ids import is_message_id, parse_address
 from taube.store.base import Delivery, DeviceKey, NewMessage, SendResult, Store
 
 
+def inbox_notice(item: InboxItem) -> bytes:
+    """What rings a device's doorbell: the item's seq (8 bytes) and its encoded frame, so
+    that a connection that is caught up pushes it without reading the store. A notice
+    that cannot be used that way (a gap, a full window) just means "read your inbox"."""
+    return item.seq.to_bytes(8, "big") + encode_frame(item)
+
+
 class DeliveryService:
-    def __init__(self, store: Store, bus: Bus, clock: Clock, *, max_payload_bytes: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        clock: Clock,
+        directory: Directory,
+        *,
+        max_payload_bytes: int,
+    ) -> None:
         self._store = store
         self._bus = bus
         self._clock = clock
+        self._directory = directory
         self.max_payload_bytes = max_payload_bytes
 
     # ---------------------------------------------------------------- sending
@@ -62,13 +88,13 @@ class DeliveryService:
             raise TaubeError("msg.unknown_recipient", f"Not an address: {frame.to!r}.")
         kind, name = address
         if kind == "user":
-            devices = await self._store.active_devices([name, sender])
+            devices = await self._directory.active_devices([name, sender])
             if name not in devices:
                 raise TaubeError("msg.unknown_recipient", f"No user @{name}.")
             conversation_of = {name: f"@{sender}", sender: f"@{name}"}
         else:
-            group = await member_group(self._store, name, sender)
-            devices = await self._store.active_devices(list(group.members))
+            group = await member_group(self._directory, name, sender)
+            devices = await self._directory.active_devices(list(group.members))
             conversation_of = dict.fromkeys(devices, frame.to)
         targets = [
             (user, device)
@@ -107,15 +133,17 @@ class DeliveryService:
         if isinstance(message, SendResult):
             return message
         result = await self._store.commit_message(message)
-        await self.ring(result.devices)
+        if result.appended:
+            await self.announce(message_items(message, result))
         return result
 
     async def send(self, sender: str, sender_device: int, frame: Send) -> SendResult:
         return await self.commit(await self.prepare(sender, sender_device, frame))
 
-    async def ring(self, devices: Iterable[DeviceKey]) -> None:
-        for user, device in dict.fromkeys(devices):
-            await self._bus.publish(inbox_subject(user, device))
+    async def announce(self, items: Iterable[tuple[DeviceKey, InboxItem]]) -> None:
+        """Ring the doorbell of every device whose inbox grew (after the commit)."""
+        for (user, device), item in items:
+            await self._bus.publish(inbox_subject(user, device), inbox_notice(item))
 
     # ---------------------------------------------------------------- inbox and receipts
 
@@ -127,7 +155,7 @@ class DeliveryService:
         if upto_seq <= 0:
             return 0
         result = await self._store.ack(user, device, upto_seq, self._clock())
-        await self.ring(result.devices)
+        await self.announce(result.appended)
         return result.acked_seq
 
     async def read(self, user: str, device: int, frame: Read) -> None:
@@ -139,7 +167,7 @@ class DeliveryService:
             raise TaubeError("request.invalid", "conversation is not an address.")
         kind, name = address
         if kind == "group":
-            await member_group(self._store, name, user)
+            await member_group(self._directory, name, user)
             seen_by_sender = frame.conversation
         elif name != frame.sender:
             raise TaubeError("request.invalid", "In a 1:1 chat the sender is the peer.")
@@ -147,7 +175,7 @@ class DeliveryService:
             seen_by_sender = f"@{user}"
         if any(not is_message_id(i) for i in frame.ids):
             raise TaubeError("msg.invalid_id")
-        devices = await self._store.active_devices([frame.sender, user])
+        devices = await self._directory.active_devices([frame.sender, user])
         if frame.sender not in devices:
             raise TaubeError("user.not_found")
         now = self._clock()
@@ -168,7 +196,7 @@ class DeliveryService:
             ((frame.sender, d), to_sender) for d in devices[frame.sender]
         ]
         items += [((user, d), to_self) for d in devices.get(user, []) if d != device]
-        await self.ring(await self._store.append_items(items))
+        await self.announce(await self._store.append_items(items))
 
     # ---------------------------------------------------------------- typing
 
@@ -178,14 +206,34 @@ class DeliveryService:
             raise TaubeError("request.invalid", "conversation is not an address.")
         kind, name = address
         if kind == "group":
-            group = await member_group(self._store, name, user)
+            group = await member_group(self._directory, name, user)
             recipients = [m for m in group.members if m != user]
             conversation = frame.conversation
         else:
-            if await self._store.get_user(name) is None:
+            if name not in await self._directory.active_devices([name]):
                 raise TaubeError("user.not_found")
             recipients = [name] if name != user else []
             conversation = f"@{user}"
         data = encode_frame(Typing(conversation=conversation, user=user, active=frame.active))
         for recipient in recipients:
             await self._bus.publish(user_subject(recipient), data)
+
+
+def message_items(message: NewMessage, result: SendResult) -> list[tuple[DeviceKey, InboxItem]]:
+    """The inbox items a committed message became, one per device, with their seq."""
+    by_device = {(d.user, d.device): d for d in message.deliveries}
+    items: list[tuple[DeviceKey, InboxItem]] = []
+    for key, seq in result.appended:
+        delivery = by_device[key]
+        payload = delivery.payload if delivery.payload is not None else message.payload
+        item = Message(
+            seq=seq,
+            id=message.id,
+            conversation=delivery.conversation,
+            sender=message.sender,
+            sender_device=message.sender_device,
+            sent_at_ms=message.sent_at_ms,
+            payload=payload or b"",
+        )
+        items.append((key, item))
+    return items

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from taube.core.clock import Clock
 from taube.core.delivery import DeliveryService
+from taube.core.directory import Directory
 from taube.core.membership import member_group
 from taube.protocol.errors import TaubeError
 from taube.protocol.frames import GroupEvent, GroupEventKind
@@ -22,9 +23,16 @@ from taube.store.base import DeviceKey, GroupRecord, Store
 
 class Groups:
     def __init__(
-        self, store: Store, delivery: DeliveryService, clock: Clock, *, max_members: int
+        self,
+        store: Store,
+        delivery: DeliveryService,
+        directory: Directory,
+        clock: Clock,
+        *,
+        max_members: int,
     ) -> None:
         self._store = store
+        self._directory = directory
         self._delivery = delivery
         self._clock = clock
         self.max_members = max_members
@@ -32,7 +40,7 @@ class Groups:
     async def _existing_users(self, handles: Sequence[str]) -> list[str]:
         wanted = list(dict.fromkeys(normalize_handle(h) for h in handles))
         bad = [h for h in wanted if not is_handle(h)]
-        found = await self._store.active_devices([h for h in wanted if is_handle(h)])
+        found = await self._directory.active_devices([h for h in wanted if is_handle(h)])
         missing = bad + [h for h in wanted if is_handle(h) and h not in found]
         if missing:
             raise TaubeError("user.not_found", f"No such user: @{missing[0]}.", handles=missing)
@@ -54,7 +62,7 @@ class Groups:
         return group
 
     async def get(self, group_id: str, user: str) -> GroupRecord:
-        return await member_group(self._store, group_id, user)
+        return await member_group(self._directory, group_id, user)
 
     async def _admin_group(self, group_id: str, user: str) -> GroupRecord:
         group = await self.get(group_id, user)
@@ -131,6 +139,7 @@ class Groups:
         )
         if group is None:
             raise TaubeError("group.not_found")
+        await self._directory.group_changed(group_id)
         return group
 
     async def _announce(
@@ -150,8 +159,8 @@ class Groups:
             name=group.name,
             at_ms=self._clock(),
         )
-        devices = await self._store.active_devices(list(audience))
+        devices = await self._directory.active_devices(list(audience))
         items: list[tuple[DeviceKey, GroupEvent]] = [
             ((user, device), item) for user, ids in devices.items() for device in ids
         ]
-        await self._delivery.ring(await self._store.append_items(items))
+        await self._delivery.announce(await self._store.append_items(items))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from taube.core.directory import Directory
 from taube.protocol.errors import TaubeError
-from taube.store.base import GroupRecord, Store
+from taube.store.base import GroupRecord
 
 
-async def member_group(store: Store, group_id: str, user: str) -> GroupRecord:
+async def member_group(directory: Directory, group_id: str, user: str) -> GroupRecord:
     """The group, if it exists and ``user`` is in it; otherwise the TaubeError saying which."""
-    group = await store.get_group(group_id)
+    group = await directory.group(group_id)
     if group is None:
         raise TaubeError("group.not_found")
     if user not in group.members:

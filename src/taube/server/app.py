@@ -19,6 +19,7 @@ from taube.bus.local import LocalBus
 from taube.core.accounts import Accounts, Argon2Params
 from taube.core.clock import Clock, system_clock
 from taube.core.delivery import DeliveryService
+from taube.core.directory import Directory
 from taube.core.groups import Groups
 from taube.core.presence import PresenceService
 from taube.server.api import ROUTES
@@ -36,23 +37,28 @@ log = logging.getLogger("taube.server")
 def build_services(config: Config, clock: Clock = system_clock) -> Services:
     store = SqliteStore(config.sqlite_path, synchronous=config.sqlite_synchronous.upper())
     bus = LocalBus()
-    delivery = DeliveryService(store, bus, clock, max_payload_bytes=config.max_payload_bytes)
+    directory = Directory(store, bus)
+    delivery = DeliveryService(
+        store, bus, clock, directory, max_payload_bytes=config.max_payload_bytes
+    )
     return Services(
         config=config,
         clock=clock,
         store=store,
         bus=bus,
+        directory=directory,
         accounts=Accounts(
             store,
             bus,
             clock,
+            directory,
             argon2_params=Argon2Params(
                 config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism
             ),
             token_idle_ms=int(config.token_idle_days * 24 * 3600 * 1000),
         ),
         delivery=delivery,
-        groups=Groups(store, delivery, clock, max_members=config.max_group_members),
+        groups=Groups(store, delivery, directory, clock, max_members=config.max_group_members),
         presence=PresenceService(store, bus, clock),
     )
 
@@ -75,12 +81,14 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await services.store.open()
         await services.bus.open()
+        await services.directory.start()
         retention = asyncio.create_task(purge_old_messages(services))
         log.info("ready: store %s", config.sqlite_path)
         yield
         retention.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await retention
+        await services.directory.stop()
         await services.bus.close()
         await services.store.close()
 

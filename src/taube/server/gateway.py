@@ -101,6 +101,9 @@ class Connection:
         self._doorbell = asyncio.Event()
         self._acks_changed = asyncio.Event()
         self._ack_wanted = asyncio.Event()
+        self._window = services.config.max_unacked_items
+        # True while the pusher reads the store; a doorbell's item may not jump the queue.
+        self._reading = True
         self._cursor = 0  # newest seq pushed
         self._acked = 0  # newest seq acked and committed
         self._ack_target = 0
@@ -256,17 +259,20 @@ class Connection:
             await self.ws.send_str(data.decode())
 
     async def _pusher(self) -> None:
+        """Catch up from the store; once caught up, doorbells carry the items (``_ring``)."""
         assert self.device is not None
         user, dev = self.device.user, self.device.id
-        window = self.s.config.max_unacked_items
+        window = self._window
         while True:
             self._doorbell.clear()
             while self._cursor - self._acked >= window:
                 self._acks_changed.clear()
                 await self._acks_changed.wait()
             room = window - (self._cursor - self._acked)
+            self._reading = True
             items = await self.s.delivery.inbox(user, dev, self._cursor, min(PUSH_BATCH, room))
             if not items:
+                self._reading = False
                 # The catch-up poll bounds the delay a lost doorbell can cause.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(CATCH_UP_POLL_S):
@@ -316,6 +322,16 @@ class Connection:
     # ------------------------------------------------------------ bus handlers
 
     def _ring(self, subject: str, data: bytes) -> None:
+        if len(data) > 8 and not self._reading:
+            seq = int.from_bytes(data[:8], "big")
+            if seq == self._cursor + 1 and seq - self._acked <= self._window:
+                try:
+                    self._out.put_nowait(data[8:])
+                except asyncio.QueueFull:
+                    pass
+                else:
+                    self._cursor = seq
+                    return
         self._doorbell.set()
 
     def _forward(self, subject: str, data: bytes) -> None:

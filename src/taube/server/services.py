@@ -8,6 +8,7 @@ from taube.bus.base import Bus
 from taube.core.accounts import Accounts
 from taube.core.clock import Clock
 from taube.core.delivery import DeliveryService
+from taube.core.directory import Directory
 from taube.core.groups import Groups
 from taube.core.presence import PresenceService
 from taube.server.config import Config
@@ -20,6 +21,7 @@ class Services:
     clock: Clock
     store: Store
     bus: Bus
+    directory: Directory
     accounts: Accounts
     delivery: DeliveryService
     groups: Groups

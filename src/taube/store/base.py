@@ -94,15 +94,19 @@ class NewMessage:
 class SendResult:
     sent_at_ms: int
     duplicate: bool
-    devices: list[DeviceKey]
-    """Devices whose inbox grew (ring their doorbells)."""
+    appended: list[tuple[DeviceKey, int]]
+    """(device, seq) of every inbox item appended, in delivery order."""
+
+
+Appended = list[tuple[DeviceKey, InboxItem]]
+"""Inbox items as appended, with their seq, by device."""
 
 
 @dataclass(frozen=True, slots=True)
 class AckResult:
     acked_seq: int
-    devices: list[DeviceKey]
-    """Devices that got a delivered receipt (ring their doorbells)."""
+    appended: Appended
+    """The delivered receipts this ack queued."""
 
 
 class Store(abc.ABC):
@@ -202,7 +206,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def append_items(
         self, items: Sequence[tuple[DeviceKey, Receipt | GroupEvent]]
-    ) -> list[DeviceKey]:
+    ) -> Appended:
         """Append receipts or group events (their ``seq`` is assigned here)."""
 
     @abc.abstractmethod
