@@ -33,7 +33,7 @@ def test_precedence(tmp_path: Path) -> None:
         ("[server]\nport = 'eighty'\n", "setting 'port': expected int"),
         ("[server]\nport = 0\n", "port 0 is out of range"),
         ("[store]\nstore = 'mysql://x'\n", "only sqlite"),
-        ("[store]\nsqlite_synchronous = 'SOMETIMES'\n", "sqlite_synchronous"),
+        ("[store]\ndurability = 'SOMETIMES'\n", "durability must be"),
         ("[limits]\nmax_frame_bytes = 10\n", "max_frame_bytes"),
         ("this is not toml", "not valid TOML"),
     ],

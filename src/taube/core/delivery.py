@@ -9,7 +9,7 @@ validate sends one by one in arrival order and let their commits overlap.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 import msgspec
 
@@ -79,10 +79,13 @@ class DeliveryService:
     async def _validate(self, sender: str, sender_device: int, frame: Send) -> NewMessage:
         if (frame.payload is None) == (frame.payloads is None):
             raise TaubeError("request.invalid", "Give exactly one of payload or payloads.")
-        sizes = [len(frame.payload)] if frame.payload is not None else []
-        sizes += [len(p.payload) for p in frame.payloads or ()]
-        if any(size > self.max_payload_bytes for size in sizes):
-            raise TaubeError("msg.too_large", limit=self.max_payload_bytes)
+        limit = self.max_payload_bytes
+        if frame.payload is not None:
+            too_large = len(frame.payload) > limit
+        else:
+            too_large = any(len(p.payload) > limit for p in frame.payloads or ())
+        if too_large:
+            raise TaubeError("msg.too_large", limit=limit)
         address = parse_address(frame.to)
         if address is None:
             raise TaubeError("msg.unknown_recipient", f"Not an address: {frame.to!r}.")
@@ -133,9 +136,18 @@ class DeliveryService:
         if isinstance(message, SendResult):
             return message
         result = await self._store.commit_message(message)
+        await self.committed(message, result)
+        return result
+
+    def submit(self, message: NewMessage) -> Awaitable[SendResult]:
+        """Queue the commit now (so commits keep the order of submission) and return
+        what resolves once it is durable; then call ``committed``."""
+        return self._store.submit_message(message)
+
+    async def committed(self, message: NewMessage, result: SendResult) -> None:
+        """Ring the doorbells of a committed message's recipient devices."""
         if result.appended:
             await self.announce(message_items(message, result))
-        return result
 
     async def send(self, sender: str, sender_device: int, frame: Send) -> SendResult:
         return await self.commit(await self.prepare(sender, sender_device, frame))

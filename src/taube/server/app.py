@@ -35,7 +35,7 @@ log = logging.getLogger("taube.server")
 
 
 def build_services(config: Config, clock: Clock = system_clock) -> Services:
-    store = SqliteStore(config.sqlite_path, synchronous=config.sqlite_synchronous.upper())
+    store = SqliteStore(config.sqlite_path, synchronous=config.durability.upper())
     bus = LocalBus()
     directory = Directory(store, bus)
     delivery = DeliveryService(

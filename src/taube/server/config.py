@@ -25,7 +25,10 @@ class Config:
     data_dir: Path = field(default_factory=lambda: Path("./data"))
     store: str = ""
     """Store URL; empty means SQLite at <data_dir>/taube.db."""
-    sqlite_synchronous: str = "FULL"
+    durability: str = "normal"
+    """"normal": an acknowledged message survives a crash or kill -9 of the server
+    (SQLite WAL, synchronous=NORMAL). "full": it also survives power loss (one fsync
+    per group commit)."""
     message_retention_days: float = 30.0
     """How long a delivered message's id is remembered to drop retries (and its shared
     payload kept); undelivered messages are kept until every recipient device acks."""
@@ -52,7 +55,7 @@ class Config:
 # TOML section -> keys it may hold (all map onto Config fields of the same name).
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "server": ("host", "port", "data_dir", "log_level", "heartbeat_s", "auth_timeout_s"),
-    "store": ("store", "sqlite_synchronous", "message_retention_days"),
+    "store": ("store", "durability", "message_retention_days"),
     "limits": (
         "max_payload_bytes",
         "max_frame_bytes",
@@ -130,8 +133,8 @@ def load_config(
         raise ConfigError(f"port {config.port} is out of range")
     if config.store and not config.store.startswith("sqlite:///"):
         raise ConfigError(f"store {config.store!r}: only sqlite:///PATH is supported so far")
-    if config.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-        raise ConfigError("sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA")
+    if config.durability not in {"normal", "full"}:
+        raise ConfigError('durability must be "normal" or "full"')
     if config.max_payload_bytes < 1:
         raise ConfigError("max_payload_bytes must be positive")
     # A payload travels base64-encoded (4/3 larger) inside a JSON frame.

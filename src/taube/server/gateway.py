@@ -49,9 +49,12 @@ from taube.protocol.frames import (
 )
 from taube.protocol.ids import normalize_handle
 from taube.server.services import Services
-from taube.store.base import DeviceRecord, SendResult
+from taube.store.base import DeviceRecord, NewMessage, SendResult
 
 log = logging.getLogger("taube.gateway")
+
+PendingSend = tuple[str, NewMessage | None, Awaitable[SendResult] | SendResult]
+"""(message id, the message if it is being committed, its commit or its known result)."""
 
 CLIENT_FRAME_TYPES = frozenset(cls.__struct_config__.tag for cls in ClientFrame.__subclasses__())
 PUSH_BATCH = 256
@@ -95,9 +98,7 @@ class Connection:
         self.peer = peer
         self.device: DeviceRecord | None = None
         self._out: asyncio.Queue[bytes] = asyncio.Queue(OUTBOUND_QUEUE)
-        self._sends: asyncio.Queue[tuple[str, asyncio.Future[SendResult]]] = asyncio.Queue(
-            MAX_PENDING_SENDS
-        )
+        self._sends: asyncio.Queue[PendingSend] = asyncio.Queue(MAX_PENDING_SENDS)
         self._doorbell = asyncio.Event()
         self._acks_changed = asyncio.Event()
         self._ack_wanted = asyncio.Event()
@@ -220,10 +221,12 @@ class Connection:
         user, dev = self.device.user, self.device.id
         match frame:
             case Send():
-                message = await self.s.delivery.prepare(user, dev, frame)
-                # Tasks start in creation order, so commits queue in arrival order.
-                commit = asyncio.ensure_future(self.s.delivery.commit(message))
-                await self._sends.put((frame.id, commit))
+                prepared = await self.s.delivery.prepare(user, dev, frame)
+                # Submitted in arrival order, so commits keep the order of the sends.
+                if isinstance(prepared, SendResult):
+                    await self._sends.put((frame.id, None, prepared))
+                else:
+                    await self._sends.put((frame.id, prepared, self.s.delivery.submit(prepared)))
             case Ack(seq=seq):
                 self._ack_target = max(self._ack_target, min(seq, self._cursor))
                 self._ack_wanted.set()
@@ -305,9 +308,11 @@ class Connection:
 
     async def _send_acker(self) -> None:
         while True:
-            message_id, commit = await self._sends.get()
+            message_id, message, commit = await self._sends.get()
             try:
-                result = await commit
+                result = commit if isinstance(commit, SendResult) else await commit
+                if message is not None:
+                    await self.s.delivery.committed(message, result)
             except TaubeError as exc:
                 await self._enqueue(error_frame(exc, message_id))
                 continue

@@ -18,7 +18,8 @@ tests/integration/test_store_contract.py checks them):
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 
 from taube.protocol.frames import GroupEvent, InboxItem, Receipt
@@ -193,6 +194,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def commit_message(self, message: NewMessage) -> SendResult:
         """Store the message and append it to every delivery's inbox, idempotently."""
+
+    def submit_message(self, message: NewMessage) -> Awaitable[SendResult]:
+        """Like ``commit_message``, but the write is queued before this returns, so
+        that messages submitted one after another commit in that order."""
+        return asyncio.ensure_future(self.commit_message(message))
 
     @abc.abstractmethod
     async def sent_at(self, sender: str, message_id: str) -> int | None:

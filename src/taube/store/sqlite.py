@@ -51,7 +51,17 @@ WriteOp = WriteFn | NewMessage
 KIND_MESSAGE, KIND_RECEIPT, KIND_GROUP = 1, 2, 3
 MAX_RECEIPT_IDS = 1000
 
+INSERT_INBOX_MESSAGE = (
+    "INSERT INTO inbox (user, device, seq, kind, sender, msg_id, conversation, payload)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _item_encoder = msgspec.json.Encoder()
+
+
+class _HasDuplicates(Exception):
+    """A bulk commit met a known message id; the batch falls back to one by one."""
+
+
 _extra_decoder: msgspec.json.Decoder[Receipt | GroupEvent] = msgspec.json.Decoder(
     Receipt | GroupEvent
 )
@@ -468,42 +478,59 @@ class SqliteStore(Store):
         result: SendResult = await self._submit(message)
         return result
 
+    def submit_message(self, message: NewMessage) -> asyncio.Future[SendResult]:
+        return self._submit(message)
+
     def _commit_one(self, c: sqlite3.Connection, message: NewMessage) -> SendResult:
-        return self._commit_many(c, [message])[0]
+        m = message
+        inserted = c.execute(
+            "INSERT INTO messages (sender, id, sender_device, target, sent_at_ms, payload)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sender, id) DO NOTHING RETURNING 1",
+            (m.sender, m.id, m.sender_device, m.target, m.sent_at_ms, m.payload),
+        ).fetchone()
+        if inserted is None:
+            (sent_at,) = c.execute(
+                "SELECT sent_at_ms FROM messages WHERE sender = ? AND id = ?", (m.sender, m.id)
+            ).fetchone()
+            return SendResult(sent_at, True, [])
+        inbox_rows: list[tuple[Any, ...]] = []
+        result = self._append_message(c, m, inbox_rows)
+        c.executemany(INSERT_INBOX_MESSAGE, inbox_rows)
+        return result
 
     def _commit_many(self, c: sqlite3.Connection, messages: list[NewMessage]) -> list[SendResult]:
-        """Store messages and append their inbox items; duplicates append nothing."""
-        results: list[SendResult] = []
-        inbox_rows = []
-        for m in messages:
-            inserted = c.execute(
-                "INSERT INTO messages (sender, id, sender_device, target, sent_at_ms, payload)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sender, id) DO NOTHING RETURNING 1",
-                (m.sender, m.id, m.sender_device, m.target, m.sent_at_ms, m.payload),
-            ).fetchone()
-            if inserted is None:
-                (sent_at,) = c.execute(
-                    "SELECT sent_at_ms FROM messages WHERE sender = ? AND id = ?", (m.sender, m.id)
-                ).fetchone()
-                results.append(SendResult(sent_at, True, []))
-                continue
-            appended: list[tuple[DeviceKey, int]] = []
-            for d in m.deliveries:
-                key = (d.user, d.device)
-                seq = self._allocate(c, key)
-                if seq is None:  # revoked meanwhile: nothing to deliver to
-                    continue
-                inbox_rows.append(
-                    (d.user, d.device, seq, KIND_MESSAGE, m.sender, m.id, d.conversation, d.payload)
-                )
-                appended.append((key, seq))
-            results.append(SendResult(m.sent_at_ms, False, appended))
+        """The fast path for many messages: one executemany per table. Raises
+        _HasDuplicates (the caller then commits them one by one) if any id was known."""
+        before = c.total_changes
         c.executemany(
-            "INSERT INTO inbox (user, device, seq, kind, sender, msg_id, conversation, payload)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            inbox_rows,
+            "INSERT OR IGNORE INTO messages"
+            " (sender, id, sender_device, target, sent_at_ms, payload) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (m.sender, m.id, m.sender_device, m.target, m.sent_at_ms, m.payload)
+                for m in messages
+            ],
         )
+        if c.total_changes - before != len(messages):
+            raise _HasDuplicates
+        inbox_rows: list[tuple[Any, ...]] = []
+        results = [self._append_message(c, m, inbox_rows) for m in messages]
+        c.executemany(INSERT_INBOX_MESSAGE, inbox_rows)
         return results
+
+    def _append_message(
+        self, c: sqlite3.Connection, m: NewMessage, inbox_rows: list[tuple[Any, ...]]
+    ) -> SendResult:
+        appended: list[tuple[DeviceKey, int]] = []
+        for d in m.deliveries:
+            key = (d.user, d.device)
+            seq = self._allocate(c, key)
+            if seq is None:  # revoked meanwhile: nothing to deliver to
+                continue
+            inbox_rows.append(
+                (d.user, d.device, seq, KIND_MESSAGE, m.sender, m.id, d.conversation, d.payload)
+            )
+            appended.append((key, seq))
+        return SendResult(m.sent_at_ms, False, appended)
 
     async def sent_at(self, sender: str, message_id: str) -> int | None:
         row = await self._read(

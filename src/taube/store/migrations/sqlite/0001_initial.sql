@@ -1,5 +1,7 @@
 -- Accounts, devices, groups, messages and per-device inboxes.
--- Every hot table is keyed by a user (or user + device) first.
+-- Every hot table is keyed by a user (or user + device) first. The two tables that
+-- carry payloads are rowid tables: WITHOUT ROWID stores whole rows in the key's
+-- B-tree, which measured 2-3x slower per insert for ~100-byte payloads.
 
 CREATE TABLE users (
     handle          TEXT PRIMARY KEY,
@@ -46,7 +48,7 @@ CREATE TABLE messages (
     sent_at_ms      INTEGER NOT NULL,
     payload         BLOB,
     PRIMARY KEY (sender, id)
-) WITHOUT ROWID;
+);
 
 -- kind: 1 message, 2 receipt, 3 group event. For messages, payload NULL means
 -- messages.payload; for the other kinds, data holds the encoded frame.
@@ -61,4 +63,4 @@ CREATE TABLE inbox (
     payload         BLOB,
     data            BLOB,
     PRIMARY KEY (user, device, seq)
-) WITHOUT ROWID;
+);
