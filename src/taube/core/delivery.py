@@ -9,7 +9,7 @@ validate sends one by one in arrival order and let their commits overlap.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 
 import msgspec
 
@@ -30,6 +30,8 @@ from taube.protocol.frames import (
 )
 from taube.protocol.ids import is_message_id, parse_address
 from taube.store.base import Delivery, DeviceKey, NewMessage, SendResult, Store
+
+MAX_ROUTES = 100_000
 
 
 def inbox_notice(item: InboxItem) -> bytes:
@@ -54,6 +56,7 @@ class DeliveryService:
         self._clock = clock
         self._directory = directory
         self.max_payload_bytes = max_payload_bytes
+        self._routes: dict[tuple[str, int, str], tuple[int, Sequence[Delivery]]] = {}
 
     # ---------------------------------------------------------------- sending
 
@@ -89,6 +92,12 @@ class DeliveryService:
         address = parse_address(frame.to)
         if address is None:
             raise TaubeError("msg.unknown_recipient", f"Not an address: {frame.to!r}.")
+        # Read before any await: a change during the lookups must invalidate the result.
+        generation = self._directory.generation
+        if frame.payloads is None:
+            route = self._routes.get((sender, sender_device, frame.to))
+            if route is not None and route[0] == generation:
+                return self._new_message(sender, sender_device, frame, route[1])
         kind, name = address
         if kind == "user":
             devices = await self._directory.active_devices([name, sender])
@@ -121,6 +130,12 @@ class DeliveryService:
             deliveries = [Delivery(u, d, conversation_of[u], given[(u, d)]) for u, d in targets]
         else:
             deliveries = [Delivery(u, d, conversation_of[u]) for u, d in targets]
+            self._remember_route((sender, sender_device, frame.to), generation, deliveries)
+        return self._new_message(sender, sender_device, frame, deliveries)
+
+    def _new_message(
+        self, sender: str, sender_device: int, frame: Send, deliveries: Sequence[Delivery]
+    ) -> NewMessage:
         return NewMessage(
             sender=sender,
             sender_device=sender_device,
@@ -130,6 +145,15 @@ class DeliveryService:
             payload=frame.payload,
             deliveries=deliveries,
         )
+
+    def _remember_route(
+        self, key: tuple[str, int, str], generation: int, deliveries: Sequence[Delivery]
+    ) -> None:
+        """Remember who a shared-payload send from this device reaches, until the
+        directory changes (any device or group change anywhere bumps its generation)."""
+        self._routes[key] = (generation, deliveries)
+        if len(self._routes) > MAX_ROUTES:
+            self._routes.pop(next(iter(self._routes)))
 
     async def commit(self, message: NewMessage | SendResult) -> SendResult:
         """Durably append the message to every recipient inbox, then ring doorbells."""

@@ -47,6 +47,11 @@ class Directory:
         elif kind == "group":
             self._groups.pop(name, None)
 
+    @property
+    def generation(self) -> int:
+        """Changes whenever any cached answer may have changed."""
+        return self._generation
+
     async def user_changed(self, handle: str) -> None:
         """Call after a user's devices changed (every node forgets its entry)."""
         self._generation += 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -48,6 +48,7 @@ from taube.protocol.frames import (
     encode_frame,
 )
 from taube.protocol.ids import normalize_handle
+from taube.server.framing import text_frame
 from taube.server.services import Services
 from taube.store.base import DeviceRecord, NewMessage, SendResult
 
@@ -58,9 +59,15 @@ PendingSend = tuple[str, NewMessage | None, Awaitable[SendResult] | SendResult]
 
 CLIENT_FRAME_TYPES = frozenset(cls.__struct_config__.tag for cls in ClientFrame.__subclasses__())
 PUSH_BATCH = 256
+MAX_FRAMES_PER_WRITE = 256
+WRITE_BUFFER_HIGH = 256 * 1024
 CATCH_UP_POLL_S = 30.0
 OUTBOUND_QUEUE = 4096
 MAX_PENDING_SENDS = 1024
+
+
+async def _no_drain() -> None:
+    pass
 
 
 def decode_frame(data: str | bytes) -> AnyClientFrame:
@@ -92,8 +99,17 @@ def error_frame(exc: TaubeError, ref: str | None) -> Error:
 
 
 class Connection:
-    def __init__(self, ws: web.WebSocketResponse, services: Services, peer: str) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        services: Services,
+        peer: str,
+        transport: asyncio.Transport | None = None,
+        drain: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.ws = ws
+        self.transport = transport
+        self.drain = drain or _no_drain
         self.s = services
         self.peer = peer
         self.device: DeviceRecord | None = None
@@ -257,9 +273,17 @@ class Connection:
         await self._out.put(encode_frame(frame))
 
     async def _writer(self) -> None:
+        """The only task that writes frames: everything queued goes out in one write."""
+        out = self._out
         while True:
-            data = await self._out.get()
-            await self.ws.send_str(data.decode())
+            frames = [text_frame(await out.get())]
+            while not out.empty() and len(frames) < MAX_FRAMES_PER_WRITE:
+                frames.append(text_frame(out.get_nowait()))
+            if self.transport is None or self.transport.is_closing():
+                return
+            self.transport.write(b"".join(frames))
+            if self.transport.get_write_buffer_size() > WRITE_BUFFER_HIGH:
+                await self.drain()
 
     async def _pusher(self) -> None:
         """Catch up from the store; once caught up, doorbells carry the items (``_ring``)."""
@@ -357,9 +381,14 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(
         max_msg_size=services.config.max_frame_bytes,
         heartbeat=services.config.heartbeat_s,
+        # Payloads are opaque (soon ciphertext): deflate would cost CPU on every frame
+        # for almost no gain, and framing.py writes uncompressed frames.
+        compress=False,
     )
     await ws.prepare(request)
-    connection = Connection(ws, services, request.remote or "?")
+    connection = Connection(
+        ws, services, request.remote or "?", request.transport, request.writer.drain
+    )
     request.app[CONNECTIONS].open.add(connection)
     try:
         await connection.run()

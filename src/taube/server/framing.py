@@ -1,0 +1,26 @@
+"""WebSocket text frames built by hand, so that many can go out in one write.
+
+aiohttp writes every frame with its own ``transport.write`` (one system call each
+on an idle socket). A busy connection often has dozens of small frames ready at
+once (messages, "sent" acks, receipts); joining them into one write is the single
+largest saving on the send path. Server frames are never masked (RFC 6455 5.1) and
+we negotiate no compression, so a frame is just a header and the payload.
+"""
+
+from __future__ import annotations
+
+import struct
+
+_TEXT_FIN = 0x81
+_LEN16 = struct.Struct("!BBH")
+_LEN64 = struct.Struct("!BBQ")
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One final, unmasked, uncompressed text frame carrying ``payload`` (UTF-8)."""
+    size = len(payload)
+    if size < 126:
+        return bytes((_TEXT_FIN, size)) + payload
+    if size < 65536:
+        return _LEN16.pack(_TEXT_FIN, 126, size) + payload
+    return _LEN64.pack(_TEXT_FIN, 127, size) + payload
