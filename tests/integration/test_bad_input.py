@@ -12,7 +12,7 @@ import pytest
 
 from taube.protocol.frames import Ack, Auth, DevicePayload, Error, Message, Send, encode_frame
 from taube.protocol.ids import uuid7
-from tests.serverproc import UNIT_S, ServerProcess
+from tests.serverproc import UNIT_S, ServerProcess, free_port
 from tests.wire import connect, http, login, register
 
 
@@ -254,3 +254,23 @@ async def test_openapi_document_lists_every_route(server, session) -> None:
     register_op = doc["paths"]["/v1/accounts"]["post"]
     assert "409" in register_op["responses"]
     assert "account.handle_taken" in register_op["responses"]["409"]["description"]
+
+
+async def test_truncated_json_over_http_is_malformed(server, session) -> None:
+    async with session.post(f"{server.url}/v1/accounts", data=b"[1") as r:
+        assert (r.status, (await r.json(content_type=None))["code"]) == (400, "request.malformed")
+
+
+def test_unopenable_database_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the data folder should be")
+    done = subprocess.run(
+        [sys.executable, "-m", "taube.server", "--port", str(free_port()), "--data", str(blocker)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().startswith("taube: cannot")

@@ -87,6 +87,7 @@ def receipt_json(receipt: Receipt) -> dict[str, Any]:
         "ids": list(receipt.ids),
         "at": iso_utc(receipt.at_ms),
         "at_ms": receipt.at_ms,
+        **({"sender": receipt.sender} if receipt.sender else {}),
     }
 
 

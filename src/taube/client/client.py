@@ -671,6 +671,7 @@ def _inbox_event(frame: fr.Message | fr.Receipt | fr.GroupEvent) -> ev.InboxEven
                 by_device=frame.by_device,
                 ids=tuple(frame.ids),
                 at_ms=frame.at_ms,
+                sender=frame.sender,
             )
         case fr.GroupEvent():
             return ev.GroupChange(

@@ -36,7 +36,11 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """``by`` received (``delivered``) or read the messages ``ids``."""
+    """``by`` received (``delivered``) or read the messages ``ids``.
+
+    ``sender`` is set when ``by`` is you (read on another of your devices): whose
+    messages ``ids`` are.
+    """
 
     seq: int
     status: Literal["delivered", "read"]
@@ -45,6 +49,7 @@ class Receipt:
     by_device: int
     ids: tuple[str, ...]
     at_ms: int
+    sender: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -83,7 +85,7 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
         await services.bus.open()
         await services.directory.start()
         retention = asyncio.create_task(purge_old_messages(services))
-        log.info("ready: store %s", config.sqlite_path)
+        log.info("store open: %s", config.sqlite_path)
         yield
         retention.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -133,22 +135,36 @@ def configure_logging(level: str) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
+async def serve_until_stopped(config: Config, stop: asyncio.Event | None = None) -> None:
+    """Open the store, bind the port, serve until SIGINT/SIGTERM (or ``stop``), clean up."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(build_app(config), handle_signals=False, shutdown_timeout=5.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+        await site.start()
+        log.info("serving on http://%s:%d", config.host, config.port)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    log.info("stopped")
+
+
 def run_server(config: Config) -> None:
     """Serve until SIGINT or SIGTERM."""
     configure_logging(config.log_level)
-    with contextlib.suppress(ImportError):
+    try:
         import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    log.info("serving on http://%s:%d, store %s", config.host, config.port, config.sqlite_path)
-    web.run_app(
-        build_app(config),
-        host=config.host,
-        port=config.port,
-        print=None,
-        handle_signals=True,
-        shutdown_timeout=5.0,
-    )
+    except ImportError:  # uvloop is optional off Linux/macOS
+        asyncio.run(serve_until_stopped(config))
+    else:
+        uvloop.run(serve_until_stopped(config))
 
 
 def serve(
@@ -165,6 +181,9 @@ def serve(
     except (ConfigError, SchemaTooNew) as exc:
         print(f"taube: {exc}", file=sys.stderr)
         return 2
+    except sqlite3.Error as exc:
+        print(f"taube: cannot open the database: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"taube: cannot serve: {exc.strerror or exc}", file=sys.stderr)
         return 1

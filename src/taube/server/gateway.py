@@ -186,7 +186,7 @@ class Connection:
         """Tell the client why, then close with the error's close code."""
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.ws.send_str(encode_frame(error_frame(exc, ref)).decode())
-        await self._close(exc.spec.ws_close or 4000)
+        await self._close(exc.spec.ws_close or (1011 if exc.code == "internal" else 4000))
 
     async def _authenticate(self) -> DeviceRecord | None:
         try:
@@ -209,6 +209,10 @@ class Connection:
             if exc.spec.ws_close is None:
                 exc = TaubeError("auth.required", exc.message, **exc.details)
             await self._fatal(exc)
+            return None
+        except Exception:
+            log.exception("authentication failed unexpectedly peer=%s", self.peer)
+            await self._fatal(TaubeError("internal"))
             return None
         return device
 

@@ -73,6 +73,10 @@ async def read_body(request: web.Request, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(data or b"{}", type=kind)
     except msgspec.ValidationError as exc:
+        try:  # Typed decoding can stop at a type error before it sees broken JSON.
+            msgspec.json.decode(data)
+        except msgspec.DecodeError:
+            raise TaubeError("request.malformed") from None
         raise TaubeError("request.invalid", str(exc)) from None
     except msgspec.DecodeError:
         raise TaubeError("request.malformed") from None
