@@ -14,12 +14,24 @@ from pathlib import Path
 # Every wait in the tests is a multiple of this, so a slow machine can scale them all.
 UNIT_S = float(os.environ.get("TAUBE_TEST_TIME_UNIT", "1.0"))
 
-# Cheap argon2 for tests only: registration speed is not what these tests measure.
-TEST_CONFIG = """
-[auth]
-argon2_time_cost = 1
-argon2_memory_kib = 1024
-"""
+# Cheap argon2 for tests only (registration speed is not what these tests measure),
+# and admission limits out of the way except where a test sets its own.
+TEST_SETTINGS: dict[str, dict[str, object]] = {
+    "auth": {"argon2_time_cost": 1, "argon2_memory_kib": 1024},
+    "admission": {"max_logins_per_s": 100000, "max_sessions_per_s": 100000},
+}
+
+
+def toml_text(settings: dict[str, dict[str, object]]) -> str:
+    """The few TOML forms our settings need: sections of numbers and strings."""
+    lines = []
+    for section, values in settings.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            lines.append(
+                f"{key} = {value!r}" if not isinstance(value, str) else f'{key} = "{value}"'
+            )
+    return "\n".join(lines) + "\n"
 
 
 def free_port() -> int:
@@ -29,13 +41,21 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, port: int | None = None, extra_config: str = "") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        settings: dict[str, dict[str, object]] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.config_path = data_dir / "taube-test.toml"
         self.log_path = data_dir / "server.log"
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(TEST_CONFIG + extra_config)
+        merged = {section: dict(values) for section, values in TEST_SETTINGS.items()}
+        for section, values in (settings or {}).items():
+            merged.setdefault(section, {}).update(values)
+        self.config_path.write_text(toml_text(merged))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

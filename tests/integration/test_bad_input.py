@@ -74,7 +74,7 @@ async def test_oversized_payload_is_refused_and_limit_is_stated(server, session)
 
 
 async def test_frame_over_the_frame_limit_closes_with_1009(tmp_path: Path, session) -> None:
-    server = ServerProcess(tmp_path / "s", extra_config="[limits]\nmax_frame_bytes = 100000\n")
+    server = ServerProcess(tmp_path / "s", settings={"limits": {"max_frame_bytes": 100000}})
     server.start()
     try:
         alice = await register(session, server.url, "alice")
@@ -147,7 +147,7 @@ async def test_revoked_device_is_cut_off_and_refused(server: ServerProcess, sess
 
 async def test_expired_token_gets_its_own_code(tmp_path: Path, session) -> None:
     # 0.00001 days is under a second of inactivity.
-    server = ServerProcess(tmp_path / "s", extra_config="token_idle_days = 0.00001\n")
+    server = ServerProcess(tmp_path / "s", settings={"auth": {"token_idle_days": 0.00001}})
     server.start()
     try:
         alice = await register(session, server.url, "alice")

@@ -85,7 +85,7 @@ async def test_group_admin_rules_and_events(server: ServerProcess, session) -> N
 
 
 async def test_group_member_limit(tmp_path, session) -> None:
-    server = ServerProcess(tmp_path / "s", extra_config="[limits]\nmax_group_members = 3\n").start()
+    server = ServerProcess(tmp_path / "s", settings={"limits": {"max_group_members": 3}}).start()
     try:
         people = [await register(session, server.url, f"p{i}") for i in range(4)]
         status, body = await call(

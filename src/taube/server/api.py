@@ -16,6 +16,7 @@ from taube.server.services import Services
 from taube.store.base import DeviceRecord, GroupRecord
 
 GROUP_ADMIN_ERRORS = ("group.not_found", "group.not_member", "group.not_admin", "user.not_found")
+LOAD_ERRORS = ("server.overloaded", "server.draining")
 AUTH_ERRORS = ("auth.required", "auth.invalid_token", "auth.token_expired", "auth.revoked")
 
 
@@ -48,7 +49,18 @@ def group_body(group: GroupRecord) -> body.GroupInfo:
 # ---------------------------------------------------------------- accounts
 
 
+def admit_login(request: web.Request) -> None:
+    """Draining nodes and login floods get a retry-after instead of an argon2 hash."""
+    node = services(request).node
+    if node.draining:
+        raise TaubeError("server.draining", retry_after_s=1)
+    wait = node.admission.admit_login()
+    if wait:
+        raise TaubeError("server.overloaded", retry_after_s=wait)
+
+
 async def register(request: web.Request) -> web.Response:
+    admit_login(request)
     req = await read_body(request, body.RegisterRequest)
     device, token = await services(request).accounts.register(
         req.handle, req.password, req.device_name
@@ -57,6 +69,7 @@ async def register(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
+    admit_login(request)
     req = await read_body(request, body.LoginRequest)
     device, token = await services(request).accounts.login(
         req.handle, req.password, req.device_name
@@ -190,6 +203,8 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Readiness for a load balancer: the store and the bus answer."""
     s = services(request)
+    if s.node.draining:
+        raise TaubeError("server.draining", retry_after_s=1)
     try:
         async with asyncio.timeout(2.0):
             await s.store.ping()
@@ -203,13 +218,14 @@ ROUTES = [
     Route("GET", "/healthz", healthz, "Liveness: the process answers.", None, body.Health,
           auth=False),
     Route("GET", "/readyz", readyz, "Readiness: store and bus reachable.", None, body.Health,
-          auth=False, errors=("server.not_ready",)),
+          auth=False, errors=("server.not_ready", "server.draining")),
     Route("POST", "/v1/accounts", register, "Register a handle and log in its first device.",
           body.RegisterRequest, body.DeviceSession, 201, auth=False,
-          errors=("account.invalid_handle", "account.weak_password", "account.handle_taken")),
+          errors=("account.invalid_handle", "account.weak_password", "account.handle_taken",
+                  *LOAD_ERRORS)),
     Route("POST", "/v1/sessions", login, "Log in a new device of an existing account.",
           body.LoginRequest, body.DeviceSession, 201, auth=False,
-          errors=("auth.bad_credentials",)),
+          errors=("auth.bad_credentials", *LOAD_ERRORS)),
     Route("GET", "/v1/me", get_me, "The current account and device.", None, body.Me),
     Route("PATCH", "/v1/me", patch_me, "Change account settings (hide presence).",
           body.SettingsUpdate, body.Me),

@@ -24,12 +24,13 @@ from taube.core.delivery import DeliveryService
 from taube.core.directory import Directory
 from taube.core.groups import Groups
 from taube.core.presence import PresenceService
+from taube.server.admission import Admission
 from taube.server.api import ROUTES
 from taube.server.config import Config, ConfigError, load_config
 from taube.server.gateway import CONNECTIONS, SERVICES, Connections, websocket_handler
 from taube.server.http import problem_middleware
 from taube.server.openapi import openapi_document
-from taube.server.services import Services
+from taube.server.services import NodeState, Services
 from taube.store.base import SchemaTooNew
 from taube.store.sqlite import SqliteStore
 
@@ -62,6 +63,13 @@ def build_services(config: Config, clock: Clock = system_clock) -> Services:
         delivery=delivery,
         groups=Groups(store, delivery, directory, clock, max_members=config.max_group_members),
         presence=PresenceService(store, bus, clock),
+        node=NodeState(
+            Admission(
+                sessions_per_s=config.max_sessions_per_s,
+                logins_per_s=config.max_logins_per_s,
+                max_handshakes=config.max_handshakes,
+            )
+        ),
     )
 
 
@@ -96,9 +104,11 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
 
     async def close_connections(app: web.Application) -> None:
         # Without this, shutdown waits for every open WebSocket to end by itself.
-        for connection in list(app[CONNECTIONS].open):
-            with contextlib.suppress(Exception):
-                await connection.ws.close(code=1001, message=b"server shutting down")
+        services.node.draining = True
+        connections = list(app[CONNECTIONS].open)
+        await asyncio.gather(*(c.move_elsewhere() for c in connections), return_exceptions=True)
+        if connections:
+            log.info("drain: told %d connections to move", len(connections))
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(close_connections)
@@ -148,7 +158,11 @@ async def serve_until_stopped(config: Config, stop: asyncio.Event | None = None)
         await site.start()
         log.info("serving on http://%s:%d", config.host, config.port)
         await stop.wait()
-        log.info("shutting down")
+        # Drain: stop accepting, fail readiness, tell clients to move (on_shutdown),
+        # let in-flight commits finish (the store flushes on close), then exit.
+        log.info("draining")
+        runner.app[SERVICES].node.draining = True
+        await site.stop()
     finally:
         await runner.cleanup()
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -44,6 +44,12 @@ class Config:
     argon2_memory_kib: int = 19 * 1024
     argon2_parallelism: int = 1
     log_level: str = "info"
+    max_sessions_per_s: float = 500.0
+    """New WebSocket sessions a node admits per second (reconnect storms queue up)."""
+    max_logins_per_s: float = 20.0
+    """Registrations and logins per second (each costs an argon2 hash)."""
+    max_handshakes: int = 256
+    """WebSocket handshakes (connect until authenticated) in flight at once."""
 
     @property
     def sqlite_path(self) -> Path:
@@ -64,8 +70,14 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "max_unacked_items",
     ),
     "auth": ("token_idle_days", "argon2_time_cost", "argon2_memory_kib", "argon2_parallelism"),
+    "admission": ("max_sessions_per_s", "max_logins_per_s", "max_handshakes"),
 }
 _TYPES = {f.name: f.type for f in fields(Config)}
+POSITIVE = (
+    "max_body_bytes", "max_group_members", "max_unacked_items", "token_idle_days",
+    "auth_timeout_s", "heartbeat_s", "message_retention_days", "argon2_time_cost",
+    "argon2_parallelism", "max_sessions_per_s", "max_logins_per_s", "max_handshakes",
+)  # fmt: skip
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -143,10 +155,7 @@ def load_config(
         raise ConfigError(
             f"max_frame_bytes must be at least {smallest_frame} to carry a full payload"
         )
-    positive = ("max_body_bytes", "max_group_members", "max_unacked_items", "token_idle_days",
-                "auth_timeout_s", "heartbeat_s", "message_retention_days", "argon2_time_cost",
-                "argon2_parallelism")  # fmt: skip
-    for name in positive:
+    for name in POSITIVE:
         if getattr(config, name) <= 0:
             raise ConfigError(f"{name} must be positive")
     if config.argon2_memory_kib < 8 * config.argon2_parallelism:

@@ -106,8 +106,10 @@ class Connection:
         peer: str,
         transport: asyncio.Transport | None = None,
         drain: Callable[[], Awaitable[None]] | None = None,
+        handshake_done: Callable[[], None] = lambda: None,
     ) -> None:
         self.ws = ws
+        self._handshake_done = handshake_done
         self.transport = transport
         self.drain = drain or _no_drain
         self.s = services
@@ -133,6 +135,7 @@ class Connection:
 
     async def run(self) -> None:
         device = await self._authenticate()
+        self._handshake_done()
         if device is None:
             return
         self.device = device
@@ -187,6 +190,10 @@ class Connection:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.ws.send_str(encode_frame(error_frame(exc, ref)).decode())
         await self._close(exc.spec.ws_close or (1011 if exc.code == "internal" else 4000))
+
+    async def move_elsewhere(self) -> None:
+        """This node is draining: say so (clients reconnect to another node) and close."""
+        await self._fatal(TaubeError("server.draining", retry_after_s=0))
 
     async def _authenticate(self) -> DeviceRecord | None:
         try:
@@ -382,6 +389,29 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     probe = web.WebSocketResponse()
     if not probe.can_prepare(request).ok:
         raise TaubeError("request.invalid", "This route needs a WebSocket upgrade.")
+    node = services.node
+    if node.draining:
+        raise TaubeError("server.draining", retry_after_s=1)
+    wait = node.admission.admit_session()
+    if wait:
+        raise TaubeError("server.overloaded", retry_after_s=wait)
+    done = False
+
+    def handshake_done() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            node.admission.handshake_done()
+
+    try:
+        return await _serve_websocket(request, services, handshake_done)
+    finally:
+        handshake_done()
+
+
+async def _serve_websocket(
+    request: web.Request, services: Services, handshake_done: Callable[[], None]
+) -> web.StreamResponse:
     ws = web.WebSocketResponse(
         max_msg_size=services.config.max_frame_bytes,
         heartbeat=services.config.heartbeat_s,
@@ -391,7 +421,12 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     )
     await ws.prepare(request)
     connection = Connection(
-        ws, services, request.remote or "?", request.transport, request.writer.drain
+        ws,
+        services,
+        request.remote or "?",
+        request.transport,
+        request.writer.drain,
+        handshake_done,
     )
     request.app[CONNECTIONS].open.add(connection)
     try:

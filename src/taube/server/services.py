@@ -11,8 +11,17 @@ from taube.core.delivery import DeliveryService
 from taube.core.directory import Directory
 from taube.core.groups import Groups
 from taube.core.presence import PresenceService
+from taube.server.admission import Admission
 from taube.server.config import Config
 from taube.store.base import Store
+
+
+@dataclass
+class NodeState:
+    """What changes while a node runs: admission counters and whether it is draining."""
+
+    admission: Admission
+    draining: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,3 +35,4 @@ class Services:
     delivery: DeliveryService
     groups: Groups
     presence: PresenceService
+    node: NodeState

@@ -1,0 +1,81 @@
+"""Admission control: a node says "come back in N seconds" instead of falling over.
+
+When a node dies, its clients all reconnect to the others at once (a reconnect
+storm). Each new connection costs a token lookup and each login an argon2 hash;
+unbounded, a storm starves the connections already served. A token bucket bounds
+the rate of new WebSocket sessions and logins, a counter bounds the handshakes in
+flight; whoever is turned away gets ``server.overloaded`` with a retry-after hint
+(spread with jitter so that the retries do not come back as one wave).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up. Pure: time is passed in."""
+
+    rate: float
+    burst: float
+    tokens: float = -1.0
+    updated: float = 0.0
+
+    def take(self, now: float) -> float:
+        """0.0 if a token was taken, else the seconds until one will be there."""
+        if self.tokens < 0:
+            self.tokens, self.updated = self.burst, now
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
+class Admission:
+    """Decides whether a new session or login may start now."""
+
+    def __init__(
+        self,
+        *,
+        sessions_per_s: float,
+        logins_per_s: float,
+        max_handshakes: int,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._sessions = TokenBucket(sessions_per_s, burst=max(1.0, sessions_per_s))
+        self._logins = TokenBucket(logins_per_s, burst=max(1.0, logins_per_s))
+        self._max_handshakes = max_handshakes
+        self._clock = clock
+        self._jitter = jitter
+        self.handshakes = 0
+        self.refused = 0
+
+    def _retry_after(self, wait: float) -> int:
+        """Whole seconds (HTTP's unit), at least 1, spread by up to +100 %."""
+        self.refused += 1
+        return max(1, math.ceil(wait * (1.0 + self._jitter())))
+
+    def admit_session(self) -> int:
+        """0 to go ahead (then call ``handshake_done``), else seconds to wait."""
+        if self.handshakes >= self._max_handshakes:
+            return self._retry_after(1.0)
+        wait = self._sessions.take(self._clock())
+        if wait:
+            return self._retry_after(wait)
+        self.handshakes += 1
+        return 0
+
+    def handshake_done(self) -> None:
+        self.handshakes -= 1
+
+    def admit_login(self) -> int:
+        wait = self._logins.take(self._clock())
+        return self._retry_after(wait) if wait else 0

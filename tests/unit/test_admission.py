@@ -1,0 +1,43 @@
+"""Admission control as pure logic: buckets refill with time, refusals carry a hint."""
+
+from __future__ import annotations
+
+from taube.server.admission import Admission, TokenBucket
+
+
+def test_bucket_allows_a_burst_then_the_rate() -> None:
+    bucket = TokenBucket(rate=10, burst=5)
+    assert [bucket.take(0.0) for _ in range(5)] == [0.0] * 5
+    assert bucket.take(0.0) == 0.1  # one token takes 0.1 s at 10/s
+    assert bucket.take(0.1) == 0.0
+    assert bucket.take(0.1) > 0
+    assert bucket.take(10.0) == 0.0  # refilled (up to the burst)
+
+
+def test_sessions_are_bounded_by_rate_and_by_handshakes_in_flight() -> None:
+    now = [0.0]
+    admission = Admission(
+        sessions_per_s=100, logins_per_s=2, max_handshakes=3,
+        clock=lambda: now[0], jitter=lambda: 0.0,
+    )  # fmt: skip
+    assert [admission.admit_session() for _ in range(3)] == [0, 0, 0]
+    assert admission.admit_session() == 1  # three handshakes in flight
+    admission.handshake_done()
+    assert admission.admit_session() == 0
+    assert admission.admit_login() == 0
+    assert admission.admit_login() == 0
+    assert admission.admit_login() >= 1
+    assert admission.refused == 2
+
+
+def test_retry_after_is_spread_by_jitter() -> None:
+    hints = set()
+    for spread in (0.0, 0.5, 0.99):
+        admission = Admission(
+            sessions_per_s=0.5, logins_per_s=1, max_handshakes=10,
+            clock=lambda: 0.0, jitter=lambda s=spread: s,
+        )  # fmt: skip
+        admission.admit_session()
+        hints.add(admission.admit_session())
+    assert len(hints) > 1
+    assert min(hints) >= 2  # a token takes 2 s at 0.5/s
