@@ -32,7 +32,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +99,15 @@ class _Outcome:
     reason: str
     move_on: bool = False  # try the next server URL (draining node)
     immediate: bool = False  # reconnect without backoff
+    retry_after: float = 0.0  # the server's hint (HTTP Retry-After) for coming back
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float:
+    """Seconds from a Retry-After header (the delta form; dates are not used by Taube)."""
+    try:
+        return max(0.0, min(float((headers or {}).get("Retry-After", 0)), 300.0))
+    except ValueError:
+        return 0.0
 
 
 class _Fatal(Exception):
@@ -391,6 +400,10 @@ class Client:
             else:
                 delay = self.options.backoff.delay(attempt)
                 attempt += 1
+            if len(self.servers) == 1:
+                # Alone with an overloaded node: wait as long as it asked (its hint
+                # is already spread by jitter so that a storm does not come back as one).
+                delay = max(delay, outcome.retry_after)
             if outcome.move_on or not outcome.ready:
                 index = (index + 1) % len(self.servers)
             log.info("disconnected from %s: %s; retry in %.2fs", server, outcome.reason, delay)
@@ -405,6 +418,11 @@ class Client:
                 ws = await self._http.ws_connect(
                     ws_url(server), heartbeat=self.options.heartbeat, autoping=True
                 )
+        except aiohttp.WSServerHandshakeError as exc:
+            hint = _retry_after(exc.headers)
+            if exc.status == 503:
+                return _Outcome(False, "server busy or draining", move_on=True, retry_after=hint)
+            return _Outcome(False, f"cannot connect: {_describe(exc)}")
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             return _Outcome(False, f"cannot connect: {_describe(exc)}")
         sender: asyncio.Task[None] | None = None
