@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from taube.protocol.frames import GroupEvent, Message, Receipt
+from taube.store import postgres as postgres_store
 from taube.store import sqlite as sqlite_store
 from taube.store.base import (
     Delivery,
@@ -21,9 +24,13 @@ from taube.store.base import (
     NewMessage,
     SchemaTooNew,
     Store,
+    StoreUnavailable,
     UserRecord,
 )
+from taube.store.postgres import PostgresStore
 from taube.store.sqlite import SqliteStore
+from tests.conftest import POSTGRES_DSN, TcpProxy, drop_schema, fresh_name, postgres_dsn
+from tests.serverproc import UNIT_S, free_port
 
 StoreFactory = Callable[[Path], Awaitable[Store]]
 
@@ -34,12 +41,34 @@ async def open_sqlite(folder: Path) -> Store:
     return store
 
 
-STORES: dict[str, StoreFactory] = {"sqlite": open_sqlite}
+POSTGRES_SCHEMA_FILE = "postgres-schema"
+
+
+async def open_postgres(folder: Path) -> Store:
+    """A PostgresStore in a schema of its own for this test (named in ``folder``, so that
+    reopening the same folder reopens the same data)."""
+    dsn = postgres_dsn()
+    marker = folder / POSTGRES_SCHEMA_FILE
+    if not marker.exists():
+        marker.write_text(fresh_name("t"))
+    store = PostgresStore(dsn, schema=marker.read_text(), max_connections=6)
+    await store.open()
+    return store
+
+
+async def forget_postgres(folder: Path) -> None:
+    marker = folder / POSTGRES_SCHEMA_FILE
+    if marker.exists():
+        await drop_schema(POSTGRES_DSN, marker.read_text())
+
+
+STORES: dict[str, StoreFactory] = {"sqlite": open_sqlite, "postgresql": open_postgres}
 
 
 @pytest.fixture(params=sorted(STORES))
-def factory(request: pytest.FixtureRequest) -> StoreFactory:
-    return STORES[request.param]
+async def factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+    yield STORES[request.param]
+    await forget_postgres(tmp_path)  # a no-op for stores that keep no outside state
 
 
 @pytest.fixture
@@ -270,3 +299,169 @@ async def test_concurrent_commits_batch_together_and_stay_gap_free(
     items = await store.read_inbox("bob", 1, 0, 1000)
     assert [i.seq for i in items] == list(range(1, 272))
     await store.close()
+
+
+async def test_submissions_from_one_device_get_seqs_in_submission_order(store: Store) -> None:
+    for handle in ("alice", "carol"):
+        await user(store, handle)
+    await user(store, "bob")
+    # Submitted without waiting, interleaved with another sender, as a gateway does.
+    futures = [
+        store.submit_message(message(sender, f"{sender}-{i}", [("bob", 1)]))
+        for i in range(200)
+        for sender in ("alice", "carol")
+    ]
+    results = await asyncio.gather(*futures)
+    for sender in ("alice", "carol"):
+        seqs = [
+            seq
+            for r, m in zip(results, range(len(results)), strict=True)
+            if (m % 2 == 0) == (sender == "alice")
+            for _, seq in r.appended
+        ]
+        assert seqs == sorted(seqs)
+        assert len(seqs) == 200
+    assert sorted(seq for r in results for _, seq in r.appended) == list(range(1, 401))
+
+
+async def test_acks_sends_and_events_in_flight_together_stay_consistent(store: Store) -> None:
+    await user(store, "alice", devices=2)
+    await user(store, "bob", devices=2)
+    to_bob = [("bob", 1), ("bob", 2)]
+    for i in range(20):
+        await store.commit_message(message("alice", f"old-{i}", to_bob))
+    event = GroupEvent(seq=0, group="g", event="renamed", actor="a", members=[], name="n", at_ms=1)
+    # Queued together, as a busy gateway does: sends, acks (one stale) and an event.
+    sends = [store.submit_message(message("alice", f"new-{i}", to_bob)) for i in range(20)]
+    first_ack = store.ack("bob", 1, 20, 3000)
+    stale_ack = store.ack("bob", 1, 10, 3001)
+    appended = store.append_items([(("bob", 1), event)])
+    revoked_ack = store.ack("bob", 9, 5, 3002)
+    done = await asyncio.gather(*sends, first_ack, stale_ack, appended, revoked_ack)
+    acked, stale, events, nobody = done[20:]
+
+    assert (acked.acked_seq, stale.acked_seq, nobody.acked_seq) == (20, 10, 0)
+    assert stale.appended == nobody.appended == []
+    assert sorted(key for key, _ in acked.appended) == [("alice", 1), ("alice", 2)]
+    ((where, item),) = events
+    assert where == ("bob", 1)
+    items = await store.read_inbox("bob", 1, 0, 100)
+    assert [i.seq for i in items] == list(range(21, 42))  # 20 new messages and the event
+    assert {i.seq for i in items if isinstance(i, GroupEvent)} == {item.seq}
+    assert [i.seq for i in await store.read_inbox("bob", 2, 0, 100)] == list(range(1, 41))
+    for device in (1, 2):
+        (receipt,) = await store.read_inbox("alice", device, 0, 10)
+        assert isinstance(receipt, Receipt)
+        assert receipt.ids == [f"old-{i}" for i in range(20)]
+
+
+# ---------------------------------------------------------------- PostgreSQL only
+
+
+async def test_postgres_migrates_an_existing_database_in_place(
+    pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dsn = postgres_dsn()
+    store = PostgresStore(dsn, schema=pg_schema)
+    await store.open()
+    await user(store, "alice")
+    await store.close()
+    shipped = postgres_store.migrations()
+    extra = (shipped[-1][0] + 1, "ALTER TABLE users ADD COLUMN about text NOT NULL DEFAULT '';")
+    monkeypatch.setattr(postgres_store, "migrations", lambda: [*shipped, extra])
+    store = PostgresStore(dsn, schema=pg_schema)
+    await store.open()
+    assert await store.get_user("alice") is not None
+    assert await store.upgrade() == (extra[0], extra[0])  # nothing left to do
+    await store.close()
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": pg_schema})
+    try:
+        assert await conn.fetchval("SELECT MAX(version) FROM schema_version") == extra[0]
+        assert await conn.fetchval("SELECT about FROM users") == ""
+    finally:
+        await conn.close()
+
+
+async def test_postgres_refuses_a_database_from_a_newer_version(pg_schema: str) -> None:
+    dsn = postgres_dsn()
+    store = PostgresStore(dsn, schema=pg_schema)
+    await store.open()
+    await store.close()
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": pg_schema})
+    try:
+        await conn.execute("INSERT INTO schema_version (version) VALUES (999)")
+    finally:
+        await conn.close()
+    with pytest.raises(SchemaTooNew):
+        await PostgresStore(dsn, schema=pg_schema).open()
+
+
+async def test_postgres_nodes_starting_together_migrate_once(pg_schema: str) -> None:
+    nodes = [PostgresStore(postgres_dsn(), schema=pg_schema, max_connections=3, writers=2)
+             for _ in range(4)]  # fmt: skip
+    await asyncio.gather(*(node.open() for node in nodes))
+    await user(nodes[0], "alice")
+    assert all([await node.get_user("alice") is not None for node in nodes])
+    for node in nodes:
+        await node.close()
+
+
+async def test_postgres_nodes_sharing_a_database_keep_inboxes_gap_free(pg_schema: str) -> None:
+    nodes = [PostgresStore(postgres_dsn(), schema=pg_schema, max_connections=6) for _ in (1, 2)]
+    for node in nodes:
+        await node.open()
+    for handle in ("alice", "carol"):
+        await user(nodes[0], handle)
+    await user(nodes[0], "bob", devices=2)
+    sends = [
+        node.commit_message(message(sender, f"{sender}-{i % 90}", [("bob", 1), ("bob", 2)]))
+        for i in range(100)
+        for node in nodes
+        for sender in ("alice", "carol")
+    ]
+    results = await asyncio.gather(*sends)
+    fresh = [r for r in results if not r.duplicate]
+    assert len(fresh) == 180  # each id once, whichever node won
+    for device in (1, 2):
+        seqs = sorted(seq for r in fresh for key, seq in r.appended if key == ("bob", device))
+        assert seqs == list(range(1, 181))
+    for node in nodes:
+        await node.close()
+
+
+async def test_postgres_unreachable_raises_store_unavailable_at_once() -> None:
+    store = PostgresStore(f"postgresql://postgres@127.0.0.1:{free_port()}/test")
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await store.open()
+    with pytest.raises(StoreUnavailable):
+        await store.commit_message(message("alice", "m", [("bob", 1)]))
+    assert time.monotonic() - started < 3 * UNIT_S
+
+
+async def test_postgres_outage_fails_fast_and_recovers_without_restart(pg_schema: str) -> None:
+    proxy = await TcpProxy.to_url(postgres_dsn(), 5432).start()
+    store = PostgresStore(proxy.url(postgres_dsn()), schema=pg_schema, connect_timeout_s=1.0)
+    try:
+        await store.open()
+        await user(store, "alice")
+        await user(store, "bob")
+        await store.commit_message(message("alice", "before", [("bob", 1)]))
+
+        await proxy.stop()  # PostgreSQL "goes away": connections cut, new ones refused
+        started = time.monotonic()
+        for attempt in (store.commit_message(message("alice", "during", [("bob", 1)])),
+                        store.read_inbox("bob", 1, 0, 10), store.ping(),
+                        store.ack("bob", 1, 1, 5)):  # fmt: skip
+            with pytest.raises(StoreUnavailable):
+                await attempt
+        assert time.monotonic() - started < 3 * UNIT_S
+
+        await proxy.start()  # back: the same store object carries on
+        await store.ping()
+        retried = await store.commit_message(message("alice", "during", [("bob", 1)]))
+        assert (retried.duplicate, retried.appended) == (False, [(("bob", 1), 2)])
+        assert [i.seq for i in await store.read_inbox("bob", 1, 0, 10)] == [1, 2]
+    finally:
+        await store.close()
+        await proxy.stop()

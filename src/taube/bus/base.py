@@ -11,6 +11,11 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 
+
+class BusUnavailable(Exception):
+    """The bus cannot be reached (at open, or for ``ping``)."""
+
+
 Handler = Callable[[str, bytes], None]
 """Called with (subject, data) on the event loop; must not block."""
 

@@ -65,7 +65,7 @@ T = TypeVar("T")
 # Send errors worth retrying later (the message stays queued); any other error
 # code answering a send is final and removes the message from the outbox.
 TRANSIENT_CODES: Final = frozenset(
-    {"rate.limited", "server.overloaded", "server.draining", "internal"}
+    {"rate.limited", "server.overloaded", "server.draining", "server.unavailable", "internal"}
 )
 # Close codes after which reconnecting with the same token is pointless.
 AUTH_CLOSE_CODES: Final = frozenset({4001, 4003})

@@ -59,6 +59,7 @@ _SPECS = [
     ErrorSpec("rate.limited", 429, "Too many requests; retry later."),
     ErrorSpec("server.overloaded", 503, "The server is shedding load; retry later.", 1013),
     ErrorSpec("server.not_ready", 503, "The store or the bus does not answer."),
+    ErrorSpec("server.unavailable", 503, "The store is unreachable; retry shortly."),
     ErrorSpec("server.draining", 503, "This node is shutting down; reconnect elsewhere.", 1012),
     ErrorSpec("internal", 500, "Something went wrong on the server."),
 ]

@@ -15,8 +15,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int)
     parser.add_argument("--data", type=Path)
     parser.add_argument("--config", type=Path)
+    parser.add_argument("--store")
+    parser.add_argument("--bus")
+    parser.add_argument("--node")
     args = parser.parse_args(argv)
-    return serve(args.config, host=args.host, port=args.port, data_dir=args.data)
+    return serve(
+        args.config,
+        host=args.host,
+        port=args.port,
+        data_dir=args.data,
+        store=args.store,
+        bus=args.bus,
+        node=args.node,
+    )
 
 
 if __name__ == "__main__":

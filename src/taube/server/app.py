@@ -17,6 +17,7 @@ from pathlib import Path
 import msgspec
 from aiohttp import web
 
+from taube.bus.base import Bus, BusUnavailable
 from taube.bus.local import LocalBus
 from taube.core.accounts import Accounts, Argon2Params
 from taube.core.clock import Clock, system_clock
@@ -31,15 +32,31 @@ from taube.server.gateway import CONNECTIONS, SERVICES, Connections, websocket_h
 from taube.server.http import problem_middleware
 from taube.server.openapi import openapi_document
 from taube.server.services import NodeState, Services
-from taube.store.base import SchemaTooNew
+from taube.store.base import SchemaTooNew, Store, StoreUnavailable
 from taube.store.sqlite import SqliteStore
 
 log = logging.getLogger("taube.server")
 
 
+def make_store(config: Config) -> Store:
+    if config.uses_postgres:
+        from taube.store.postgres import PostgresStore
+
+        return PostgresStore(config.store)
+    return SqliteStore(config.sqlite_path, synchronous=config.durability.upper())
+
+
+def make_bus(config: Config) -> Bus:
+    if config.bus == "local":
+        return LocalBus()
+    from taube.bus.nats import NatsBus
+
+    return NatsBus([url.strip() for url in config.bus.split(",")], node=config.node_name)
+
+
 def build_services(config: Config, clock: Clock = system_clock) -> Services:
-    store = SqliteStore(config.sqlite_path, synchronous=config.durability.upper())
-    bus = LocalBus()
+    store = make_store(config)
+    bus = make_bus(config)
     directory = Directory(store, bus)
     delivery = DeliveryService(
         store, bus, clock, directory, max_payload_bytes=config.max_payload_bytes
@@ -93,14 +110,20 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
         await services.bus.open()
         await services.directory.start()
         retention = asyncio.create_task(purge_old_messages(services))
-        log.info("store open: %s", config.sqlite_path)
+        log.info(
+            "node %s: store %s, bus %s",
+            config.node_name,
+            "postgresql" if config.uses_postgres else config.sqlite_path,
+            config.bus,
+        )
         yield
         retention.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await retention
+        # The store first: queued commits finish and their doorbells still ring.
+        await services.store.close()
         await services.directory.stop()
         await services.bus.close()
-        await services.store.close()
 
     async def close_connections(app: web.Application) -> None:
         # Without this, shutdown waits for every open WebSocket to end by itself.
@@ -187,14 +210,23 @@ def serve(
     host: str | None = None,
     port: int | None = None,
     data_dir: Path | None = None,
+    store: str | None = None,
+    bus: str | None = None,
+    node: str | None = None,
 ) -> int:
     """Load the configuration and serve; returns an exit code, with a one-line reason on
     stderr for the mistakes an operator can fix (bad config, newer database, busy port)."""
     try:
-        run_server(load_config(config_path, host=host, port=port, data_dir=data_dir))
+        config = load_config(
+            config_path, host=host, port=port, data_dir=data_dir, store=store, bus=bus, node=node
+        )
+        run_server(config)
     except (ConfigError, SchemaTooNew) as exc:
         print(f"taube: {exc}", file=sys.stderr)
         return 2
+    except (StoreUnavailable, BusUnavailable) as exc:
+        print(f"taube: cannot start: {exc}", file=sys.stderr)
+        return 1
     except sqlite3.Error as exc:
         print(f"taube: cannot open the database: {exc}", file=sys.stderr)
         return 1

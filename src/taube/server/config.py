@@ -8,6 +8,7 @@ typo never silently falls back to a default. See docs/operations.md for a sample
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -24,7 +25,12 @@ class Config:
     port: int = 8080
     data_dir: Path = field(default_factory=lambda: Path("./data"))
     store: str = ""
-    """Store URL; empty means SQLite at <data_dir>/taube.db."""
+    """Store URL: empty for SQLite at <data_dir>/taube.db, ``sqlite:///PATH``, or
+    ``postgresql://USER@HOST/DB`` (cluster mode: every node points at the same one)."""
+    bus: str = "local"
+    """``local`` (one node) or ``nats://HOST:PORT`` (several, comma-separated)."""
+    node: str = ""
+    """This node's name in logs and in NATS (default: host name and port)."""
     durability: str = "normal"
     """"normal": an acknowledged message survives a crash or kill -9 of the server
     (SQLite WAL, synchronous=NORMAL). "full": it also survives power loss (one fsync
@@ -52,6 +58,14 @@ class Config:
     """WebSocket handshakes (connect until authenticated) in flight at once."""
 
     @property
+    def uses_postgres(self) -> bool:
+        return self.store.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def node_name(self) -> str:
+        return self.node or f"{socket.gethostname()}-{self.port}"
+
+    @property
     def sqlite_path(self) -> Path:
         if self.store.startswith("sqlite:///"):
             return Path(self.store.removeprefix("sqlite:///"))
@@ -60,8 +74,9 @@ class Config:
 
 # TOML section -> keys it may hold (all map onto Config fields of the same name).
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "server": ("host", "port", "data_dir", "log_level", "heartbeat_s", "auth_timeout_s"),
+    "server": ("host", "port", "data_dir", "log_level", "heartbeat_s", "auth_timeout_s", "node"),
     "store": ("store", "durability", "message_retention_days"),
+    "bus": ("bus",),
     "limits": (
         "max_payload_bytes",
         "max_frame_bytes",
@@ -131,6 +146,9 @@ def load_config(
     host: str | None = None,
     port: int | None = None,
     data_dir: Path | None = None,
+    store: str | None = None,
+    bus: str | None = None,
+    node: str | None = None,
     environ: dict[str, str] | None = None,
 ) -> Config:
     """Build the Config; raises ConfigError with a message fit for the operator."""
@@ -138,13 +156,23 @@ def load_config(
     if path is not None:
         values.update(_from_toml(path))
     values.update(_from_env(dict(os.environ) if environ is None else environ))
-    flags = {"host": host, "port": port, "data_dir": data_dir}
+    flags = {
+        "host": host, "port": port, "data_dir": data_dir, "store": store, "bus": bus, "node": node
+    }  # fmt: skip
     values.update({k: v for k, v in flags.items() if v is not None})
     config = replace(Config(), **values)
     if not 0 < config.port < 65536:
         raise ConfigError(f"port {config.port} is out of range")
-    if config.store and not config.store.startswith("sqlite:///"):
-        raise ConfigError(f"store {config.store!r}: only sqlite:///PATH is supported so far")
+    if config.store and not (config.store.startswith("sqlite:///") or config.uses_postgres):
+        raise ConfigError(
+            f"store {config.store!r}: use sqlite:///PATH or postgresql://USER@HOST/DATABASE"
+        )
+    if config.bus != "local" and not all(
+        url.strip().startswith(("nats://", "tls://")) for url in config.bus.split(",")
+    ):
+        raise ConfigError(f"bus {config.bus!r}: use local or nats://HOST:PORT[,nats://...]")
+    if config.bus != "local" and not config.uses_postgres:
+        raise ConfigError("a NATS bus joins several nodes: they need a postgresql:// store")
     if config.durability not in {"normal", "full"}:
         raise ConfigError('durability must be "normal" or "full"')
     if config.max_payload_bytes < 1:

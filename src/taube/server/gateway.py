@@ -50,7 +50,7 @@ from taube.protocol.frames import (
 from taube.protocol.ids import normalize_handle
 from taube.server.framing import text_frame
 from taube.server.services import Services
-from taube.store.base import DeviceRecord, NewMessage, SendResult
+from taube.store.base import DeviceRecord, NewMessage, SendResult, StoreUnavailable
 
 log = logging.getLogger("taube.gateway")
 
@@ -59,6 +59,7 @@ PendingSend = tuple[str, NewMessage | None, Awaitable[SendResult] | SendResult]
 
 CLIENT_FRAME_TYPES = frozenset(cls.__struct_config__.tag for cls in ClientFrame.__subclasses__())
 PUSH_BATCH = 256
+STORE_RETRY_S = 1.0
 MAX_FRAMES_PER_WRITE = 256
 WRITE_BUFFER_HIGH = 256 * 1024
 CATCH_UP_POLL_S = 30.0
@@ -92,6 +93,9 @@ def frame_ref(frame: AnyClientFrame) -> str | None:
     if isinstance(frame, Send):
         return frame.id
     return getattr(frame, "ref", None)
+
+
+UNAVAILABLE = TaubeError("server.unavailable", retry_after_s=1)
 
 
 def error_frame(exc: TaubeError, ref: str | None) -> Error:
@@ -217,6 +221,9 @@ class Connection:
                 exc = TaubeError("auth.required", exc.message, **exc.details)
             await self._fatal(exc)
             return None
+        except StoreUnavailable:
+            await self._fatal(TaubeError("server.overloaded", "The store is unreachable."))
+            return None
         except Exception:
             log.exception("authentication failed unexpectedly peer=%s", self.peer)
             await self._fatal(TaubeError("internal"))
@@ -239,6 +246,8 @@ class Connection:
                     await self._fatal(exc, ref)
                     break
                 await self._enqueue(error_frame(exc, ref))
+            except StoreUnavailable:
+                await self._enqueue(error_frame(UNAVAILABLE, ref))
             except Exception:
                 log.exception("frame handling failed peer=%s", self.peer)
                 await self._enqueue(error_frame(TaubeError("internal"), ref))
@@ -308,7 +317,12 @@ class Connection:
                 await self._acks_changed.wait()
             room = window - (self._cursor - self._acked)
             self._reading = True
-            items = await self.s.delivery.inbox(user, dev, self._cursor, min(PUSH_BATCH, room))
+            try:
+                items = await self.s.delivery.inbox(user, dev, self._cursor, min(PUSH_BATCH, room))
+            except StoreUnavailable:
+                await asyncio.sleep(STORE_RETRY_S)
+                self._doorbell.set()
+                continue
             if not items:
                 self._reading = False
                 # The catch-up poll bounds the delay a lost doorbell can cause.
@@ -329,7 +343,12 @@ class Connection:
             self._ack_wanted.clear()
             target = self._ack_target
             if target > self._acked:
-                await self.s.delivery.ack(self.device.user, self.device.id, target)
+                try:
+                    await self.s.delivery.ack(self.device.user, self.device.id, target)
+                except StoreUnavailable:
+                    await asyncio.sleep(STORE_RETRY_S)
+                    self._ack_wanted.set()  # try again; the items stay until acked
+                    continue
                 self._acked = target
                 self._acks_changed.set()
 
@@ -350,6 +369,10 @@ class Connection:
                     await self.s.delivery.committed(message, result)
             except TaubeError as exc:
                 await self._enqueue(error_frame(exc, message_id))
+                continue
+            except StoreUnavailable:
+                # Not stored: the client keeps it in its outbox and sends it again.
+                await self._enqueue(error_frame(UNAVAILABLE, message_id))
                 continue
             except Exception:
                 log.exception("commit failed peer=%s", self.peer)

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from taube.protocol.api import Problem
 from taube.protocol.errors import TaubeError
+from taube.store.base import StoreUnavailable
 
 log = logging.getLogger("taube.http")
 T = TypeVar("T")
@@ -95,6 +96,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     except TaubeError as exc:
         return problem_response(exc)
+    except StoreUnavailable:
+        return problem_response(TaubeError("server.unavailable", retry_after_s=1))
     except web.HTTPException as exc:
         code = _HTTP_CODES.get(exc.status)
         if code is None or exc.status < 400:

@@ -36,6 +36,15 @@ class SchemaTooNew(Exception):
     """The database was written by a newer Taube; this version must not touch it."""
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached right now (down, restarting, overloaded, timed out).
+
+    Retryable: nothing was committed, or the outcome is unknown and a retry with the
+    same message id is harmless (commits are idempotent). Answer the client with a
+    retryable error, never a crash or a false "sent".
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class UserRecord:
     handle: str

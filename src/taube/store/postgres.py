@@ -1,0 +1,996 @@
+"""``PostgresStore``: the cluster store. Several nodes share one PostgreSQL database.
+
+How the ``Store`` invariants hold when many nodes write at once:
+
+- **Seqs.** A device's next inbox seq lives in its ``devices`` row, read and moved
+  on under that row's lock (``SELECT ... FOR UPDATE``) inside the writing
+  transaction. The lock serialises every writer of that device, on every node, until
+  it commits, so seqs are gap-free and become visible in order. No node keeps a seq
+  in memory between transactions.
+- **No deadlocks between writers.** Every transaction that appends to inboxes takes
+  all its device locks in ONE statement, in (handle, id) order, after its
+  idempotency inserts (which are in (sender, id) order) and before anything else;
+  other writes lock one row. Acks work out beforehand, without locks, whose devices
+  their receipts go to. (Should PostgreSQL still break a cycle, the transaction is
+  retried.)
+- **Group commit, ordered per device.** Writes that append to inboxes (message
+  commits, acks with their receipts, appended receipts and group events) queue in
+  one of ``writers`` lanes, chosen by device. Each lane has one task that drains its
+  queue into one transaction of a handful of statements however many writes it
+  holds (seqs are worked out in Python between them), so writes submitted one after
+  another by one device take effect in that order. If a batch fails for a reason
+  other than the database being unreachable, its writes are redone one per
+  transaction, so that a bad write fails alone. One lane measured fastest (lanes
+  contend for the same hot device rows); more lanes help only if the database has
+  cores to spare. Other writes are short transactions on the pool.
+- **Idempotency** on (sender, id): ``INSERT ... ON CONFLICT DO NOTHING RETURNING``;
+  a second commit (on any node, even concurrently) appends nothing.
+- **Unreachable is one exception.** Anything that means "the database cannot answer
+  now" (refused, reset, timed out, shutting down, too many connections, a read-only
+  standby during failover) is raised as ``StoreUnavailable``. Connect and statement
+  timeouts are short, so a caller never hangs. The pool replaces broken connections
+  on the next acquire, so the store recovers by itself when PostgreSQL is back.
+- **Schema.** Migrations (store/migrations/postgres/NNNN_*.sql) are applied by
+  ``open()`` (or ``upgrade()``) in one transaction holding an advisory lock, so
+  nodes that start together migrate once; applied versions are rows of
+  ``schema_version``; a newer schema than this code knows raises ``SchemaTooNew``.
+  The table layout and its Citus distribution columns are described in 0001.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import re
+import zlib
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+import msgspec
+
+from taube.protocol.frames import GroupEvent, InboxItem, Message, Receipt
+from taube.store.base import (
+    AckResult,
+    Appended,
+    DeviceKey,
+    DeviceRecord,
+    GroupRecord,
+    HandleTaken,
+    NewMessage,
+    SchemaTooNew,
+    SendResult,
+    Store,
+    StoreUnavailable,
+    UserRecord,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Conn = Any
+"""An asyncpg connection (asyncpg ships no type information)."""
+
+KIND_MESSAGE, KIND_RECEIPT, KIND_GROUP = 1, 2, 3
+MAX_RECEIPT_IDS = 1000
+MAX_BATCH = 512
+"""Most writes in one transaction of one lane..."""
+MAX_BATCH_ROWS = 20_000
+"""...and about the most inbox rows (big groups fan out)."""
+ROLLBACK_RETRIES = 3
+"""Attempts for a transaction that PostgreSQL aborted to break a deadlock."""
+MIGRATION_TIMEOUT_S = 3600.0
+
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_item_encoder = msgspec.json.Encoder()
+_extra_decoder: msgspec.json.Decoder[Receipt | GroupEvent] = msgspec.json.Decoder(
+    Receipt | GroupEvent
+)
+
+# Errors that mean "PostgreSQL cannot answer now", not "this request is wrong".
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable
+    TimeoutError,  # connect, acquire or statement timeout (asyncio.TimeoutError too)
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, connection lost mid-query
+    asyncpg.exceptions.CannotConnectNowError,  # 57P03: starting up or shutting down
+    asyncpg.exceptions.AdminShutdownError,  # 57P01
+    asyncpg.exceptions.CrashShutdownError,  # 57P02
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # 25006: a standby, mid-failover
+)
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    # asyncpg says "connection is closed" / "pool is closing" as an InterfaceError.
+    return isinstance(exc, asyncpg.InterfaceError) and "clos" in str(exc)
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    detail = str(exc) or type(exc).__name__
+    error = StoreUnavailable(f"PostgreSQL unavailable: {detail}")
+    error.__cause__ = exc
+    return error
+
+
+async def _keep_session(conn: Conn) -> None:
+    """The pool's reset on release. asyncpg still rolls back an open transaction; its
+    default reset also clears session state (RESET ALL, UNLISTEN, advisory locks),
+    which this store never sets, at the price of one round trip per use."""
+
+
+def migrations() -> list[tuple[int, str]]:
+    """(version, SQL) for every migration shipped in the package, in order."""
+    folder = resources.files("taube.store.migrations").joinpath("postgres")
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text("utf-8")))
+    return sorted(found)
+
+
+INSERT_MESSAGES = """
+INSERT INTO messages (sender, id, sender_device, target, sent_at_ms, payload)
+SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bigint[], $6::bytea[])
+ON CONFLICT (sender, id) DO NOTHING
+RETURNING sender, id
+"""
+
+SENT_AT_MANY = """
+SELECT m.sender, m.id, m.sent_at_ms FROM messages m
+JOIN unnest($1::text[], $2::text[]) AS k(sender, id) ON m.sender = k.sender AND m.id = k.id
+"""
+
+# Per ack: the seq it may cover (clamped to the device's last committed seq) and the
+# senders of the messages it covers. One statement, so one snapshot: every row up to
+# that seq is committed and seen here; later, rows can only disappear.
+ACK_PREVIEW = """
+SELECT a.h, a.d, LEAST(a.u, d.next_seq - 1), s.sender
+FROM unnest($1::text[], $2::int[], $3::bigint[]) AS a(h, d, u)
+JOIN devices d ON d.handle = a.h AND d.id = a.d AND d.revoked_ms IS NULL
+LEFT JOIN LATERAL (
+    SELECT DISTINCT i.sender FROM inbox i
+    WHERE i.handle = a.h AND i.device = a.d AND i.seq <= LEAST(a.u, d.next_seq - 1)
+    AND i.kind = 1 AND i.sender <> a.h
+) s ON true
+"""
+
+# Locks the listed devices and every active device of the listed users, in (handle, id)
+# order (LockRows runs after the sort), and reads their next seq.
+LOCK_DEVICES = """
+SELECT handle, id, next_seq, revoked_ms IS NULL FROM devices
+WHERE (handle, id) IN (SELECT * FROM unnest($1::text[], $2::int[]))
+   OR (handle = ANY($3::text[]) AND revoked_ms IS NULL)
+ORDER BY handle, id
+FOR UPDATE
+"""
+
+DELETE_ACKED = """
+DELETE FROM inbox i USING unnest($1::text[], $2::int[], $3::bigint[]) AS a(h, d, u)
+WHERE i.handle = a.h AND i.device = a.d AND i.seq <= a.u
+RETURNING i.handle, i.device, i.seq, i.kind, i.sender, i.msg_id, i.conversation
+"""
+
+WRITE_INBOX = """
+WITH moved AS (
+    UPDATE devices d SET next_seq = m.n
+    FROM unnest($12::text[], $13::int[], $14::bigint[]) AS m(h, i, n)
+    WHERE d.handle = m.h AND d.id = m.i
+)
+INSERT INTO inbox (handle, device, seq, kind, sender, msg_id, conversation,
+                   sender_device, sent_at_ms, payload, data)
+SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::smallint[], $5::text[],
+                     $6::text[], $7::text[], $8::int[], $9::bigint[], $10::bytea[], $11::bytea[])
+"""
+
+GROUPS_BY_ID = """
+SELECT g.id, g.name, g.created_ms, g.created_by,
+    ARRAY(SELECT m.handle FROM group_members m WHERE m.group_id = g.id ORDER BY m.pos),
+    ARRAY(SELECT m.admin FROM group_members m WHERE m.group_id = g.id ORDER BY m.pos)
+FROM groups g WHERE g.id = ANY($1::text[]) ORDER BY g.id
+"""
+
+DEVICE_COLUMNS = "handle, id, name, token_hash, created_ms, last_active_ms, revoked_ms"
+
+
+@dataclass(frozen=True, slots=True)
+class _Ack:
+    user: str
+    device: int
+    upto_seq: int
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Append:
+    items: list[tuple[DeviceKey, Receipt | GroupEvent]]
+
+
+_Op = NewMessage | _Ack | _Append
+"""A write that goes through group commit (it appends to inboxes)."""
+
+
+def _rows(op: _Op) -> int:
+    """About how many inbox rows a write appends."""
+    if isinstance(op, NewMessage):
+        return len(op.deliveries)
+    if isinstance(op, _Append):
+        return len(op.items)
+    return 1
+
+
+@dataclass(slots=True)
+class _Lane:
+    """One group-commit writer: a queue of writes and the task draining it."""
+
+    queue: list[tuple[_Op, asyncio.Future[Any]]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+class _InboxRows:
+    """Inbox rows to insert, as the columns of WRITE_INBOX."""
+
+    def __init__(self) -> None:
+        self.columns: tuple[list[Any], ...] = tuple([] for _ in range(11))
+
+    def add(self, key: DeviceKey, seq: int, kind: int, *rest: Any) -> None:
+        for column, value in zip(self.columns, (key[0], key[1], seq, kind, *rest), strict=True):
+            column.append(value)
+
+
+class PostgresStore(Store):
+    """The Store on PostgreSQL (asyncpg).
+
+    ``dsn`` is a ``postgresql://`` URL. ``schema`` (optional) puts every table in that
+    schema (created if missing), so tests and several deployments can share a database.
+    Timeouts are short on purpose: an unreachable database must answer the caller with
+    ``StoreUnavailable`` within seconds, never hang a send.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str | None = None,
+        writers: int = 1,
+        min_connections: int = 1,
+        max_connections: int = 16,
+        connect_timeout_s: float = 2.0,
+        statement_timeout_s: float = 10.0,
+        application_name: str = "taube",
+    ) -> None:
+        if schema is not None and not _SCHEMA_RE.fullmatch(schema):
+            raise ValueError(f"schema name {schema!r}: use lower-case letters, digits and _")
+        if not 1 <= writers < max_connections:
+            raise ValueError("need 1 <= writers < max_connections (readers need connections too)")
+        self._dsn = dsn
+        self._schema = schema
+        self._min_connections = min(min_connections, max_connections)
+        self._max_connections = max_connections
+        self._connect_timeout_s = connect_timeout_s
+        self._statement_timeout_s = statement_timeout_s
+        self._application_name = application_name
+        self._pool: Any = None
+        self._closing = False
+        self._lanes = [_Lane() for _ in range(writers)]
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        """Connect, then create or migrate the schema (see ``upgrade``)."""
+        settings = {
+            "application_name": self._application_name,
+            # A node that stalls (or is cut off) mid-transaction must not hold device
+            # row locks, and with them other nodes' sends, for longer than this.
+            "idle_in_transaction_session_timeout": f"{int(self._statement_timeout_s * 1000)}",
+        }
+        if self._schema is not None:
+            settings["search_path"] = self._schema
+        try:
+            self._pool = await asyncio.wait_for(
+                asyncpg.create_pool(
+                    self._dsn,
+                    min_size=self._min_connections,
+                    max_size=self._max_connections,
+                    timeout=self._connect_timeout_s,
+                    command_timeout=self._statement_timeout_s,
+                    server_settings=settings,
+                    reset=_keep_session,
+                ),
+                self._connect_timeout_s * 2,
+            )
+        except Exception as exc:
+            if _is_unavailable(exc):
+                raise _unavailable(exc) from exc
+            raise
+        try:
+            await self.upgrade()
+        except BaseException:
+            self._pool.terminate()
+            self._pool = None
+            raise
+
+    async def upgrade(self) -> tuple[int, int]:
+        """Apply every shipped migration the database lacks, in one transaction under
+        an advisory lock (nodes starting together wait for each other). Returns the
+        schema version (before, after). Raises SchemaTooNew for a newer database."""
+        known = migrations()
+        lock_key = zlib.crc32(f"taube.migrate:{self._schema or ''}".encode())
+        async with self._connection() as conn, conn.transaction():
+            # Another node may be migrating: wait for it as long as a migration may take.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1)", lock_key, timeout=MIGRATION_TIMEOUT_S
+            )
+            if self._schema is not None:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                " version integer PRIMARY KEY,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            before = int(
+                await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            )
+            newest = known[-1][0] if known else 0
+            if before > newest:
+                raise SchemaTooNew(
+                    f"the database has schema version {before}; this Taube knows up to {newest}"
+                )
+            for version, sql in known:
+                if version > before:
+                    await conn.execute(sql, timeout=MIGRATION_TIMEOUT_S)
+                    await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
+                    log.info("postgres schema migrated", extra={"version": version})
+        return before, max(before, newest)
+
+    async def close(self) -> None:
+        """Let queued commits finish, then close the pool."""
+        self._closing = True
+        for lane in self._lanes:
+            if lane.task is not None:
+                await asyncio.shield(lane.task)
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), self._statement_timeout_s)
+            except Exception:
+                pool.terminate()
+
+    async def ping(self) -> None:
+        """SELECT 1 within the connect timeout; raises StoreUnavailable otherwise."""
+        try:
+            await asyncio.wait_for(self._fetchval("SELECT 1"), self._connect_timeout_s)
+        except TimeoutError as exc:
+            raise _unavailable(exc) from exc
+
+    # ------------------------------------------------------------ runners
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Conn]:
+        """A pooled connection; unreachable-database errors become StoreUnavailable."""
+        pool = self._pool
+        if pool is None:
+            raise StoreUnavailable("store is not open")
+        try:
+            async with pool.acquire(timeout=self._connect_timeout_s) as conn:
+                yield conn
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            if _is_unavailable(exc):
+                raise _unavailable(exc) from exc
+            raise
+
+    async def _tx(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run ``fn`` in a transaction, again if PostgreSQL aborted it to break a
+        deadlock (``fn`` must therefore only touch the database)."""
+        for attempt in range(ROLLBACK_RETRIES):
+            try:
+                async with self._connection() as conn, conn.transaction():
+                    return await fn(conn)
+            except asyncpg.TransactionRollbackError:
+                if attempt == ROLLBACK_RETRIES - 1:
+                    raise
+                log.warning("postgres transaction rolled back by the server; retrying")
+        raise AssertionError("unreachable")
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        async with self._connection() as conn:
+            return list(await conn.fetch(sql, *args))
+
+    async def _fetchrow(self, sql: str, *args: Any) -> Any:
+        async with self._connection() as conn:
+            return await conn.fetchrow(sql, *args)
+
+    async def _fetchval(self, sql: str, *args: Any) -> Any:
+        async with self._connection() as conn:
+            return await conn.fetchval(sql, *args)
+
+    async def _execute(self, sql: str, *args: Any) -> str:
+        async with self._connection() as conn:
+            return str(await conn.execute(sql, *args))
+
+    # ------------------------------------------------------------ accounts
+
+    async def create_user(self, user: UserRecord) -> None:
+        try:
+            await self._execute(
+                "INSERT INTO users (handle, password_hash, created_ms, hide_presence)"
+                " VALUES ($1, $2, $3, $4)",
+                user.handle,
+                user.password_hash,
+                user.created_ms,
+                user.hide_presence,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise HandleTaken(user.handle) from exc
+
+    async def get_user(self, handle: str) -> UserRecord | None:
+        row = await self._fetchrow(
+            "SELECT handle, password_hash, created_ms, hide_presence, last_seen_ms"
+            " FROM users WHERE handle = $1",
+            handle,
+        )
+        if row is None:
+            return None
+        return UserRecord(row[0], row[1], row[2], row[3], row[4])
+
+    async def set_hide_presence(self, handle: str, hide: bool) -> None:
+        await self._execute("UPDATE users SET hide_presence = $2 WHERE handle = $1", handle, hide)
+
+    async def set_last_seen(self, handle: str, at_ms: int) -> None:
+        await self._execute("UPDATE users SET last_seen_ms = $2 WHERE handle = $1", handle, at_ms)
+
+    # ------------------------------------------------------------ devices
+
+    @staticmethod
+    def _device(row: Any) -> DeviceRecord:
+        return DeviceRecord(row[0], row[1], row[2], bytes(row[3]), row[4], row[5], row[6])
+
+    async def create_device(
+        self, user: str, name: str, token_hash: bytes, now_ms: int
+    ) -> DeviceRecord:
+        async def run(c: Conn) -> DeviceRecord:
+            # The user's row lock serialises id choice between nodes.
+            await c.execute("SELECT 1 FROM users WHERE handle = $1 FOR UPDATE", user)
+            next_id = int(
+                await c.fetchval(
+                    "SELECT COALESCE(MAX(id), 0) + 1 FROM devices WHERE handle = $1", user
+                )
+            )
+            await c.execute(
+                "INSERT INTO devices (handle, id, name, token_hash, created_ms, last_active_ms)"
+                " VALUES ($1, $2, $3, $4, $5, $5)",
+                user,
+                next_id,
+                name,
+                token_hash,
+                now_ms,
+            )
+            await c.execute(
+                "INSERT INTO device_tokens (token_hash, handle, device) VALUES ($1, $2, $3)",
+                token_hash,
+                user,
+                next_id,
+            )
+            return DeviceRecord(user, next_id, name, token_hash, now_ms, now_ms)
+
+        return await self._tx(run)
+
+    async def device_by_token(self, token_hash: bytes) -> DeviceRecord | None:
+        # Two single-shard lookups: tokens are distributed by token, devices by user.
+        async with self._connection() as c:
+            ref = await c.fetchrow(
+                "SELECT handle, device FROM device_tokens WHERE token_hash = $1", token_hash
+            )
+            if ref is None:
+                return None
+            row = await c.fetchrow(
+                f"SELECT {DEVICE_COLUMNS} FROM devices WHERE handle = $1 AND id = $2",
+                ref[0],
+                ref[1],
+            )
+        return None if row is None else self._device(row)
+
+    async def list_devices(self, user: str) -> list[DeviceRecord]:
+        rows = await self._fetch(
+            f"SELECT {DEVICE_COLUMNS} FROM devices WHERE handle = $1 ORDER BY id", user
+        )
+        return [self._device(row) for row in rows]
+
+    async def active_devices(self, users: Sequence[str]) -> dict[str, list[int]]:
+        wanted = list(dict.fromkeys(users))
+        if not wanted:
+            return {}
+        rows = await self._fetch(
+            "SELECT u.handle, d.id FROM users u"
+            " LEFT JOIN devices d ON d.handle = u.handle AND d.revoked_ms IS NULL"
+            " WHERE u.handle = ANY($1::text[]) ORDER BY u.handle, d.id",
+            wanted,
+        )
+        found: dict[str, list[int]] = {}
+        for handle, device in rows:
+            ids = found.setdefault(handle, [])
+            if device is not None:
+                ids.append(device)
+        return found
+
+    async def revoke_device(self, user: str, device: int, now_ms: int) -> bool:
+        async def run(c: Conn) -> bool:
+            revoked = await c.fetchval(
+                "UPDATE devices SET revoked_ms = $3"
+                " WHERE handle = $1 AND id = $2 AND revoked_ms IS NULL RETURNING 1",
+                user,
+                device,
+                now_ms,
+            )
+            if revoked is None:
+                return False
+            await c.execute("DELETE FROM inbox WHERE handle = $1 AND device = $2", user, device)
+            return True
+
+        return await self._tx(run)
+
+    async def touch_device(self, user: str, device: int, now_ms: int) -> None:
+        await self._execute(
+            "UPDATE devices SET last_active_ms = $3 WHERE handle = $1 AND id = $2",
+            user,
+            device,
+            now_ms,
+        )
+
+    # ------------------------------------------------------------ groups
+
+    async def create_group(self, group: GroupRecord) -> None:
+        handles = list(group.members)
+        admins = list(group.members.values())
+
+        async def run(c: Conn) -> None:
+            await c.execute(
+                "INSERT INTO groups (id, name, created_ms, created_by) VALUES ($1, $2, $3, $4)",
+                group.id,
+                group.name,
+                group.created_ms,
+                group.created_by,
+            )
+            await c.execute(
+                "INSERT INTO group_members (group_id, handle, admin, pos)"
+                " SELECT $1, h, a, p - 1"
+                " FROM unnest($2::text[], $3::boolean[]) WITH ORDINALITY AS m(h, a, p)",
+                group.id,
+                handles,
+                admins,
+            )
+            await c.execute(
+                "INSERT INTO user_groups (handle, group_id) SELECT h, $1 FROM unnest($2::text[]) h",
+                group.id,
+                handles,
+            )
+
+        await self._tx(run)
+
+    @staticmethod
+    async def _load_groups(c: Conn, ids: Sequence[str]) -> list[GroupRecord]:
+        rows = await c.fetch(GROUPS_BY_ID, list(ids))
+        return [
+            GroupRecord(row[0], row[1], row[2], row[3], dict(zip(row[4], row[5], strict=True)))
+            for row in rows
+        ]
+
+    async def get_group(self, group_id: str) -> GroupRecord | None:
+        async with self._connection() as c:
+            found = await self._load_groups(c, [group_id])
+        return found[0] if found else None
+
+    async def groups_of(self, user: str) -> list[GroupRecord]:
+        async with self._connection() as c:
+            ids = [
+                row[0]
+                for row in await c.fetch(
+                    "SELECT group_id FROM user_groups WHERE handle = $1 ORDER BY group_id", user
+                )
+            ]
+            return await self._load_groups(c, ids) if ids else []
+
+    async def update_group(
+        self,
+        group_id: str,
+        *,
+        name: str | None = None,
+        upsert_members: dict[str, bool] | None = None,
+        remove_members: Sequence[str] = (),
+    ) -> GroupRecord | None:
+        upserts = upsert_members or {}
+        removed = list(remove_members)
+
+        async def run(c: Conn) -> GroupRecord | None:
+            # The group's row lock serialises changes (and member positions) between nodes.
+            if await c.fetchval("SELECT 1 FROM groups WHERE id = $1 FOR UPDATE", group_id) is None:
+                return None
+            if name is not None:
+                await c.execute("UPDATE groups SET name = $2 WHERE id = $1", group_id, name)
+            if upserts:
+                await c.execute(
+                    "INSERT INTO group_members (group_id, handle, admin, pos)"
+                    " SELECT $1, h, a, p - 1 + (SELECT COALESCE(MAX(pos), -1) + 1"
+                    "   FROM group_members WHERE group_id = $1)"
+                    " FROM unnest($2::text[], $3::boolean[]) WITH ORDINALITY AS m(h, a, p)"
+                    " ON CONFLICT (group_id, handle) DO UPDATE SET admin = excluded.admin",
+                    group_id,
+                    list(upserts),
+                    list(upserts.values()),
+                )
+                await c.execute(
+                    "INSERT INTO user_groups (handle, group_id)"
+                    " SELECT h, $1 FROM unnest($2::text[]) h ON CONFLICT DO NOTHING",
+                    group_id,
+                    list(upserts),
+                )
+            if removed:
+                await c.execute(
+                    "DELETE FROM group_members WHERE group_id = $1 AND handle = ANY($2::text[])",
+                    group_id,
+                    removed,
+                )
+                await c.execute(
+                    "DELETE FROM user_groups WHERE handle = ANY($2::text[]) AND group_id = $1",
+                    group_id,
+                    removed,
+                )
+            found = await self._load_groups(c, [group_id])
+            return found[0]
+
+        return await self._tx(run)
+
+    # ------------------------------------------------------------ group commit
+
+    def _submit(self, op: _Op, lane_key: object) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if self._pool is None or self._closing:
+            future.set_exception(StoreUnavailable("store is closed"))
+            return future
+        lane = self._lanes[hash(lane_key) % len(self._lanes)]
+        lane.queue.append((op, future))
+        if lane.task is None:
+            lane.task = loop.create_task(self._drain(lane))
+        return future
+
+    async def _drain(self, lane: _Lane) -> None:
+        try:
+            while lane.queue:
+                size, rows = 0, 0
+                for op, _ in lane.queue[:MAX_BATCH]:
+                    size += 1
+                    rows += _rows(op)
+                    if rows >= MAX_BATCH_ROWS:
+                        break
+                batch = lane.queue[:size]
+                del lane.queue[:size]
+                try:
+                    outcomes = await self._write_batch([op for op, _ in batch])
+                except asyncio.CancelledError:
+                    for _, future in batch:
+                        future.cancel()
+                    raise
+                except Exception as exc:
+                    outcomes = [exc] * len(batch)
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        finally:
+            for _, future in lane.queue:  # only when cancelled: nobody will write these
+                future.cancel()
+            lane.queue.clear()
+            lane.task = None
+
+    async def _write_batch(self, ops: list[_Op]) -> list[Any]:
+        """One transaction for the batch; if it fails for a reason other than the
+        database being unreachable, one transaction per write so that a bad write
+        fails alone."""
+        try:
+            return await self._tx(functools.partial(self._run_batch, ops=ops))
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            if len(ops) == 1:
+                return [exc]
+            log.warning("postgres batch failed; writing one by one", exc_info=True)
+        outcomes: list[Any] = []
+        for op in ops:
+            try:
+                outcomes.extend(await self._tx(functools.partial(self._run_batch, ops=[op])))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    async def _run_batch(self, c: Conn, ops: list[_Op]) -> list[Any]:
+        """Apply writes as if one after another, in few statements whatever their number.
+
+        Every device row this batch appends to or acks for is locked in ONE statement, in
+        (handle, id) order, after the idempotency inserts and before anything else
+        (see the module doc); the seqs are then worked out here and written back with
+        the inbox rows. The results are in the order of ``ops``.
+        """
+        messages = [op for op in ops if isinstance(op, NewMessage)]
+        acks = [op for op in ops if isinstance(op, _Ack)]
+
+        # 1. Idempotency: the first of a repeated (sender, id) is the one stored.
+        first: dict[tuple[str, str], NewMessage] = {}
+        for m in messages:
+            first.setdefault((m.sender, m.id), m)
+        inserted: set[tuple[str, str]] = set()
+        known: dict[tuple[str, str], int] = {}
+        if first:
+            fresh = sorted(first.values(), key=lambda m: (m.sender, m.id))  # lock order
+            rows = await c.fetch(
+                INSERT_MESSAGES,
+                [m.sender for m in fresh],
+                [m.id for m in fresh],
+                [m.sender_device for m in fresh],
+                [m.target for m in fresh],
+                [m.sent_at_ms for m in fresh],
+                [m.payload for m in fresh],
+            )
+            inserted = {(row[0], row[1]) for row in rows}
+            if len(inserted) < len(first):
+                old = [key for key in first if key not in inserted]
+                found = await c.fetch(SENT_AT_MANY, [k[0] for k in old], [k[1] for k in old])
+                known = {(row[0], row[1]): int(row[2]) for row in found}
+
+        # 2. What each ack covers (clamped to what was committed when it is read: those
+        #    rows can only shrink from here) and whose devices its receipts go to.
+        upto: dict[DeviceKey, int] = {}
+        senders: set[str] = set()
+        if acks:
+            for handle, device, last, sender in await c.fetch(
+                ACK_PREVIEW,
+                [a.user for a in acks],
+                [a.device for a in acks],
+                [a.upto_seq for a in acks],
+            ):
+                upto[(handle, device)] = max(upto.get((handle, device), 0), int(last))
+                if sender is not None:
+                    senders.add(sender)
+
+        # 3. Lock every device row the batch may touch, in one sorted statement.
+        wanted: set[DeviceKey] = set(upto)
+        for key in inserted:
+            wanted.update((d.user, d.device) for d in first[key].deliveries)
+        for op in ops:
+            if isinstance(op, _Append):
+                wanted.update(key for key, _ in op.items)
+        next_seq: dict[DeviceKey, int] = {}
+        devices_of: dict[str, list[int]] = defaultdict(list)
+        if wanted or senders:
+            keys = list(wanted)
+            for handle, device, seq, active in await c.fetch(
+                LOCK_DEVICES, [k[0] for k in keys], [k[1] for k in keys], list(senders)
+            ):
+                if active:
+                    next_seq[(handle, device)] = int(seq)
+                    if handle in senders:
+                        devices_of[handle].append(device)
+        before = dict(next_seq)
+
+        # 4. Delete what the acks cover (only for devices still active).
+        acked: dict[DeviceKey, list[tuple[int, int, str, str, str]]] = defaultdict(list)
+        live = [(key, last) for key, last in upto.items() if key in next_seq and last > 0]
+        if live:
+            for handle, device, *row in await c.fetch(
+                DELETE_ACKED,
+                [k[0] for k, _ in live],
+                [k[1] for k, _ in live],
+                [last for _, last in live],
+            ):
+                acked[(handle, device)].append(tuple(row))
+            for rows in acked.values():
+                rows.sort()
+
+        # 5. Seqs, in the order of the writes.
+        inbox = _InboxRows()
+        results: list[Any] = []
+        stored: set[tuple[str, str]] = set()
+        for op in ops:
+            if isinstance(op, NewMessage):
+                key = (op.sender, op.id)
+                if key not in inserted or key in stored:
+                    # Known before (or purged by retention meanwhile).
+                    sent_at = known.get(key, first[key].sent_at_ms)
+                    results.append(SendResult(sent_at, True, []))
+                    continue
+                stored.add(key)
+                results.append(self._place_message(op, next_seq, inbox))
+            elif isinstance(op, _Ack):
+                results.append(self._place_ack(op, upto, acked, devices_of, next_seq, inbox))
+            else:
+                results.append(self._place_extra(op.items, next_seq, inbox))
+
+        # 6. New inbox rows and the devices' next seqs, in one statement.
+        moved = [(key, seq) for key, seq in next_seq.items() if seq != before[key]]
+        if moved:
+            await c.execute(
+                WRITE_INBOX,
+                *inbox.columns,
+                [k[0] for k, _ in moved],
+                [k[1] for k, _ in moved],
+                [seq for _, seq in moved],
+            )
+        return results
+
+    @staticmethod
+    def _place_message(
+        m: NewMessage, next_seq: dict[DeviceKey, int], inbox: _InboxRows
+    ) -> SendResult:
+        appended: list[tuple[DeviceKey, int]] = []
+        for d in m.deliveries:
+            key = (d.user, d.device)
+            seq = next_seq.get(key)
+            if seq is None:  # revoked meanwhile: nothing to deliver to
+                continue
+            next_seq[key] = seq + 1
+            inbox.add(key, seq, KIND_MESSAGE, m.sender, m.id, d.conversation,
+                      m.sender_device, m.sent_at_ms, d.payload, None)  # fmt: skip
+            appended.append((key, seq))
+        return SendResult(m.sent_at_ms, False, appended)
+
+    @staticmethod
+    def _place_extra(
+        items: Sequence[tuple[DeviceKey, Receipt | GroupEvent]],
+        next_seq: dict[DeviceKey, int],
+        inbox: _InboxRows,
+    ) -> Appended:
+        appended: Appended = []
+        for key, item in items:
+            seq = next_seq.get(key)
+            if seq is None:
+                continue
+            next_seq[key] = seq + 1
+            kind = KIND_RECEIPT if isinstance(item, Receipt) else KIND_GROUP
+            inbox.add(key, seq, kind, None, None, None, None, None, None,
+                      _item_encoder.encode(item))  # fmt: skip
+            appended.append((key, msgspec.structs.replace(item, seq=seq)))
+        return appended
+
+    def _place_ack(
+        self,
+        ack: _Ack,
+        upto: dict[DeviceKey, int],
+        acked: dict[DeviceKey, list[tuple[int, int, str, str, str]]],
+        devices_of: dict[str, list[int]],
+        next_seq: dict[DeviceKey, int],
+        inbox: _InboxRows,
+    ) -> AckResult:
+        key = (ack.user, ack.device)
+        if key not in next_seq:  # revoked or unknown
+            return AckResult(0, [])
+        last = min(ack.upto_seq, upto[key])
+        rows = acked.get(key, [])
+        taken = 0
+        while taken < len(rows) and rows[taken][0] <= last:
+            taken += 1
+        mine, acked[key] = rows[:taken], rows[taken:]
+        by_sender: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
+        for seq, kind, sender, msg_id, conversation in mine:
+            if kind != KIND_MESSAGE or sender == ack.user:
+                continue
+            seen_as = conversation if conversation.startswith("#") else f"@{ack.user}"
+            by_sender[(sender, seen_as)].append((seq, msg_id))
+        receipts: list[tuple[DeviceKey, Receipt | GroupEvent]] = []
+        for (sender, seen_as), refs in by_sender.items():
+            ids = [msg_id for _, msg_id in sorted(refs)]
+            for start in range(0, len(ids), MAX_RECEIPT_IDS):
+                receipt = Receipt(
+                    seq=0,
+                    status="delivered",
+                    conversation=seen_as,
+                    by=ack.user,
+                    by_device=ack.device,
+                    ids=ids[start : start + MAX_RECEIPT_IDS],
+                    at_ms=ack.now_ms,
+                )
+                receipts.extend(((sender, t), receipt) for t in devices_of.get(sender, ()))
+        return AckResult(max(last, 0), self._place_extra(receipts, next_seq, inbox))
+
+    # ------------------------------------------------------------ inbox
+
+    async def commit_message(self, message: NewMessage) -> SendResult:
+        result: SendResult = await self.submit_message(message)
+        return result
+
+    def submit_message(self, message: NewMessage) -> asyncio.Future[SendResult]:
+        # One lane per device keeps that device's submissions (and acks) in order.
+        return self._submit(message, (message.sender, message.sender_device))
+
+    async def sent_at(self, sender: str, message_id: str) -> int | None:
+        value = await self._fetchval(
+            "SELECT sent_at_ms FROM messages WHERE sender = $1 AND id = $2", sender, message_id
+        )
+        return None if value is None else int(value)
+
+    async def purge_messages(self, before_ms: int, limit: int) -> int:
+        # The inbox holds only undelivered items, so the anti-join stays small.
+        status = await self._execute(
+            "DELETE FROM messages WHERE (sender, id) IN ("
+            " SELECT m.sender, m.id FROM messages m WHERE m.sent_at_ms < $1"
+            " AND NOT EXISTS (SELECT 1 FROM inbox i"
+            "   WHERE i.kind = 1 AND i.sender = m.sender AND i.msg_id = m.id)"
+            " LIMIT $2)",
+            before_ms,
+            limit,
+        )
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def append_items(
+        self, items: Sequence[tuple[DeviceKey, Receipt | GroupEvent]]
+    ) -> Appended:
+        if not items:
+            return []
+        result: Appended = await self._submit(_Append(list(items)), items[0][0])
+        return result
+
+    async def read_inbox(
+        self, user: str, device: int, after_seq: int, limit: int
+    ) -> list[InboxItem]:
+        async with self._connection() as c:
+            rows = await c.fetch(
+                "SELECT seq, kind, sender, msg_id, conversation, sender_device, sent_at_ms,"
+                " payload, data FROM inbox"
+                " WHERE handle = $1 AND device = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+                user,
+                device,
+                after_seq,
+                limit,
+            )
+            # Shared payloads live once in messages (distributed by sender, not by user).
+            shared = {(r[2], r[3]) for r in rows if r[1] == KIND_MESSAGE and r[7] is None}
+            payloads: dict[tuple[str, str], bytes | None] = {}
+            if shared:
+                keys = list(shared)
+                for sender, msg_id, payload in await c.fetch(
+                    "SELECT m.sender, m.id, m.payload FROM messages m"
+                    " JOIN unnest($1::text[], $2::text[]) AS k(sender, id)"
+                    " ON m.sender = k.sender AND m.id = k.id",
+                    [k[0] for k in keys],
+                    [k[1] for k in keys],
+                ):
+                    payloads[(sender, msg_id)] = payload
+        items: list[InboxItem] = []
+        for seq, kind, sender, msg_id, conversation, s_dev, sent_at, payload, data in rows:
+            if kind == KIND_MESSAGE:
+                if payload is None:
+                    payload = payloads.get((sender, msg_id))
+                items.append(
+                    Message(
+                        seq=seq,
+                        id=msg_id,
+                        conversation=conversation,
+                        sender=sender,
+                        sender_device=s_dev,
+                        sent_at_ms=sent_at,
+                        payload=bytes(payload or b""),
+                    )
+                )
+            else:
+                items.append(msgspec.structs.replace(_extra_decoder.decode(data), seq=seq))
+        return items
+
+    async def ack(self, user: str, device: int, upto_seq: int, now_ms: int) -> AckResult:
+        result: AckResult = await self._submit(_Ack(user, device, upto_seq, now_ms), (user, device))
+        return result
+
+    async def last_seq(self, user: str, device: int) -> int:
+        value = await self._fetchval(
+            "SELECT next_seq - 1 FROM devices WHERE handle = $1 AND id = $2", user, device
+        )
+        return 0 if value is None else int(value)
