@@ -36,3 +36,26 @@ fmt: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
+
+# Benchmarks (docs/performance.md): never part of `make test`. Each workload gets a fresh
+# server on a free port, pinned to core 0, with the load generator on core 1.
+# `make bench` runs every workload once (a few minutes) and prints the targets as met/short;
+# `make bench ARGS="--runs 3 --duration 20s"` follows the method; `make bench-baseline
+# ARGS=--json` prints the bare relay's figures as one JSON object, last.
+.PHONY: bench bench-baseline
+
+bench: $(STAMP)
+	$(BIN)/python -m taube.bench.suite $(ARGS)
+
+bench-baseline: $(STAMP)
+	$(BIN)/python -m taube.bench.suite --baseline $(ARGS)
+
+# Cluster chaos tests at full scale (docs/operations.md, "Measured"): three real nodes on
+# the PostgreSQL and NATS of TAUBE_TEST_POSTGRES_DSN / TAUBE_TEST_NATS_URL (default: both on
+# loopback), 200 SDK clients and 30 s of traffic per scenario, a 2,000-client reconnect storm.
+# About three minutes; prints the measured figures at the end. `make test` runs the same
+# tests at small scale. CI=true: a missing service fails the run instead of skipping it.
+.PHONY: chaos
+
+chaos: $(STAMP)
+	CI=true TAUBE_CHAOS_LONG=1 $(BIN)/pytest -q -o timeout=900 tests/cluster $(ARGS)

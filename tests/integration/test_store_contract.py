@@ -36,7 +36,15 @@ StoreFactory = Callable[[Path], Awaitable[Store]]
 
 
 async def open_sqlite(folder: Path) -> Store:
+    """SQLite with synchronous=FULL: the writer is a thread."""
     store = SqliteStore(folder / "taube.db")
+    await store.open()
+    return store
+
+
+async def open_sqlite_inline(folder: Path) -> Store:
+    """SQLite with synchronous=NORMAL (the server's default): writes on the event loop."""
+    store = SqliteStore(folder / "taube.db", synchronous="NORMAL")
     await store.open()
     return store
 
@@ -62,7 +70,11 @@ async def forget_postgres(folder: Path) -> None:
         await drop_schema(POSTGRES_DSN, marker.read_text())
 
 
-STORES: dict[str, StoreFactory] = {"sqlite": open_sqlite, "postgresql": open_postgres}
+STORES: dict[str, StoreFactory] = {
+    "sqlite": open_sqlite,
+    "sqlite-inline": open_sqlite_inline,
+    "postgresql": open_postgres,
+}
 
 
 @pytest.fixture(params=sorted(STORES))

@@ -438,3 +438,13 @@ async def group_rename(args: argparse.Namespace) -> int:
     async with open_api(args) as api:
         print_group(await api.rename_group(args.group, args.name))
     return EXIT_OK
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Run ``taube bench``; the load generator is imported only when it is used."""
+    from taube.bench import BenchError, run_cli
+
+    try:
+        return run_cli(args)
+    except BenchError as exc:
+        raise CliError(exc.code, exc.message) from None

@@ -37,6 +37,7 @@ examples:
   seq 1 10 | taube send @bob --stdin
   taube listen --json --count 10
   taube group create friends @bob @carol
+  taube bench --server http://127.0.0.1:8080 --pairs 100 --duration 20s
 
 exit codes: 0 ok, 1 refused or failed, 2 usage, 3 server unreachable or
 timed out (messages stay queued), 4 not logged in, 130 interrupted.
@@ -229,7 +230,42 @@ def build_parser() -> argparse.ArgumentParser:
     gp.add_argument("group", metavar="GROUP")
     gp.add_argument("name", metavar="NAME")
     gp.set_defaults(func=commands.group_rename)
+    _add_bench(add(sub, "bench", BENCH_HELP))
     return parser
+
+
+BENCH_HELP = (
+    "Load-test a server with throwaway accounts: throughput (default), latency at a "
+    "fixed --rate, --idle connections or --group-size fan-out (docs/performance.md)."
+)
+
+
+def _add_bench(p: argparse.ArgumentParser) -> None:
+    # Values stay strings here; taube.bench parses them, so `taube --help` need not import it.
+    w = p.add_argument_group("workload (default: pipelined throughput, Workload A)")
+    w.add_argument("--pairs", type=int, default=100, help="sender/receiver pairs (default 100)")
+    w.add_argument("--duration", default="20s", help="measured window, e.g. 20s (default 20s)")
+    w.add_argument("--warmup", default="2s", help="warm-up before the window (default 2s)")
+    w.add_argument("--drain", default="10s", help="wait at most this long for stragglers")
+    w.add_argument("--rate", metavar="N/s", help="fixed aggregate rate, e.g. 5000/s (Workload B)")
+    w.add_argument("--one-in-flight", action="store_true", help="one message in flight per pair")
+    w.add_argument("--idle", type=int, metavar="N", help="N idle connections: RSS per connection")
+    w.add_argument("--settle", default="5s", help="with --idle: wait before reading RSS")
+    w.add_argument(
+        "--group-size", type=int, metavar="N", help="one sender to a group of N (with --rate)"
+    )
+    w.add_argument("--max-in-flight", type=int, default=50, help="per pair (default 50)")
+    w.add_argument("--top-up-at", type=int, default=25, help="top up when this few in flight")
+    w.add_argument("--payload-bytes", type=int, default=100, help="message size (default 100)")
+    w.add_argument(
+        "--ack-delay", default="0ms", help="ack inbox items this late (default: once caught up)"
+    )
+    r = p.add_argument_group("running")
+    r.add_argument("--procs", type=int, default=1, help="load-generator processes (default 1)")
+    r.add_argument("--accounts", metavar="FILE", help="save/reuse the throwaway accounts here")
+    r.add_argument("--server-pid", type=int, metavar="PID", help="server process for CPU/RSS")
+    r.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=commands.bench, needs_loop=False)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
