@@ -1,13 +1,15 @@
 """The WebSocket gateway at /v1/ws: one ``Connection`` per socket.
 
 A connection authenticates, resumes from the device's last acked seq, then runs
-four loops: the reader (decodes and dispatches client frames in arrival order),
-the pusher (reads the inbox after the cursor and pushes items, woken by the
-device's doorbell, never more than ``max_unacked_items`` ahead of the acks), the
-send-acker (answers ``sent`` in send order once each commit is durable) and the
-writer (the only task that writes to the socket, fed by a bounded queue).
-A bad frame gets an ``error`` frame and the connection lives on; only errors
-whose spec carries a close code end it.
+the reader (decodes and dispatches client frames in arrival order) and the pusher
+(reads the inbox after the cursor, woken by the device's doorbell, never more than
+``max_unacked_items`` ahead of the acks; once caught up, doorbells carry the items
+themselves). The send-acker (answers ``sent`` in send order once each commit is
+durable) and the acker (commits cumulative acks) start with the first send or ack.
+Frames queued during one turn of the event loop leave in one socket write at its
+end; the queue is bounded by the socket's buffer (producers wait, ephemeral frames
+are dropped). A bad frame gets an ``error`` frame and the connection lives on; only
+errors whose spec carries a close code end it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -60,10 +63,12 @@ PendingSend = tuple[str, NewMessage | None, Awaitable[SendResult] | SendResult]
 CLIENT_FRAME_TYPES = frozenset(cls.__struct_config__.tag for cls in ClientFrame.__subclasses__())
 PUSH_BATCH = 256
 STORE_RETRY_S = 1.0
-MAX_FRAMES_PER_WRITE = 256
 WRITE_BUFFER_HIGH = 256 * 1024
 CATCH_UP_POLL_S = 30.0
-OUTBOUND_QUEUE = 4096
+"""An idle connection reads its inbox this often, in case a doorbell was lost."""
+CATCH_UP_BATCH = 500
+CATCH_UP_BATCH_PAUSE_S = 0.05
+"""After the bus reconnects, connections catch up this many at a time, this far apart."""
 MAX_PENDING_SENDS = 1024
 
 
@@ -119,8 +124,11 @@ class Connection:
         self.s = services
         self.peer = peer
         self.device: DeviceRecord | None = None
-        self._out: asyncio.Queue[bytes] = asyncio.Queue(OUTBOUND_QUEUE)
-        self._sends: asyncio.Queue[PendingSend] = asyncio.Queue(MAX_PENDING_SENDS)
+        self._outbuf: list[bytes] = []
+        self._outbuf_bytes = 0
+        self._flush_soon = False
+        self._sends: asyncio.Queue[PendingSend] | None = None
+        self._acker_started = False
         self._doorbell = asyncio.Event()
         self._acks_changed = asyncio.Event()
         self._ack_wanted = asyncio.Event()
@@ -161,8 +169,9 @@ class Connection:
             self._subs.append(await self.s.bus.subscribe(user_subject(user), self._forward))
             await presence.connected(user)
             log.info("connected user=%s device=%d peer=%s", user, dev, self.peer)
-            for loop in (self._writer(), self._pusher(), self._send_acker(), self._acker()):
-                self._tasks.append(asyncio.create_task(self._guard(loop)))
+            # The send and ack loops start with the first send or ack: an idle
+            # connection (most of them) holds one task, the pusher.
+            self._start(self._pusher())
             self._doorbell.set()
             await self._read_loop()
         finally:
@@ -173,6 +182,15 @@ class Connection:
                 await sub.cancel()
             await presence.disconnected(user)
             log.info("disconnected user=%s device=%d", user, dev)
+
+    def _start(self, loop: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.create_task(self._guard(loop)))
+
+    def _sends_queue(self) -> asyncio.Queue[PendingSend]:
+        if self._sends is None:
+            self._sends = asyncio.Queue(MAX_PENDING_SENDS)
+            self._start(self._send_acker(self._sends))
+        return self._sends
 
     async def _guard(self, loop: Awaitable[None]) -> None:
         """A crashed loop closes the connection (the client reconnects and resumes)."""
@@ -191,6 +209,7 @@ class Connection:
 
     async def _fatal(self, exc: TaubeError, ref: str | None = None) -> None:
         """Tell the client why, then close with the error's close code."""
+        self._flush()  # what was queued before goes out first
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.ws.send_str(encode_frame(error_frame(exc, ref)).decode())
         await self._close(exc.spec.ws_close or (1011 if exc.code == "internal" else 4000))
@@ -260,12 +279,16 @@ class Connection:
                 prepared = await self.s.delivery.prepare(user, dev, frame)
                 # Submitted in arrival order, so commits keep the order of the sends.
                 if isinstance(prepared, SendResult):
-                    await self._sends.put((frame.id, None, prepared))
+                    await self._sends_queue().put((frame.id, None, prepared))
                 else:
-                    await self._sends.put((frame.id, prepared, self.s.delivery.submit(prepared)))
+                    pending = (frame.id, prepared, self.s.delivery.submit(prepared))
+                    await self._sends_queue().put(pending)
             case Ack(seq=seq):
                 self._ack_target = max(self._ack_target, min(seq, self._cursor))
                 self._ack_wanted.set()
+                if not self._acker_started:
+                    self._acker_started = True
+                    self._start(self._acker())
             case Read():
                 await self.s.delivery.read(user, dev, frame)
             case SetTyping():
@@ -290,20 +313,32 @@ class Connection:
     # ------------------------------------------------------------ loops
 
     async def _enqueue(self, frame: ServerFrame) -> None:
-        await self._out.put(encode_frame(frame))
+        """Queue a frame; waits while the peer is not reading fast enough."""
+        self._buffer(encode_frame(frame))
+        if self._backlog() > WRITE_BUFFER_HIGH:
+            self._flush()
+            await self.drain()
 
-    async def _writer(self) -> None:
-        """The only task that writes frames: everything queued goes out in one write."""
-        out = self._out
-        while True:
-            frames = [text_frame(await out.get())]
-            while not out.empty() and len(frames) < MAX_FRAMES_PER_WRITE:
-                frames.append(text_frame(out.get_nowait()))
-            if self.transport is None or self.transport.is_closing():
-                return
-            self.transport.write(b"".join(frames))
-            if self.transport.get_write_buffer_size() > WRITE_BUFFER_HIGH:
-                await self.drain()
+    def _buffer(self, data: bytes) -> None:
+        """Frames queued in one turn of the event loop go out in one write at its end
+        (no writer task: an idle connection should cost as little as possible)."""
+        self._outbuf.append(text_frame(data))
+        self._outbuf_bytes += len(data)
+        if not self._flush_soon:
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _backlog(self) -> int:
+        pending = self.transport.get_write_buffer_size() if self.transport else 0
+        return self._outbuf_bytes + pending
+
+    def _flush(self) -> None:
+        self._flush_soon = False
+        if not self._outbuf:
+            return
+        data, self._outbuf, self._outbuf_bytes = b"".join(self._outbuf), [], 0
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
     async def _pusher(self) -> None:
         """Catch up from the store; once caught up, doorbells carry the items (``_ring``)."""
@@ -360,9 +395,9 @@ class Connection:
             except Exception:
                 log.exception("final ack failed peer=%s", self.peer)
 
-    async def _send_acker(self) -> None:
+    async def _send_acker(self, sends: asyncio.Queue[PendingSend]) -> None:
         while True:
-            message_id, message, commit = await self._sends.get()
+            message_id, message, commit = await sends.get()
             try:
                 result = commit if isinstance(commit, SendResult) else await commit
                 if message is not None:
@@ -387,20 +422,24 @@ class Connection:
     def _ring(self, subject: str, data: bytes) -> None:
         if len(data) > 8 and not self._reading:
             seq = int.from_bytes(data[:8], "big")
-            if seq == self._cursor + 1 and seq - self._acked <= self._window:
-                try:
-                    self._out.put_nowait(data[8:])
-                except asyncio.QueueFull:
-                    pass
-                else:
-                    self._cursor = seq
-                    return
+            if (
+                seq == self._cursor + 1
+                and seq - self._acked <= self._window
+                and self._backlog() <= WRITE_BUFFER_HIGH
+            ):
+                self._buffer(data[8:])
+                self._cursor = seq
+                return
+        self._doorbell.set()
+
+    def catch_up(self) -> None:
+        """Read the inbox now (doorbells may have been lost)."""
         self._doorbell.set()
 
     def _forward(self, subject: str, data: bytes) -> None:
         """Ephemeral frames (typing, presence) are dropped rather than queued without bound."""
-        with contextlib.suppress(asyncio.QueueFull):
-            self._out.put_nowait(data)
+        if self._backlog() <= WRITE_BUFFER_HIGH:
+            self._buffer(data)
 
     def _control(self, subject: str, data: bytes) -> None:
         if data == REVOKED:
@@ -465,10 +504,29 @@ SERVICES: web.AppKey[Services] = web.AppKey("services")
 
 
 class Connections:
-    """The open connections of this node (to close them on shutdown)."""
+    """The open connections of this node (to close them on shutdown, and to make them
+    catch up after the bus reconnected)."""
 
     def __init__(self) -> None:
         self.open: set[Connection] = set()
+        self._catching_up: asyncio.Task[None] | None = None
+
+    def catch_up(self) -> None:
+        """The bus was away: doorbells for this node's devices may have been lost
+        meanwhile (rung by other nodes while this one was not subscribed). Every open
+        connection reads its inbox now rather than at its next catch-up poll; in
+        batches, so that a node with many connections does not queue every read on the
+        store's pool at once."""
+        if self._catching_up is None or self._catching_up.done():
+            self._catching_up = asyncio.get_running_loop().create_task(self._ring_all())
+
+    async def _ring_all(self) -> None:
+        connections = list(self.open)
+        for start in range(0, len(connections), CATCH_UP_BATCH):
+            if start:
+                await asyncio.sleep(CATCH_UP_BATCH_PAUSE_S)
+            for connection in connections[start : start + CATCH_UP_BATCH]:
+                connection.catch_up()
 
 
 CONNECTIONS: web.AppKey[Connections] = web.AppKey("connections")
