@@ -89,15 +89,16 @@ class DeliveryService:
             too_large = any(len(p.payload) > limit for p in frame.payloads or ())
         if too_large:
             raise TaubeError("msg.too_large", limit=limit)
-        address = parse_address(frame.to)
-        if address is None:
-            raise TaubeError("msg.unknown_recipient", f"Not an address: {frame.to!r}.")
         # Read before any await: a change during the lookups must invalidate the result.
         generation = self._directory.generation
         if frame.payloads is None:
+            # A remembered route was validated when it was made (address included).
             route = self._routes.get((sender, sender_device, frame.to))
             if route is not None and route[0] == generation:
                 return self._new_message(sender, sender_device, frame, route[1])
+        address = parse_address(frame.to)
+        if address is None:
+            raise TaubeError("msg.unknown_recipient", f"Not an address: {frame.to!r}.")
         kind, name = address
         if kind == "user":
             devices = await self._directory.active_devices([name, sender])
