@@ -103,3 +103,18 @@ def test_json_shapes() -> None:
     )
     group = render.group_json(GroupChange(3, "g1", "added", "alice", ("carol",), "friends", 0))
     assert (group["type"], group["address"], group["event"]) == ("group", "#g1", "added")
+
+
+def test_db_upgrade_creates_and_then_keeps_the_schema(tmp_path: Path) -> None:
+    import sqlite3
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "taube.cli", "db", "upgrade", "--data", str(tmp_path)]
+    for _ in range(2):  # the second run finds everything in place
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("schema up to date")
+    with sqlite3.connect(tmp_path / "taube.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] >= 1
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 0

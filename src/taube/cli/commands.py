@@ -129,6 +129,19 @@ def serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         data_dir=Path(args.data) if args.data else None,
+        store=args.store,
+        bus=args.bus,
+        node=args.node,
+    )
+
+
+def db_upgrade(args: argparse.Namespace) -> int:
+    from taube.server.app import upgrade_database
+
+    return upgrade_database(
+        Path(args.config) if args.config else None,
+        store=args.store,
+        data_dir=Path(args.data) if args.data else None,
     )
 
 

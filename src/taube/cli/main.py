@@ -87,7 +87,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="TCP port to listen on (default from config: 8080)")
     p.add_argument("--data", metavar="DIR", help="folder for the server's database")
     p.add_argument("--config", metavar="FILE.toml", help="server configuration file")
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="sqlite:///PATH or postgresql://USER@HOST/DB (default: SQLite in --data)",
+    )
+    p.add_argument(
+        "--bus", metavar="URL", help="local (default) or nats://HOST:PORT[,nats://...] (cluster)"
+    )
+    p.add_argument("--node", metavar="NAME", help="this node's name (default: host-port)")
     p.set_defaults(func=commands.serve, needs_loop=False)
+
+    db = add(sub, "db", "Manage the server's database.")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    p = add(
+        db_sub,
+        "upgrade",
+        "Create or migrate the store's schema in place (take a backup first), then exit.",
+    )
+    p.add_argument("--store", metavar="URL", help="the store URL (default from config)")
+    p.add_argument("--data", metavar="DIR", help="folder of the SQLite database")
+    p.add_argument("--config", metavar="FILE.toml", help="server configuration file")
+    p.set_defaults(func=commands.db_upgrade, needs_loop=False)
 
     for name, text in (
         ("register", "Create an account and log this device in (saved in the profile)."),

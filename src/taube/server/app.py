@@ -252,3 +252,27 @@ def serve(
         print(f"taube: cannot serve: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def upgrade_database(
+    config_path: Path | None, *, store: str | None = None, data_dir: Path | None = None
+) -> int:
+    """``taube db upgrade``: migrate the configured store in place and report the version."""
+    try:
+        config = load_config(config_path, store=store, data_dir=data_dir)
+        target = make_store(config)
+
+        async def run() -> None:
+            await target.open()  # migrates (under an advisory lock on PostgreSQL)
+            await target.close()
+
+        asyncio.run(run())
+    except (ConfigError, SchemaTooNew) as exc:
+        print(f"taube: {exc}", file=sys.stderr)
+        return 2
+    except (StoreUnavailable, sqlite3.Error, OSError) as exc:
+        print(f"taube: cannot open the store: {exc}", file=sys.stderr)
+        return 1
+    where = "postgresql" if config.uses_postgres else str(config.sqlite_path)
+    print(f"schema up to date ({where})")
+    return 0
