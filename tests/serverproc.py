@@ -46,8 +46,20 @@ class ServerProcess:
         data_dir: Path,
         port: int | None = None,
         settings: dict[str, dict[str, object]] | None = None,
+        *,
+        store: str | None = None,
+        bus: str | None = None,
+        node: str | None = None,
     ) -> None:
+        """``store``, ``bus`` and ``node`` are passed as ``--store``, ``--bus`` and
+        ``--node`` (cluster mode: a ``postgresql://`` store and a ``nats://`` bus)."""
         self.data_dir = data_dir
+        self.cluster_flags = [
+            arg
+            for flag, value in (("--store", store), ("--bus", bus), ("--node", node))
+            if value is not None
+            for arg in (flag, value)
+        ]
         self.port = port or free_port()
         self.config_path = data_dir / "taube-test.toml"
         self.log_path = data_dir / "server.log"
@@ -73,6 +85,7 @@ class ServerProcess:
                 sys.executable, "-m", "taube.server",
                 "--host", "127.0.0.1", "--port", str(self.port),
                 "--data", str(self.data_dir), "--config", str(self.config_path),
+                *self.cluster_flags,
             ],
             stdout=log,
             stderr=log,

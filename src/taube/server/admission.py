@@ -4,8 +4,9 @@ When a node dies, its clients all reconnect to the others at once (a reconnect
 storm). Each new connection costs a token lookup and each login an argon2 hash;
 unbounded, a storm starves the connections already served. A token bucket bounds
 the rate of new WebSocket sessions and logins, a counter bounds the handshakes in
-flight; whoever is turned away gets ``server.overloaded`` with a retry-after hint
-(spread with jitter so that the retries do not come back as one wave).
+flight; whoever is turned away gets ``server.overloaded`` with a retry-after hint,
+spread at random over the seconds the node needs to admit everyone it is turning
+away, so that the retries do not come back as one wave.
 """
 
 from __future__ import annotations
@@ -38,6 +39,21 @@ class TokenBucket:
         return (1.0 - self.tokens) / self.rate
 
 
+@dataclass
+class RefusalWindow:
+    """How many clients were turned away in the current one-second window. Pure."""
+
+    start: float = -1.0
+    count: int = 0
+
+    def add(self, now: float) -> int:
+        """Count one more refusal at ``now``; the count in this window, it included."""
+        if self.start < 0 or now - self.start >= 1.0:
+            self.start, self.count = now, 0
+        self.count += 1
+        return self.count
+
+
 class Admission:
     """Decides whether a new session or login may start now."""
 
@@ -55,21 +71,30 @@ class Admission:
         self._max_handshakes = max_handshakes
         self._clock = clock
         self._jitter = jitter
+        self._session_refusals = RefusalWindow()
+        self._login_refusals = RefusalWindow()
         self.handshakes = 0
         self.refused = 0
 
-    def _retry_after(self, wait: float) -> int:
-        """Whole seconds (HTTP's unit), at least 1, spread by up to +100 %."""
+    def _retry_after(self, wait: float, bucket: TokenBucket, refusals: RefusalWindow) -> int:
+        """Whole seconds (HTTP's unit), at least ``wait`` and at least 1, spread so that
+        clients turned away together do not come back together: uniformly over
+        ``ceil(wait)`` up to that plus the seconds the bucket's rate needs to admit
+        everyone turned away in this window (at least one more second). Jitter on the
+        wait itself would not do: rounded up to whole seconds, sub-second waits would
+        all become the same hint."""
         self.refused += 1
-        return max(1, math.ceil(wait * (1.0 + self._jitter())))
+        base = max(1, math.ceil(wait))
+        backlog_s = max(1.0, refusals.add(self._clock()) / bucket.rate)
+        return base + math.floor(self._jitter() * (backlog_s + 1.0))
 
     def admit_session(self) -> int:
         """0 to go ahead (then call ``handshake_done``), else seconds to wait."""
         if self.handshakes >= self._max_handshakes:
-            return self._retry_after(1.0)
+            return self._retry_after(1.0, self._sessions, self._session_refusals)
         wait = self._sessions.take(self._clock())
         if wait:
-            return self._retry_after(wait)
+            return self._retry_after(wait, self._sessions, self._session_refusals)
         self.handshakes += 1
         return 0
 
@@ -78,4 +103,4 @@ class Admission:
 
     def admit_login(self) -> int:
         wait = self._logins.take(self._clock())
-        return self._retry_after(wait) if wait else 0
+        return self._retry_after(wait, self._logins, self._login_refusals) if wait else 0

@@ -101,6 +101,8 @@ def frame_ref(frame: AnyClientFrame) -> str | None:
 
 
 UNAVAILABLE = TaubeError("server.unavailable", retry_after_s=1)
+# Close codes for errors that end a connection only before it is authenticated.
+FALLBACK_CLOSE = {"internal": 1011, "server.unavailable": 1013}
 
 
 def error_frame(exc: TaubeError, ref: str | None) -> Error:
@@ -212,7 +214,7 @@ class Connection:
         self._flush()  # what was queued before goes out first
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.ws.send_str(encode_frame(error_frame(exc, ref)).decode())
-        await self._close(exc.spec.ws_close or (1011 if exc.code == "internal" else 4000))
+        await self._close(exc.spec.ws_close or FALLBACK_CLOSE.get(exc.code, 4000))
 
     async def move_elsewhere(self) -> None:
         """This node is draining: say so (clients reconnect to another node) and close."""
@@ -241,7 +243,7 @@ class Connection:
             await self._fatal(exc)
             return None
         except StoreUnavailable:
-            await self._fatal(TaubeError("server.overloaded", "The store is unreachable."))
+            await self._fatal(UNAVAILABLE)
             return None
         except Exception:
             log.exception("authentication failed unexpectedly peer=%s", self.peer)

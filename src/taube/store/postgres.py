@@ -102,6 +102,9 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CrashShutdownError,  # 57P02
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
     asyncpg.exceptions.ReadOnlySQLTransactionError,  # 25006: a standby, mid-failover
+    asyncpg.exceptions.InvalidCatalogNameError,  # 3D000: no such database (yet)
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,  # 28000: no such role
+    asyncpg.exceptions.InvalidPasswordError,  # 28P01
 )
 
 
