@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from taube.client import (
     Client,
     Event,
@@ -159,13 +157,6 @@ async def test_users_on_different_nodes_chat_as_on_one_server(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="presence is counted per node (core/presence.py keeps an in-memory Counter): "
-    "another node answers a watch with offline, and a user connected on two nodes is "
-    "announced offline when one of them disconnects",
-)
 async def test_presence_is_cluster_wide(make_cluster: MakeCluster, tmp_path: Path) -> None:
     cluster = await make_cluster()
     n1, n2, n3 = cluster.urls

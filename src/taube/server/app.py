@@ -89,7 +89,7 @@ def build_services(
         ),
         delivery=delivery,
         groups=Groups(store, delivery, directory, clock, max_members=config.max_group_members),
-        presence=PresenceService(store, bus, clock),
+        presence=PresenceService(store, bus, clock, node=config.node_name),
         node=NodeState(
             Admission(
                 sessions_per_s=config.max_sessions_per_s,
@@ -122,6 +122,7 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
         await services.store.open()
         await services.bus.open()
         await services.directory.start()
+        await services.presence.start()
         retention = asyncio.create_task(purge_old_messages(services))
         log.info(
             "node %s: store %s, bus %s",
@@ -135,6 +136,7 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
             await retention
         # The store first: queued commits finish and their doorbells still ring.
         await services.store.close()
+        await services.presence.stop()
         await services.directory.stop()
         await services.bus.close()
 
