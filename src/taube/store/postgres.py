@@ -54,7 +54,7 @@ from typing import Any, TypeVar
 import asyncpg  # type: ignore[import-untyped]
 import msgspec
 
-from taube.protocol.frames import GroupEvent, InboxItem, Message, Receipt
+from taube.protocol.frames import GroupEvent, InboxItem, Receipt
 from taube.store.base import (
     AckResult,
     Appended,
@@ -69,6 +69,13 @@ from taube.store.base import (
     StoreUnavailable,
     UserRecord,
 )
+from taube.store.rows import (
+    KIND_MESSAGE,
+    delivered_receipts,
+    encode_extra,
+    extra_kind,
+    inbox_item,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +83,6 @@ T = TypeVar("T")
 Conn = Any
 """An asyncpg connection (asyncpg ships no type information)."""
 
-KIND_MESSAGE, KIND_RECEIPT, KIND_GROUP = 1, 2, 3
-MAX_RECEIPT_IDS = 1000
 MAX_BATCH = 512
 """Most writes in one transaction of one lane..."""
 MAX_BATCH_ROWS = 20_000
@@ -87,10 +92,6 @@ ROLLBACK_RETRIES = 3
 MIGRATION_TIMEOUT_S = 3600.0
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_item_encoder = msgspec.json.Encoder()
-_extra_decoder: msgspec.json.Decoder[Receipt | GroupEvent] = msgspec.json.Decoder(
-    Receipt | GroupEvent
-)
 
 # Errors that mean "PostgreSQL cannot answer now", not "this request is wrong".
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -859,9 +860,8 @@ class PostgresStore(Store):
             if seq is None:
                 continue
             next_seq[key] = seq + 1
-            kind = KIND_RECEIPT if isinstance(item, Receipt) else KIND_GROUP
-            inbox.add(key, seq, kind, None, None, None, None, None, None,
-                      _item_encoder.encode(item))  # fmt: skip
+            inbox.add(key, seq, extra_kind(item), None, None, None, None, None, None,
+                      encode_extra(item))  # fmt: skip
             appended.append((key, msgspec.structs.replace(item, seq=seq)))
         return appended
 
@@ -883,26 +883,11 @@ class PostgresStore(Store):
         while taken < len(rows) and rows[taken][0] <= last:
             taken += 1
         mine, acked[key] = rows[:taken], rows[taken:]
-        by_sender: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
-        for seq, kind, sender, msg_id, conversation in mine:
-            if kind != KIND_MESSAGE or sender == ack.user:
-                continue
-            seen_as = conversation if conversation.startswith("#") else f"@{ack.user}"
-            by_sender[(sender, seen_as)].append((seq, msg_id))
-        receipts: list[tuple[DeviceKey, Receipt | GroupEvent]] = []
-        for (sender, seen_as), refs in by_sender.items():
-            ids = [msg_id for _, msg_id in sorted(refs)]
-            for start in range(0, len(ids), MAX_RECEIPT_IDS):
-                receipt = Receipt(
-                    seq=0,
-                    status="delivered",
-                    conversation=seen_as,
-                    by=ack.user,
-                    by_device=ack.device,
-                    ids=ids[start : start + MAX_RECEIPT_IDS],
-                    at_ms=ack.now_ms,
-                )
-                receipts.extend(((sender, t), receipt) for t in devices_of.get(sender, ()))
+        receipts: list[tuple[DeviceKey, Receipt | GroupEvent]] = [
+            ((sender, t), receipt)
+            for sender, receipt in delivered_receipts(mine, ack.user, ack.device, ack.now_ms)
+            for t in devices_of.get(sender, ())
+        ]
         return AckResult(max(last, 0), self._place_extra(receipts, next_seq, inbox))
 
     # ------------------------------------------------------------ inbox
@@ -968,25 +953,13 @@ class PostgresStore(Store):
                     [k[1] for k in keys],
                 ):
                     payloads[(sender, msg_id)] = payload
-        items: list[InboxItem] = []
-        for seq, kind, sender, msg_id, conversation, s_dev, sent_at, payload, data in rows:
-            if kind == KIND_MESSAGE:
-                if payload is None:
-                    payload = payloads.get((sender, msg_id))
-                items.append(
-                    Message(
-                        seq=seq,
-                        id=msg_id,
-                        conversation=conversation,
-                        sender=sender,
-                        sender_device=s_dev,
-                        sent_at_ms=sent_at,
-                        payload=bytes(payload or b""),
-                    )
-                )
-            else:
-                items.append(msgspec.structs.replace(_extra_decoder.decode(data), seq=seq))
-        return items
+        return [
+            inbox_item(
+                seq, kind, sender, msg_id, conversation, s_dev, sent_at,
+                payload if payload is not None else payloads.get((sender, msg_id)), data,
+            )
+            for seq, kind, sender, msg_id, conversation, s_dev, sent_at, payload, data in rows
+        ]  # fmt: skip
 
     async def ack(self, user: str, device: int, upto_seq: int, now_ms: int) -> AckResult:
         result: AckResult = await self._submit(_Ack(user, device, upto_seq, now_ms), (user, device))

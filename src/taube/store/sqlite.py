@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -29,7 +28,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from taube.protocol.frames import GroupEvent, InboxItem, Message, Receipt
+from taube.protocol.frames import GroupEvent, InboxItem, Receipt
 from taube.store.base import (
     AckResult,
     Appended,
@@ -43,28 +42,27 @@ from taube.store.base import (
     Store,
     UserRecord,
 )
+from taube.store.rows import (
+    KIND_MESSAGE,
+    delivered_receipts,
+    encode_extra,
+    extra_kind,
+    inbox_item,
+)
 
 T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], Any]
 WriteOp = WriteFn | NewMessage
 
-KIND_MESSAGE, KIND_RECEIPT, KIND_GROUP = 1, 2, 3
-MAX_RECEIPT_IDS = 1000
 
 INSERT_INBOX_MESSAGE = (
     "INSERT INTO inbox (user, device, seq, kind, sender, msg_id, conversation, payload)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_item_encoder = msgspec.json.Encoder()
 
 
 class _HasDuplicates(Exception):
     """A bulk commit met a known message id; the batch falls back to one by one."""
-
-
-_extra_decoder: msgspec.json.Decoder[Receipt | GroupEvent] = msgspec.json.Decoder(
-    Receipt | GroupEvent
-)
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -577,10 +575,9 @@ class SqliteStore(Store):
             seq = self._allocate(c, key)
             if seq is None:
                 continue
-            kind = KIND_RECEIPT if isinstance(item, Receipt) else KIND_GROUP
             c.execute(
                 "INSERT INTO inbox (user, device, seq, kind, data) VALUES (?, ?, ?, ?, ?)",
-                (key[0], key[1], seq, kind, _item_encoder.encode(item)),
+                (key[0], key[1], seq, extra_kind(item), encode_extra(item)),
             )
             appended.append((key, msgspec.structs.replace(item, seq=seq)))
         return appended
@@ -602,23 +599,10 @@ class SqliteStore(Store):
                 (user, device, after_seq, limit),
             ).fetchall()
         )
-        items: list[InboxItem] = []
-        for seq, kind, sender, msg_id, conversation, payload, s_dev, sent_at, data in rows:
-            if kind == KIND_MESSAGE:
-                items.append(
-                    Message(
-                        seq=seq,
-                        id=msg_id,
-                        conversation=conversation,
-                        sender=sender,
-                        sender_device=s_dev,
-                        sent_at_ms=sent_at,
-                        payload=bytes(payload or b""),
-                    )
-                )
-            else:
-                items.append(msgspec.structs.replace(_extra_decoder.decode(data), seq=seq))
-        return items
+        return [
+            inbox_item(seq, kind, sender, msg_id, conversation, s_dev, sent_at, payload, data)
+            for seq, kind, sender, msg_id, conversation, payload, s_dev, sent_at, data in rows
+        ]
 
     async def ack(self, user: str, device: int, upto_seq: int, now_ms: int) -> AckResult:
         def run(c: sqlite3.Connection) -> AckResult:
@@ -631,30 +615,13 @@ class SqliteStore(Store):
                 " RETURNING seq, kind, sender, msg_id, conversation",
                 (user, device, upto),
             ).fetchall()
-            by_sender: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
-            for seq, kind, sender, msg_id, conversation in acked:
-                if kind != KIND_MESSAGE or sender == user:
-                    continue
-                seen_as = conversation if conversation.startswith("#") else f"@{user}"
-                by_sender[(sender, seen_as)].append((seq, msg_id))
             receipts: list[tuple[DeviceKey, Receipt | GroupEvent]] = []
-            for (sender, seen_as), refs in by_sender.items():
-                ids = [msg_id for _, msg_id in sorted(refs)]
+            for sender, receipt in delivered_receipts(acked, user, device, now_ms):
                 targets = c.execute(
                     "SELECT id FROM devices WHERE user = ? AND revoked_ms IS NULL ORDER BY id",
                     (sender,),
                 ).fetchall()
-                for start in range(0, len(ids), MAX_RECEIPT_IDS):
-                    receipt = Receipt(
-                        seq=0,
-                        status="delivered",
-                        conversation=seen_as,
-                        by=user,
-                        by_device=device,
-                        ids=ids[start : start + MAX_RECEIPT_IDS],
-                        at_ms=now_ms,
-                    )
-                    receipts.extend(((sender, t[0]), receipt) for t in targets)
+                receipts.extend(((sender, t[0]), receipt) for t in targets)
             return AckResult(upto, self._append_extra(c, receipts))
 
         return await self._write(run)

@@ -1,0 +1,87 @@
+"""What every store writes and reads the same way: inbox item kinds, the encoding of
+receipts and group events, and the delivered receipts an ack makes. Pure functions,
+shared by the SQLite and PostgreSQL stores so that they cannot drift apart."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+import msgspec
+
+from taube.protocol.frames import GroupEvent, InboxItem, Message, Receipt
+
+KIND_MESSAGE, KIND_RECEIPT, KIND_GROUP = 1, 2, 3
+MAX_RECEIPT_IDS = 1000
+
+_encoder = msgspec.json.Encoder()
+_extra_decoder: msgspec.json.Decoder[Receipt | GroupEvent] = msgspec.json.Decoder(
+    Receipt | GroupEvent
+)
+
+
+def extra_kind(item: Receipt | GroupEvent) -> int:
+    return KIND_RECEIPT if isinstance(item, Receipt) else KIND_GROUP
+
+
+def encode_extra(item: Receipt | GroupEvent) -> bytes:
+    """The stored form of a receipt or group event (its seq lives in its own column)."""
+    return _encoder.encode(item)
+
+
+def inbox_item(
+    seq: int,
+    kind: int,
+    sender: str | None,
+    msg_id: str | None,
+    conversation: str | None,
+    sender_device: int | None,
+    sent_at_ms: int | None,
+    payload: bytes | None,
+    data: bytes | None,
+) -> InboxItem:
+    """An inbox row as the frame the device receives."""
+    if kind == KIND_MESSAGE:
+        return Message(
+            seq=seq,
+            id=msg_id or "",
+            conversation=conversation or "",
+            sender=sender or "",
+            sender_device=sender_device or 0,
+            sent_at_ms=sent_at_ms or 0,
+            payload=bytes(payload or b""),
+        )
+    return msgspec.structs.replace(_extra_decoder.decode(data or b""), seq=seq)
+
+
+def delivered_receipts(
+    acked: Iterable[tuple[int, int, str | None, str | None, str | None]],
+    user: str,
+    device: int,
+    now_ms: int,
+) -> list[tuple[str, Receipt]]:
+    """(sender, receipt) for the messages among acked rows (seq, kind, sender, msg_id,
+    conversation): one receipt per sender and conversation as the sender sees it, at
+    most MAX_RECEIPT_IDS ids each; none for the user's own messages."""
+    by_sender: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
+    for seq, kind, sender, msg_id, conversation in acked:
+        if kind != KIND_MESSAGE or sender is None or sender == user or msg_id is None:
+            continue
+        conversation = conversation or ""
+        seen_as = conversation if conversation.startswith("#") else f"@{user}"
+        by_sender[(sender, seen_as)].append((seq, msg_id))
+    receipts: list[tuple[str, Receipt]] = []
+    for (sender, seen_as), refs in by_sender.items():
+        ids = [msg_id for _, msg_id in sorted(refs)]
+        for start in range(0, len(ids), MAX_RECEIPT_IDS):
+            receipt = Receipt(
+                seq=0,
+                status="delivered",
+                conversation=seen_as,
+                by=user,
+                by_device=device,
+                ids=ids[start : start + MAX_RECEIPT_IDS],
+                at_ms=now_ms,
+            )
+            receipts.append((sender, receipt))
+    return receipts
