@@ -102,6 +102,12 @@ class _Outcome:
     retry_after: float = 0.0  # the server's hint (HTTP Retry-After) for coming back
 
 
+def _hint(error: fr.Error) -> float:
+    """An error frame's retry-after hint in seconds (0 if it gives none)."""
+    hint = (error.details or {}).get("retry_after_s", 0)
+    return min(float(hint), 300.0) if isinstance(hint, int | float) and hint > 0 else 0.0
+
+
 def _retry_after(headers: Mapping[str, str] | None) -> float:
     """Seconds from a Retry-After header (the delta form; dates are not used by Taube)."""
     try:
@@ -397,13 +403,14 @@ class Client:
                 attempt = 0
             if outcome.immediate:
                 delay = 0.0
+            elif outcome.retry_after > 0:
+                # The server is alive and said when to come back (its hint is already
+                # spread so that a storm does not return as one wave): follow it
+                # rather than a backoff that kept growing while it was refusing.
+                delay = outcome.retry_after
             else:
                 delay = self.options.backoff.delay(attempt)
                 attempt += 1
-            if len(self.servers) == 1:
-                # Alone with an overloaded node: wait as long as it asked (its hint
-                # is already spread by jitter so that a storm does not come back as one).
-                delay = max(delay, outcome.retry_after)
             if outcome.move_on or not outcome.ready:
                 index = (index + 1) % len(self.servers)
             log.info("disconnected from %s: %s; retry in %.2fs", server, outcome.reason, delay)
@@ -530,7 +537,7 @@ class Client:
             raise _Fatal(NotLoggedIn(error.message, error.code))
         if error.code == "server.draining":
             return _Outcome(False, "server is draining", move_on=True, immediate=True)
-        return _Outcome(False, f"{error.code}: {error.message}")
+        return _Outcome(False, f"{error.code}: {error.message}", retry_after=_hint(error))
 
     async def _handle(
         self, frame: fr.AnyServerFrame, ws: aiohttp.ClientWebSocketResponse
@@ -552,10 +559,15 @@ class Client:
                 if code in SESSION_CODES:
                     raise _Fatal(NotLoggedIn(frame.message, code))
                 if code in TRANSIENT_CODES:
-                    # Keep it queued; reconnect later and retransmit in order.
-                    # Not "ready" for the runner: the backoff keeps growing while refused.
+                    # Keep it queued; reconnect later and retransmit in order. Not
+                    # "ready" for the runner: without a hint the backoff keeps growing.
                     await ws.close()
-                    return _Outcome(False, f"send refused for now: {code}", move_on=True)
+                    return _Outcome(
+                        False,
+                        f"send refused for now: {code}",
+                        move_on=True,
+                        retry_after=_hint(frame),
+                    )
                 entry = self._outbox.reject(ref)
                 error = TaubeApiError(code, frame.message, details=frame.details, ref=ref)
                 self._failed[ref] = error
