@@ -477,3 +477,28 @@ async def test_postgres_outage_fails_fast_and_recovers_without_restart(pg_schema
     finally:
         await store.close()
         await proxy.stop()
+
+
+async def test_sqlite_keeps_no_copy_of_a_delivered_one_to_one_payload(tmp_path: Path) -> None:
+    store = await open_sqlite_inline(tmp_path)
+    await user(store, "alice", devices=2)
+    await user(store, "bob", devices=2)
+    secret = b"the ciphertext nobody should keep"
+    one_to_one = NewMessage(
+        "alice", 1, "m1", "@bob", 1, secret,
+        [Delivery("bob", 1, "@alice"), Delivery("bob", 2, "@alice"), Delivery("alice", 2, "@bob")],
+    )  # fmt: skip
+    await store.commit_message(one_to_one)
+    (item,) = await store.read_inbox("bob", 2, 0, 10)
+    assert isinstance(item, Message)
+    assert item.payload == secret
+    for key in (("bob", 1), ("bob", 2), ("alice", 2)):
+        await store.ack(*key, 99, 2)
+    assert await store.sent_at("alice", "m1") == 1  # still deduplicated
+    await store.close()
+    with sqlite3.connect(tmp_path / "taube.db") as conn:
+        kept = conn.execute(
+            "SELECT (SELECT count(*) FROM messages WHERE payload IS NOT NULL)"
+            " + (SELECT count(*) FROM inbox WHERE payload IS NOT NULL)"
+        ).fetchone()[0]
+    assert kept == 0

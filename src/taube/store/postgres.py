@@ -72,9 +72,11 @@ from taube.store.base import (
 from taube.store.rows import (
     KIND_MESSAGE,
     delivered_receipts,
+    delivery_payload,
     encode_extra,
     extra_kind,
     inbox_item,
+    shared_payload,
 )
 
 log = logging.getLogger(__name__)
@@ -744,7 +746,7 @@ class PostgresStore(Store):
                 [m.sender_device for m in fresh],
                 [m.target for m in fresh],
                 [m.sent_at_ms for m in fresh],
-                [m.payload for m in fresh],
+                [shared_payload(m) for m in fresh],
             )
             inserted = {(row[0], row[1]) for row in rows}
             if len(inserted) < len(first):
@@ -844,7 +846,7 @@ class PostgresStore(Store):
                 continue
             next_seq[key] = seq + 1
             inbox.add(key, seq, KIND_MESSAGE, m.sender, m.id, d.conversation,
-                      m.sender_device, m.sent_at_ms, d.payload, None)  # fmt: skip
+                      m.sender_device, m.sent_at_ms, delivery_payload(m, d), None)  # fmt: skip
             appended.append((key, seq))
         return SendResult(m.sent_at_ms, False, appended)
 

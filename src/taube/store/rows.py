@@ -10,14 +10,35 @@ from collections.abc import Iterable
 import msgspec
 
 from taube.protocol.frames import GroupEvent, InboxItem, Message, Receipt
+from taube.store.base import Delivery, NewMessage
 
 KIND_MESSAGE, KIND_RECEIPT, KIND_GROUP = 1, 2, 3
 MAX_RECEIPT_IDS = 1000
+INLINE_PAYLOAD_MAX_DEVICES = 8
+"""A shared payload for at most this many devices is copied into each inbox row, so
+that it leaves the server with the last ack; only a group's larger fan-out keeps one
+copy in ``messages`` (until message retention)."""
 
 _encoder = msgspec.json.Encoder()
 _extra_decoder: msgspec.json.Decoder[Receipt | GroupEvent] = msgspec.json.Decoder(
     Receipt | GroupEvent
 )
+
+
+def _inline(message: NewMessage) -> bool:
+    return len(message.deliveries) <= INLINE_PAYLOAD_MAX_DEVICES
+
+
+def shared_payload(message: NewMessage) -> bytes | None:
+    """What the ``messages`` row keeps of the payload (None when inbox rows carry it)."""
+    return None if _inline(message) else message.payload
+
+
+def delivery_payload(message: NewMessage, delivery: Delivery) -> bytes | None:
+    """What one inbox row carries (None: read the shared copy in ``messages``)."""
+    if delivery.payload is not None:
+        return delivery.payload
+    return message.payload if _inline(message) else None
 
 
 def extra_kind(item: Receipt | GroupEvent) -> int:

@@ -45,9 +45,11 @@ from taube.store.base import (
 from taube.store.rows import (
     KIND_MESSAGE,
     delivered_receipts,
+    delivery_payload,
     encode_extra,
     extra_kind,
     inbox_item,
+    shared_payload,
 )
 
 T = TypeVar("T")
@@ -500,7 +502,7 @@ class SqliteStore(Store):
         inserted = c.execute(
             "INSERT INTO messages (sender, id, sender_device, target, sent_at_ms, payload)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sender, id) DO NOTHING RETURNING 1",
-            (m.sender, m.id, m.sender_device, m.target, m.sent_at_ms, m.payload),
+            (m.sender, m.id, m.sender_device, m.target, m.sent_at_ms, shared_payload(m)),
         ).fetchone()
         if inserted is None:
             (sent_at,) = c.execute(
@@ -520,7 +522,7 @@ class SqliteStore(Store):
             "INSERT OR IGNORE INTO messages"
             " (sender, id, sender_device, target, sent_at_ms, payload) VALUES (?, ?, ?, ?, ?, ?)",
             [
-                (m.sender, m.id, m.sender_device, m.target, m.sent_at_ms, m.payload)
+                (m.sender, m.id, m.sender_device, m.target, m.sent_at_ms, shared_payload(m))
                 for m in messages
             ],
         )
@@ -541,7 +543,16 @@ class SqliteStore(Store):
             if seq is None:  # revoked meanwhile: nothing to deliver to
                 continue
             inbox_rows.append(
-                (d.user, d.device, seq, KIND_MESSAGE, m.sender, m.id, d.conversation, d.payload)
+                (
+                    d.user,
+                    d.device,
+                    seq,
+                    KIND_MESSAGE,
+                    m.sender,
+                    m.id,
+                    d.conversation,
+                    delivery_payload(m, d),
+                )
             )
             appended.append((key, seq))
         return SendResult(m.sent_at_ms, False, appended)
