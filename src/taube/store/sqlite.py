@@ -9,7 +9,8 @@ Consecutive message commits in a batch are written together (an insert that repo
 duplicates per message, one executemany for all inbox rows), and the writer keeps each
 device's next inbox seq in memory (it is the only writer), journaled per write so that
 a rolled-back write gives its seqs back; the counters reach the devices table before
-every COMMIT.
+every COMMIT. A batch of one write runs without a SAVEPOINT: its failure rolls back the
+whole (one-write) transaction anyway, and most commits under light load are that.
 Reads use a second connection on a second thread (WAL lets it read while the writer
 writes). We do not use aiosqlite: it hops threads per statement, which measured
 2.7x slower than one writer thread running whole transactions (BENCH-METHOD.md).
@@ -201,6 +202,11 @@ class SqliteStore(Store):
         outcomes: list[tuple[bool, Any]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if len(batch) == 1:  # its failure fails the transaction: no SAVEPOINT needed
+                op = batch[0][0]
+                single = self._commit_one(conn, op) if isinstance(op, NewMessage) else op(conn)
+                outcomes.append((True, single))
+                batch = []
             i = 0
             while i < len(batch):
                 j = i
