@@ -18,13 +18,20 @@ from taube.protocol.frames import GroupEvent, Message, Receipt
 from taube.store import postgres as postgres_store
 from taube.store import sqlite as sqlite_store
 from taube.store.base import (
+    BundleRecord,
     Delivery,
     GroupRecord,
     HandleTaken,
+    IdentityKeyMismatch,
+    KeysIncomplete,
+    KeysStatusRecord,
     NewMessage,
+    PrekeyRecord,
     SchemaTooNew,
+    SignedPrekeyRecord,
     Store,
     StoreUnavailable,
+    TooManyPrekeys,
     UserRecord,
 )
 from taube.store.postgres import PostgresStore
@@ -502,3 +509,138 @@ async def test_sqlite_keeps_no_copy_of_a_delivered_one_to_one_payload(tmp_path: 
             " + (SELECT count(*) FROM inbox WHERE payload IS NOT NULL)"
         ).fetchone()[0]
     assert kept == 0
+
+
+# ---------------------------------------------------------------- keys
+
+
+def spk(key_id: int = 1, tag: int = 1) -> SignedPrekeyRecord:
+    return SignedPrekeyRecord(key_id, bytes([tag]) * 32, bytes([tag]) * 64)
+
+
+def opks(ids: range) -> list[PrekeyRecord]:
+    return [PrekeyRecord(i, i.to_bytes(4, "big") * 8) for i in ids]
+
+
+IDENTITY = b"\x11" * 32
+
+
+async def test_keys_upload_status_and_rotation(store: Store) -> None:
+    await user(store, "alice", devices=2)
+    assert await store.keys_status("alice", 1) == KeysStatusRecord(0, None, None)
+    with pytest.raises(KeysIncomplete):  # the first upload needs a signed prekey
+        await store.put_keys("alice", 1, IDENTITY, None, opks(range(3)), 100)
+    assert await store.keys_status("alice", 1) == KeysStatusRecord(0, None, None)
+    status = await store.put_keys("alice", 1, IDENTITY, spk(7), opks(range(5)), 100)
+    assert status == KeysStatusRecord(5, 7, IDENTITY)
+    # Known ids are ignored (also twice in one upload); the same identity is fine.
+    again = opks(range(3, 8)) + opks(range(7, 9))
+    assert await store.put_keys("alice", 1, IDENTITY, None, again, 100) == KeysStatusRecord(
+        9, 7, IDENTITY
+    )
+    # Rotation replaces the signed prekey.
+    await store.put_keys("alice", 1, IDENTITY, spk(8, tag=2), [], 100)
+    (bundle,) = await store.take_bundles("alice", 1)
+    assert bundle.signed_prekey == spk(8, tag=2)
+    assert await store.keys_status("alice", 1) == KeysStatusRecord(8, 8, IDENTITY)
+    assert await store.keys_status("alice", 2) == KeysStatusRecord()
+
+
+async def test_keys_identity_is_set_once(store: Store) -> None:
+    await user(store, "alice")
+    await store.put_keys("alice", 1, IDENTITY, spk(), opks(range(2)), 100)
+    for signed in (spk(2), None):
+        with pytest.raises(IdentityKeyMismatch):
+            await store.put_keys("alice", 1, b"\x22" * 32, signed, opks(range(5, 9)), 100)
+    assert await store.keys_status("alice", 1) == KeysStatusRecord(2, 1, IDENTITY)
+    assert await store.identity_keys("alice") == [(1, IDENTITY)]
+
+
+async def test_keys_cap_stores_nothing_of_a_request_beyond_it(store: Store) -> None:
+    await user(store, "alice")
+    await store.put_keys("alice", 1, IDENTITY, spk(1), opks(range(8)), 10)
+    with pytest.raises(TooManyPrekeys) as refused:
+        await store.put_keys("alice", 1, IDENTITY, spk(2, tag=2), opks(range(5, 13)), 10)
+    assert (refused.value.stored, refused.value.limit) == (8, 10)
+    assert await store.keys_status("alice", 1) == KeysStatusRecord(8, 1, IDENTITY)
+    # Up to the cap is fine; known ids do not count twice.
+    status = await store.put_keys("alice", 1, IDENTITY, None, opks(range(5, 10)), 10)
+    assert status is not None
+    assert status.one_time_prekeys == 10
+
+
+async def test_bundles_take_one_prekey_each_then_none(store: Store) -> None:
+    await user(store, "bob", devices=3)
+    await store.put_keys("bob", 1, IDENTITY, spk(1), opks(range(2)), 100)
+    await store.put_keys("bob", 3, b"\x33" * 32, spk(4), [], 100)
+    first = await store.take_bundles("bob")
+    assert [b.device for b in first] == [1, 3]  # device 2 has no keys
+    assert first[0] == BundleRecord(1, IDENTITY, spk(1), opks(range(0, 1))[0], 1)
+    assert first[1] == BundleRecord(3, b"\x33" * 32, spk(4), None, 0)
+    (second,) = await store.take_bundles("bob", 1)
+    assert second.one_time_prekey == opks(range(1, 2))[0]
+    assert second.one_time_prekeys_left == 0
+    (third,) = await store.take_bundles("bob", 1)
+    assert third.one_time_prekey is None
+    assert await store.take_bundles("bob", 2) == []
+    assert await store.take_bundles("nobody") == []
+    assert await store.identity_keys("bob") == [(1, IDENTITY), (3, b"\x33" * 32)]
+
+
+async def test_concurrent_bundle_fetches_hand_out_each_prekey_once(store: Store) -> None:
+    await user(store, "bob", devices=2)
+    await store.put_keys("bob", 1, IDENTITY, spk(), opks(range(40)), 100)
+    await store.put_keys("bob", 2, b"\x22" * 32, spk(), opks(range(100, 120)), 100)
+    fetches = await asyncio.gather(
+        *(store.take_bundles("bob", 1 if i % 3 else None) for i in range(60))
+    )
+    taken = [
+        (b.device, b.one_time_prekey.id)
+        for bundles in fetches
+        for b in bundles
+        if b.one_time_prekey is not None
+    ]
+    assert len(taken) == len(set(taken))  # never the same prekey twice
+    assert sorted(taken) == [(1, i) for i in range(40)] + [(2, i) for i in range(100, 120)]
+    assert (await store.keys_status("bob", 1)).one_time_prekeys == 0
+
+
+async def test_revoking_a_device_deletes_its_keys(store: Store) -> None:
+    await user(store, "bob", devices=2)
+    for device in (1, 2):
+        await store.put_keys("bob", device, bytes([device]) * 32, spk(), opks(range(5)), 100)
+    assert await store.revoke_device("bob", 1, 9)
+    assert await store.keys_status("bob", 1) == KeysStatusRecord()
+    assert [b.device for b in await store.take_bundles("bob")] == [2]
+    assert await store.take_bundles("bob", 1) == []
+    assert await store.identity_keys("bob") == [(2, b"\x02" * 32)]
+    # A revoked device cannot upload keys again.
+    assert await store.put_keys("bob", 1, b"\x01" * 32, spk(), opks(range(3)), 100) is None
+    assert await store.keys_status("bob", 1) == KeysStatusRecord()
+
+
+async def test_postgres_nodes_fetching_bundles_together_hand_out_each_prekey_once(
+    pg_schema: str,
+) -> None:
+    nodes = [PostgresStore(postgres_dsn(), schema=pg_schema, max_connections=8) for _ in (1, 2, 3)]
+    for node in nodes:
+        await node.open()
+    await user(nodes[0], "bob")
+    await nodes[0].put_keys("bob", 1, IDENTITY, spk(), opks(range(50)), 100)
+    # Uploads racing with fetches neither lose nor repeat a prekey either.
+    work = [nodes[i % 3].take_bundles("bob", 1) for i in range(90)]
+    work.insert(45, nodes[1].put_keys("bob", 1, IDENTITY, None, opks(range(50, 60)), 100))
+    results = await asyncio.gather(*work)
+    taken = [
+        b.one_time_prekey.id
+        for bundles in results
+        if isinstance(bundles, list)
+        for b in bundles
+        if b.one_time_prekey is not None
+    ]
+    left = (await nodes[2].keys_status("bob", 1)).one_time_prekeys
+    assert len(taken) == len(set(taken))
+    assert len(taken) + left == 60
+    assert len(taken) >= 50
+    for node in nodes:
+        await node.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taube.server.admission import Admission, TokenBucket
+from taube.server.admission import Admission, RateLimits, TokenBucket
 
 
 def test_bucket_allows_a_burst_then_the_rate() -> None:
@@ -41,3 +41,24 @@ def test_retry_after_is_spread_by_jitter() -> None:
         hints.add(admission.admit_session())
     assert len(hints) > 1
     assert min(hints) >= 2  # a token takes 2 s at 0.5/s
+
+
+def test_rate_limits_are_per_key_and_say_when_to_come_back() -> None:
+    now = [0.0]
+    limits = RateLimits(per_s=3 / 60, burst=3, max_keys=2, clock=lambda: now[0])
+    assert [limits.take("bob") for _ in range(3)] == [0, 0, 0]
+    assert limits.take("bob") == 20  # one token every 20 s
+    assert limits.take("carol") == 0  # another account has its own bucket
+    now[0] = 10.5
+    assert limits.take("bob") == 10  # whole seconds, rounded up
+    now[0] = 20.0
+    assert limits.take("bob") == 0
+    assert limits.take("bob") == 20
+    # Only max_keys buckets are kept: the one used longest ago is forgotten.
+    assert limits.take("dave") == 0  # carol's goes; bob's (used last) stays
+    assert limits.take("bob") == 20
+    assert limits.take("erin") == 0  # dave's goes
+    assert limits.take("bob") == 20
+    assert limits.take("carol") == 0  # erin's goes...
+    assert limits.take("frank") == 0  # ...then bob's, used longest ago
+    assert limits.take("bob") == 0  # forgotten: a fresh bucket

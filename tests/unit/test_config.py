@@ -36,6 +36,9 @@ def test_precedence(tmp_path: Path) -> None:
         ("[bus]\nbus = 'kafka://x'\n", "use local or nats://"),
         ("[store]\ndurability = 'SOMETIMES'\n", "durability must be"),
         ("[limits]\nmax_frame_bytes = 10\n", "max_frame_bytes"),
+        ("[limits]\nkey_fetches_per_min = 0\n", "key_fetches_per_min must be positive"),
+        ("[limits]\nmax_one_time_prekeys = 0\n", "max_one_time_prekeys must be positive"),
+        ("[limits]\nmin_one_time_prekeys = -1\n", "min_one_time_prekeys must not be negative"),
         ("this is not toml", "not valid TOML"),
     ],
 )
@@ -49,3 +52,22 @@ def test_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(tmp_path / "absent.toml", environ={})
+
+
+def test_key_settings(tmp_path: Path) -> None:
+    config = load_config(None, environ={})
+    assert (
+        config.key_fetches_per_min,
+        config.min_one_time_prekeys,
+        config.max_one_time_prekeys,
+    ) == (120.0, 20, 1000)
+    toml = tmp_path / "taube.toml"
+    toml.write_text(
+        "[limits]\nkey_fetches_per_min = 30\nmin_one_time_prekeys = 0\nmax_one_time_prekeys = 500\n"
+    )
+    config = load_config(toml, environ={"TAUBE_KEY_FETCHES_PER_MIN": "45"})
+    assert (
+        config.key_fetches_per_min,
+        config.min_one_time_prekeys,
+        config.max_one_time_prekeys,
+    ) == (45.0, 0, 500)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 
 import msgspec
@@ -9,8 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from taube.protocol import api
 from taube.protocol.errors import ERRORS, TaubeError
 from taube.protocol.frames import (
+    KeysLow,
     Message,
     Receipt,
     Send,
@@ -98,3 +101,46 @@ def test_error_table_is_consistent() -> None:
     with pytest.raises(ValueError, match="unknown error code"):
         TaubeError("no.such_code")
     assert TaubeError("msg.too_large", limit=5).details == {"limit": 5}
+
+
+def test_keys_low_is_an_ephemeral_server_frame() -> None:
+    data = encode_frame(KeysLow(one_time_prekeys=3))
+    assert msgspec.json.decode(data) == {"type": "keys_low", "one_time_prekeys": 3}
+    assert decode_server_frame(data) == KeysLow(one_time_prekeys=3)
+
+
+def test_key_bodies_check_sizes_and_ids() -> None:
+    key, signature = bytes(range(32)), bytes(64)
+    upload = api.KeysUpload(
+        identity_key=key,
+        signed_prekey=api.SignedPrekey(id=2**32 - 1, key=key, signature=signature),
+        one_time_prekeys=[api.Prekey(id=0, key=key)],
+    )
+    wire = msgspec.json.encode(upload)
+    assert msgspec.json.decode(wire, type=api.KeysUpload) == upload
+    assert msgspec.json.decode(b'{"identity_key": "' + _b64(key) + b'"}', type=api.KeysUpload) == (
+        api.KeysUpload(identity_key=key)
+    )
+    bad = [
+        {"identity_key": _b64(key[:31])},
+        {"identity_key": _b64(key), "signed_prekey": {"id": 2**32, "key": _b64(key),
+                                                      "signature": _b64(signature)}},
+        {"identity_key": _b64(key), "signed_prekey": {"id": 1, "key": _b64(key),
+                                                      "signature": _b64(signature[:63])}},
+        {"identity_key": _b64(key), "one_time_prekeys": [{"id": -1, "key": _b64(key)}]},
+        {"identity_key": _b64(key),
+         "one_time_prekeys": [{"id": i, "key": _b64(key)} for i in range(201)]},
+    ]  # fmt: skip
+    for body in bad:
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.json.decode(msgspec.json.encode(body), type=api.KeysUpload)
+    # Responses always carry their nullable fields, as null.
+    assert msgspec.json.decode(msgspec.json.encode(api.KeysStatus(one_time_prekeys=0))) == {
+        "one_time_prekeys": 0,
+        "signed_prekey_id": None,
+        "identity_key": None,
+    }
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.b64encode(data)

@@ -95,6 +95,77 @@ class GroupRename(Body, frozen=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 
 
+# ---------------------------------------------------------------- keys (end-to-end encryption)
+
+KeyId = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
+"""A prekey id: an unsigned 32-bit integer chosen by the device."""
+IdentityKey = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+"""An Ed25519 public key (the device's identity)."""
+PublicPrekey = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+"""An X25519 public key (signed or one-time prekey)."""
+Signature = Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
+MAX_PREKEYS_PER_UPLOAD = 200
+
+
+class SignedPrekey(Body, frozen=True):
+    """A medium-term prekey and the identity key's Ed25519 signature over it
+    (``"Taube signed prekey v1" || u32 id || key``, docs/e2ee.md)."""
+
+    id: KeyId
+    key: PublicPrekey
+    signature: Signature
+
+
+class Prekey(Body, frozen=True):
+    """A one-time prekey: handed out once, then deleted from the server."""
+
+    id: KeyId
+    key: PublicPrekey
+
+
+class KeysUpload(Body, frozen=True):
+    """``PUT /v1/keys``: the calling device's identity key (set once), optionally a new
+    signed prekey (replaces the previous one; required on the first upload) and more
+    one-time prekeys (added; ids already stored are ignored)."""
+
+    identity_key: IdentityKey
+    signed_prekey: SignedPrekey | None = None
+    one_time_prekeys: Annotated[list[Prekey], msgspec.Meta(max_length=MAX_PREKEYS_PER_UPLOAD)] = []
+
+
+class KeysStatus(Body, frozen=True):
+    """What the server holds of the calling device's keys (nulls before the first upload)."""
+
+    one_time_prekeys: int
+    signed_prekey_id: int | None = None
+    identity_key: bytes | None = None
+
+
+class DeviceBundle(Body, frozen=True):
+    """Everything needed to start an X3DH session with one device. ``one_time_prekey``
+    is null when the device has none left (X3DH then runs with three DHs)."""
+
+    device: int
+    identity_key: bytes
+    signed_prekey: SignedPrekey
+    one_time_prekey: Prekey | None = None
+
+
+class KeyBundles(Body, frozen=True):
+    handle: str
+    devices: list[DeviceBundle]
+
+
+class DeviceIdentity(Body, frozen=True):
+    device: int
+    identity_key: bytes
+
+
+class DeviceIdentities(Body, frozen=True):
+    handle: str
+    devices: list[DeviceIdentity]
+
+
 class Problem(Body, frozen=True, omit_defaults=True):
     """RFC 9457 problem details, with Taube's stable ``code``."""
 

@@ -55,6 +55,12 @@ _SPECS = [
     ErrorSpec("group.not_admin", 403, "Only group admins may do this."),
     ErrorSpec("group.full", 409, "The group has reached its member limit."),
     ErrorSpec("group.last_admin", 409, "The last admin cannot step down while others remain."),
+    # End-to-end encryption keys.
+    ErrorSpec("keys.bad_signature", 400, "The signed prekey's signature does not verify."),
+    ErrorSpec("keys.incomplete", 400, "A device's first key upload needs a signed prekey."),
+    ErrorSpec("keys.identity_mismatch", 409, "This device already has another identity key."),
+    ErrorSpec("keys.too_many", 409, "That would store more one-time prekeys than allowed."),
+    ErrorSpec("keys.not_found", 404, "That device has no keys on the server."),
     # Load and availability.
     ErrorSpec("rate.limited", 429, "Too many requests; retry later."),
     ErrorSpec("server.overloaded", 503, "The server is shedding load; retry later.", 1013),

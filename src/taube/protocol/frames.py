@@ -206,7 +206,17 @@ class Pong(ServerFrame, tag="pong", frozen=True):
     server_time_ms: int = 0
 
 
-AnyServerFrame = Ready | Sent | Message | Receipt | GroupEvent | Typing | Presence | Error | Pong
+class KeysLow(ServerFrame, tag="keys_low", frozen=True):
+    """This device holds fewer one-time prekeys on the server than it should: upload
+    more (``PUT /v1/keys``). Ephemeral; sent after ``ready`` and after a bundle fetch
+    that left the device below the threshold."""
+
+    one_time_prekeys: int
+
+
+AnyServerFrame = (
+    Ready | Sent | Message | Receipt | GroupEvent | Typing | Presence | Error | Pong | KeysLow
+)
 
 # --------------------------------------------------------------------------- codecs
 

@@ -7,6 +7,11 @@ the rate of new WebSocket sessions and logins, a counter bounds the handshakes i
 flight; whoever is turned away gets ``server.overloaded`` with a retry-after hint,
 spread at random over the seconds the node needs to admit everyone it is turning
 away, so that the retries do not come back as one wave.
+
+``RateLimits`` keeps one token bucket per account for requests that cost others
+something (a prekey bundle fetch uses up one of the target's one-time prekeys). The
+buckets live in this node's memory: in a cluster an account may use the rate once
+per node it reaches, which bounds abuse well enough without a shared counter.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -104,3 +110,34 @@ class Admission:
     def admit_login(self) -> int:
         wait = self._logins.take(self._clock())
         return self._retry_after(wait, self._logins, self._login_refusals) if wait else 0
+
+
+class RateLimits:
+    """One token bucket per key (an account), at most ``max_keys`` remembered: the one
+    used longest ago is forgotten first (it has most likely filled up again anyway)."""
+
+    def __init__(
+        self,
+        *,
+        per_s: float,
+        burst: float,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._rate = per_s
+        self._burst = max(1.0, burst)
+        self._max_keys = max_keys
+        self._clock = clock
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def take(self, key: str) -> int:
+        """0 to go ahead, else whole seconds (at least 1) until ``key`` may try again."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self._rate, self._burst)
+            if len(self._buckets) > self._max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        wait = bucket.take(self._clock())
+        return max(1, math.ceil(wait)) if wait else 0

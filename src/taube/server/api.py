@@ -1,4 +1,4 @@
-"""The HTTP API under /v1: accounts, devices, users and groups (docs/protocol.md)."""
+"""The HTTP API under /v1: accounts, devices, users, groups and keys (docs/protocol.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ from taube.protocol.ids import group_address, normalize_handle
 from taube.server.gateway import SERVICES
 from taube.server.http import Route, json_response, read_body
 from taube.server.services import Services
-from taube.store.base import DeviceRecord, GroupRecord
+from taube.store.base import (
+    BundleRecord,
+    DeviceRecord,
+    GroupRecord,
+    KeysStatusRecord,
+    PrekeyRecord,
+    SignedPrekeyRecord,
+)
 
 GROUP_ADMIN_ERRORS = ("group.not_found", "group.not_member", "group.not_admin", "user.not_found")
 LOAD_ERRORS = ("server.overloaded", "server.draining")
@@ -193,6 +200,82 @@ async def add_admins(request: web.Request) -> web.Response:
     return json_response(group_body(group))
 
 
+# ---------------------------------------------------------------- keys
+
+
+def keys_status_body(status: KeysStatusRecord) -> body.KeysStatus:
+    return body.KeysStatus(
+        one_time_prekeys=status.one_time_prekeys,
+        signed_prekey_id=status.signed_prekey_id,
+        identity_key=status.identity_key,
+    )
+
+
+def bundle_body(bundle: BundleRecord) -> body.DeviceBundle:
+    spk, opk = bundle.signed_prekey, bundle.one_time_prekey
+    return body.DeviceBundle(
+        device=bundle.device,
+        identity_key=bundle.identity_key,
+        signed_prekey=body.SignedPrekey(id=spk.id, key=spk.key, signature=spk.signature),
+        one_time_prekey=None if opk is None else body.Prekey(id=opk.id, key=opk.key),
+    )
+
+
+async def put_keys(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    req = await read_body(request, body.KeysUpload)
+    spk = req.signed_prekey
+    status = await services(request).keys.upload(
+        device.user,
+        device.id,
+        req.identity_key,
+        None if spk is None else SignedPrekeyRecord(spk.id, spk.key, spk.signature),
+        [PrekeyRecord(p.id, p.key) for p in req.one_time_prekeys],
+    )
+    return json_response(keys_status_body(status))
+
+
+async def get_keys(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    return json_response(
+        keys_status_body(await services(request).keys.status(device.user, device.id))
+    )
+
+
+def device_query(request: web.Request) -> int | None:
+    text = request.query.get("device")
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise TaubeError("request.invalid", "device must be an integer.") from None
+
+
+async def get_bundles(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    s = services(request)
+    # Each fetch uses up one of the target's one-time prekeys: bounded per account.
+    wait = s.node.key_fetches.take(device.user)
+    if wait:
+        raise TaubeError("rate.limited", "Too many key bundle fetches.", retry_after_s=wait)
+    handle = normalize_handle(request.match_info["handle"])
+    bundles = await s.keys.bundles(handle, device_query(request))
+    return json_response(body.KeyBundles(handle=handle, devices=[bundle_body(b) for b in bundles]))
+
+
+async def get_identities(request: web.Request) -> web.Response:
+    await current_device(request)
+    handle = normalize_handle(request.match_info["handle"])
+    found = await services(request).keys.identities(handle)
+    return json_response(
+        body.DeviceIdentities(
+            handle=handle,
+            devices=[body.DeviceIdentity(device=d, identity_key=key) for d, key in found],
+        )
+    )
+
+
 # ---------------------------------------------------------------- health
 
 
@@ -250,4 +333,20 @@ ROUTES = [
           None, body.GroupInfo, errors=GROUP_ADMIN_ERRORS),
     Route("POST", "/v1/groups/{group}/admins", add_admins, "Make members admins (admins).",
           body.MembersChange, body.GroupInfo, errors=GROUP_ADMIN_ERRORS),
+    Route("PUT", "/v1/keys", put_keys,
+          "Upload this device's identity key, signed prekey and one-time prekeys.",
+          body.KeysUpload, body.KeysStatus,
+          errors=("keys.bad_signature", "keys.incomplete", "keys.identity_mismatch",
+                  "keys.too_many")),
+    Route("GET", "/v1/keys", get_keys, "What the server holds of this device's keys.",
+          None, body.KeysStatus),
+    Route("GET", "/v1/keys/{handle}", get_bundles,
+          "Take a prekey bundle of each active device of a user (consumes one-time prekeys; "
+          "?device=N for one device).",
+          None, body.KeyBundles,
+          errors=("user.not_found", "keys.not_found", "request.invalid", "rate.limited"),
+          query=(("device", "integer"),)),
+    Route("GET", "/v1/keys/{handle}/identities", get_identities,
+          "The identity keys of a user's active devices (consumes nothing).",
+          None, body.DeviceIdentities, errors=("user.not_found",)),
 ]  # fmt: skip

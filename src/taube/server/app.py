@@ -25,8 +25,9 @@ from taube.core.clock import Clock, system_clock
 from taube.core.delivery import DeliveryService
 from taube.core.directory import Directory
 from taube.core.groups import Groups
+from taube.core.keys import KeysService
 from taube.core.presence import PresenceService
-from taube.server.admission import Admission
+from taube.server.admission import Admission, RateLimits
 from taube.server.api import ROUTES
 from taube.server.config import Config, ConfigError, load_config
 from taube.server.gateway import CONNECTIONS, SERVICES, Connections, websocket_handler
@@ -90,12 +91,19 @@ def build_services(
         delivery=delivery,
         groups=Groups(store, delivery, directory, clock, max_members=config.max_group_members),
         presence=PresenceService(store, bus, clock, node=config.node_name),
+        keys=KeysService(
+            store,
+            bus,
+            min_one_time=config.min_one_time_prekeys,
+            max_one_time=config.max_one_time_prekeys,
+        ),
         node=NodeState(
             Admission(
                 sessions_per_s=config.max_sessions_per_s,
                 logins_per_s=config.max_logins_per_s,
                 max_handshakes=config.max_handshakes,
-            )
+            ),
+            RateLimits(per_s=config.key_fetches_per_min / 60.0, burst=config.key_fetches_per_min),
         ),
     )
 

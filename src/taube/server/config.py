@@ -43,6 +43,13 @@ class Config:
     max_body_bytes: int = 1024 * 1024
     max_group_members: int = 1024
     max_unacked_items: int = 1000
+    key_fetches_per_min: float = 120.0
+    """Prekey bundle fetches (``GET /v1/keys/{handle}``) per account per minute, per
+    node; the burst is the same number."""
+    min_one_time_prekeys: int = 20
+    """A device with fewer one-time prekeys on the server is told ``keys_low`` (0: never)."""
+    max_one_time_prekeys: int = 1000
+    """One-time prekeys stored per device at most."""
     token_idle_days: float = 90.0
     auth_timeout_s: float = 10.0
     heartbeat_s: float = 30.0
@@ -83,6 +90,9 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "max_body_bytes",
         "max_group_members",
         "max_unacked_items",
+        "key_fetches_per_min",
+        "min_one_time_prekeys",
+        "max_one_time_prekeys",
     ),
     "auth": ("token_idle_days", "argon2_time_cost", "argon2_memory_kib", "argon2_parallelism"),
     "admission": ("max_sessions_per_s", "max_logins_per_s", "max_handshakes"),
@@ -92,6 +102,7 @@ POSITIVE = (
     "max_body_bytes", "max_group_members", "max_unacked_items", "token_idle_days",
     "auth_timeout_s", "heartbeat_s", "message_retention_days", "argon2_time_cost",
     "argon2_parallelism", "max_sessions_per_s", "max_logins_per_s", "max_handshakes",
+    "key_fetches_per_min", "max_one_time_prekeys",
 )  # fmt: skip
 
 
@@ -186,6 +197,8 @@ def load_config(
     for name in POSITIVE:
         if getattr(config, name) <= 0:
             raise ConfigError(f"{name} must be positive")
+    if config.min_one_time_prekeys < 0:
+        raise ConfigError("min_one_time_prekeys must not be negative")
     if config.argon2_memory_kib < 8 * config.argon2_parallelism:
         raise ConfigError("argon2_memory_kib must be at least 8 x argon2_parallelism")
     if config.log_level.lower() not in {"debug", "info", "warning", "error"}:

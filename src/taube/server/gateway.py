@@ -38,6 +38,7 @@ from taube.protocol.frames import (
     Auth,
     ClientFrame,
     Error,
+    KeysLow,
     Ping,
     Pong,
     Read,
@@ -170,6 +171,7 @@ class Connection:
             self._subs.append(await self.s.bus.subscribe(device_subject(user, dev), self._control))
             self._subs.append(await self.s.bus.subscribe(user_subject(user), self._forward))
             await presence.connected(user)
+            await self._keys_low_after_ready(user, dev)
             log.info("connected user=%s device=%d peer=%s", user, dev, self.peer)
             # The send and ack loops start with the first send or ack: an idle
             # connection (most of them) holds one task, the pusher.
@@ -184,6 +186,19 @@ class Connection:
                 await sub.cancel()
             await presence.disconnected(user)
             log.info("disconnected user=%s device=%d", user, dev)
+
+    async def _keys_low_after_ready(self, user: str, dev: int) -> None:
+        """Tell a device that runs low on one-time prekeys, right after ``ready``
+        (after subscribing, so that a notice from a fetch meanwhile is not lost)."""
+        keys = self.s.keys
+        if keys.min_one_time <= 0:
+            return
+        try:
+            status = await keys.status(user, dev)
+        except StoreUnavailable:
+            return  # a hint only: the next ready or fetch says it again
+        if keys.is_low(status):
+            await self._enqueue(KeysLow(one_time_prekeys=status.one_time_prekeys))
 
     def _start(self, loop: Coroutine[Any, Any, None]) -> None:
         self._tasks.append(asyncio.create_task(self._guard(loop)))
@@ -444,8 +459,12 @@ class Connection:
             self._buffer(data)
 
     def _control(self, subject: str, data: bytes) -> None:
+        """Notices for this device: ``revoked``, or an ephemeral server frame to pass on
+        as it is (``keys_low``)."""
         if data == REVOKED:
             self._tasks.append(asyncio.create_task(self._fatal(TaubeError("auth.revoked"))))
+        elif data.startswith(b"{"):
+            self._forward(subject, data)
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:

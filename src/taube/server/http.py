@@ -34,6 +34,8 @@ class Route:
     status: int = 200
     auth: bool = True
     errors: tuple[str, ...] = ()
+    query: tuple[tuple[str, str], ...] = ()
+    """Optional query parameters: (name, JSON schema type)."""
 
 
 def json_response(body: msgspec.Struct | None, status: int = 200) -> web.Response:

@@ -51,23 +51,29 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
         if route.auth:
             operation["security"] = [{"deviceToken": []}]
         params = [seg[1:-1] for seg in route.path.split("/") if seg.startswith("{")]
-        if params:
-            operation["parameters"] = [
-                {
-                    "name": p,
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "integer" if p == "id" else "string"},
-                }
-                for p in params
-            ]
+        parameters: list[dict[str, Any]] = [
+            {
+                "name": p,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer" if p == "id" else "string"},
+            }
+            for p in params
+        ]
+        parameters += [
+            {"name": name, "in": "query", "required": False, "schema": {"type": kind}}
+            for name, kind in route.query
+        ]
+        if parameters:
+            operation["parameters"] = parameters
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Taube HTTP API",
             "version": __version__,
-            "description": "Accounts, devices, users and groups. Messages travel over the "
+            "description": "Accounts, devices, users, groups and end-to-end encryption "
+            "keys. Messages travel over the "
             "WebSocket at /v1/ws (see docs/protocol.md).",
         },
         "paths": paths,

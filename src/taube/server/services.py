@@ -10,17 +10,20 @@ from taube.core.clock import Clock
 from taube.core.delivery import DeliveryService
 from taube.core.directory import Directory
 from taube.core.groups import Groups
+from taube.core.keys import KeysService
 from taube.core.presence import PresenceService
-from taube.server.admission import Admission
+from taube.server.admission import Admission, RateLimits
 from taube.server.config import Config
 from taube.store.base import Store
 
 
 @dataclass
 class NodeState:
-    """What changes while a node runs: admission counters and whether it is draining."""
+    """What changes while a node runs: admission counters, per-account rate limits and
+    whether it is draining."""
 
     admission: Admission
+    key_fetches: RateLimits
     draining: bool = False
 
 
@@ -35,4 +38,5 @@ class Services:
     delivery: DeliveryService
     groups: Groups
     presence: PresenceService
+    keys: KeysService
     node: NodeState

@@ -13,6 +13,11 @@ tests/integration/test_store_contract.py checks them):
   ``delivered`` receipt for every acked message to each active device of its sender
   (except when the sender acked a copy of its own message).
 - Every hot query touches the rows of one user or one device.
+- A device's keys (identity key, signed prekey, one-time prekeys) are served only while
+  the device is active; revoking it deletes them in the same transaction. The identity
+  key, once stored, never changes; at most ``max_one_time`` one-time prekeys are stored
+  per device; ``take_bundles`` hands out each one-time prekey at most once, however
+  many callers (on however many nodes) fetch at the same time.
 """
 
 from __future__ import annotations
@@ -43,6 +48,23 @@ class StoreUnavailable(Exception):
     same message id is harmless (commits are idempotent). Answer the client with a
     retryable error, never a crash or a false "sent".
     """
+
+
+class IdentityKeyMismatch(Exception):
+    """``put_keys`` was given an identity key other than the one stored for the device."""
+
+
+class KeysIncomplete(Exception):
+    """``put_keys`` for a device without keys came without a signed prekey."""
+
+
+class TooManyPrekeys(Exception):
+    """``put_keys`` would store more than ``max_one_time`` one-time prekeys (nothing stored)."""
+
+    def __init__(self, stored: int, limit: int) -> None:
+        super().__init__(f"{stored} one-time prekeys stored, limit {limit}")
+        self.stored = stored
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +130,40 @@ class SendResult:
     """(device, seq) of every inbox item appended, in delivery order."""
 
 
+@dataclass(frozen=True, slots=True)
+class SignedPrekeyRecord:
+    id: int
+    key: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PrekeyRecord:
+    id: int
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeysStatusRecord:
+    """What a device has stored: None/0 before its first upload."""
+
+    one_time_prekeys: int = 0
+    signed_prekey_id: int | None = None
+    identity_key: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BundleRecord:
+    """One device's prekey bundle as handed out (its one-time prekey now deleted)."""
+
+    device: int
+    identity_key: bytes
+    signed_prekey: SignedPrekeyRecord
+    one_time_prekey: PrekeyRecord | None
+    one_time_prekeys_left: int
+    """How many the device still has after this fetch."""
+
+
 Appended = list[tuple[DeviceKey, InboxItem]]
 """Inbox items as appended, with their seq, by device."""
 
@@ -170,7 +226,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def revoke_device(self, user: str, device: int, now_ms: int) -> bool:
-        """Revoke and drop its inbox; False if no such active device."""
+        """Revoke and drop its inbox and keys; False if no such active device."""
 
     @abc.abstractmethod
     async def touch_device(self, user: str, device: int, now_ms: int) -> None:
@@ -237,3 +293,35 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def last_seq(self, user: str, device: int) -> int:
         """The seq of the newest item ever appended to this device's inbox (0 if none)."""
+
+    # ---------------------------------------------------------------- keys
+
+    @abc.abstractmethod
+    async def put_keys(
+        self,
+        user: str,
+        device: int,
+        identity_key: bytes,
+        signed_prekey: SignedPrekeyRecord | None,
+        one_time_prekeys: Sequence[PrekeyRecord],
+        max_one_time: int,
+    ) -> KeysStatusRecord | None:
+        """Store a device's keys in one transaction: set the identity key (first time)
+        or check it (IdentityKeyMismatch), replace the signed prekey if one is given
+        (KeysIncomplete if the device has none and none is given), add the one-time
+        prekeys whose ids are new (TooManyPrekeys, storing nothing, if that would hold
+        more than ``max_one_time``). None if the device is not active. The signature is
+        not checked here (the caller does)."""
+
+    @abc.abstractmethod
+    async def keys_status(self, user: str, device: int) -> KeysStatusRecord: ...
+
+    @abc.abstractmethod
+    async def take_bundles(self, user: str, device: int | None = None) -> list[BundleRecord]:
+        """The bundle of every active device of ``user`` that has keys (only ``device``
+        if given), by device id, each taking and deleting one of that device's one-time
+        prekeys (the lowest id) atomically: concurrent calls never get the same one."""
+
+    @abc.abstractmethod
+    async def identity_keys(self, user: str) -> list[tuple[int, bytes]]:
+        """(device, identity key) of every active device of ``user`` with keys, by id."""

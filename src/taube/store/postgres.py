@@ -58,15 +58,22 @@ from taube.protocol.frames import GroupEvent, InboxItem, Receipt
 from taube.store.base import (
     AckResult,
     Appended,
+    BundleRecord,
     DeviceKey,
     DeviceRecord,
     GroupRecord,
     HandleTaken,
+    IdentityKeyMismatch,
+    KeysIncomplete,
+    KeysStatusRecord,
     NewMessage,
+    PrekeyRecord,
     SchemaTooNew,
     SendResult,
+    SignedPrekeyRecord,
     Store,
     StoreUnavailable,
+    TooManyPrekeys,
     UserRecord,
 )
 from taube.store.rows import (
@@ -203,6 +210,36 @@ FROM groups g WHERE g.id = ANY($1::text[]) ORDER BY g.id
 """
 
 DEVICE_COLUMNS = "handle, id, name, token_hash, created_ms, last_active_ms, revoked_ms"
+
+# The signed prekeys of a user's active devices (all, or the one in $2).
+BUNDLE_KEYS = """
+SELECT k.device, k.identity_key, k.spk_id, k.spk, k.spk_signature
+FROM device_keys k JOIN devices d ON d.handle = k.handle AND d.id = k.device
+WHERE k.handle = $1 AND d.revoked_ms IS NULL AND ($2::int IS NULL OR k.device = $2)
+ORDER BY k.device
+"""
+
+# Takes (deletes) the lowest-id one-time prekey of each listed device. SKIP LOCKED:
+# a prekey another fetch has just taken (locked, not yet committed) is passed over for
+# the next one, so concurrent fetches on any node never get the same prekey.
+TAKE_PREKEYS = """
+DELETE FROM one_time_prekeys p USING (
+    SELECT o.device, o.id FROM unnest($2::int[]) AS t(device)
+    CROSS JOIN LATERAL (
+        SELECT device, id FROM one_time_prekeys
+        WHERE handle = $1 AND device = t.device
+        ORDER BY id LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ) o
+) taken
+WHERE p.handle = $1 AND p.device = taken.device AND p.id = taken.id
+RETURNING p.device, p.id, p.key
+"""
+
+PREKEY_COUNTS = """
+SELECT device, COUNT(*) FROM one_time_prekeys
+WHERE handle = $1 AND device = ANY($2::int[]) GROUP BY device
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -538,7 +575,10 @@ class PostgresStore(Store):
             )
             if revoked is None:
                 return False
-            await c.execute("DELETE FROM inbox WHERE handle = $1 AND device = $2", user, device)
+            for table in ("inbox", "device_keys", "one_time_prekeys"):
+                await c.execute(
+                    f"DELETE FROM {table} WHERE handle = $1 AND device = $2", user, device
+                )
             return True
 
         return await self._tx(run)
@@ -972,3 +1012,135 @@ class PostgresStore(Store):
             "SELECT next_seq - 1 FROM devices WHERE handle = $1 AND id = $2", user, device
         )
         return 0 if value is None else int(value)
+
+    # ------------------------------------------------------------ keys
+
+    @staticmethod
+    async def _keys_status(c: Conn, user: str, device: int) -> KeysStatusRecord:
+        row = await c.fetchrow(
+            "SELECT identity_key, spk_id,"
+            " (SELECT COUNT(*) FROM one_time_prekeys WHERE handle = $1 AND device = $2)"
+            " FROM device_keys WHERE handle = $1 AND device = $2",
+            user,
+            device,
+        )
+        if row is None:
+            return KeysStatusRecord()
+        return KeysStatusRecord(int(row[2]), int(row[1]), bytes(row[0]))
+
+    async def put_keys(
+        self,
+        user: str,
+        device: int,
+        identity_key: bytes,
+        signed_prekey: SignedPrekeyRecord | None,
+        one_time_prekeys: Sequence[PrekeyRecord],
+        max_one_time: int,
+    ) -> KeysStatusRecord | None:
+        fresh = {p.id: p for p in reversed(one_time_prekeys)}  # the first of an id wins
+
+        async def run(c: Conn) -> KeysStatusRecord | None:
+            # FOR SHARE: a revocation (which deletes the keys) waits for this upload, or
+            # this upload sees the device revoked; concurrent uploads both pass here...
+            active = await c.fetchval(
+                "SELECT 1 FROM devices WHERE handle = $1 AND id = $2 AND revoked_ms IS NULL"
+                " FOR SHARE",
+                user,
+                device,
+            )
+            if active is None:
+                return None
+            # ...and queue on the device's keys row (made first if missing), so that the
+            # identity check and the prekey cap see every earlier upload.
+            if signed_prekey is not None:
+                await c.execute(
+                    "INSERT INTO device_keys"
+                    " (handle, device, identity_key, spk_id, spk, spk_signature)"
+                    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (handle, device) DO NOTHING",
+                    user,
+                    device,
+                    identity_key,
+                    signed_prekey.id,
+                    signed_prekey.key,
+                    signed_prekey.signature,
+                )
+            stored_identity = await c.fetchval(
+                "SELECT identity_key FROM device_keys WHERE handle = $1 AND device = $2 FOR UPDATE",
+                user,
+                device,
+            )
+            if stored_identity is None:
+                raise KeysIncomplete
+            if bytes(stored_identity) != identity_key:
+                raise IdentityKeyMismatch  # rolls back the insert above (none was made)
+            stored = {
+                int(r[0])
+                for r in await c.fetch(
+                    "SELECT id FROM one_time_prekeys WHERE handle = $1 AND device = $2",
+                    user,
+                    device,
+                )
+            }
+            new = [p for key_id, p in fresh.items() if key_id not in stored]
+            if len(stored) + len(new) > max_one_time:
+                raise TooManyPrekeys(len(stored), max_one_time)
+            if signed_prekey is not None:
+                await c.execute(
+                    "UPDATE device_keys SET spk_id = $3, spk = $4, spk_signature = $5"
+                    " WHERE handle = $1 AND device = $2",
+                    user,
+                    device,
+                    signed_prekey.id,
+                    signed_prekey.key,
+                    signed_prekey.signature,
+                )
+            if new:
+                await c.execute(
+                    "INSERT INTO one_time_prekeys (handle, device, id, key)"
+                    " SELECT $1, $2, i, k FROM unnest($3::bigint[], $4::bytea[]) AS n(i, k)"
+                    " ON CONFLICT DO NOTHING",
+                    user,
+                    device,
+                    [p.id for p in new],
+                    [p.key for p in new],
+                )
+            return await self._keys_status(c, user, device)
+
+        return await self._tx(run)
+
+    async def keys_status(self, user: str, device: int) -> KeysStatusRecord:
+        async with self._connection() as c:
+            return await self._keys_status(c, user, device)
+
+    async def take_bundles(self, user: str, device: int | None = None) -> list[BundleRecord]:
+        async def run(c: Conn) -> list[BundleRecord]:
+            rows = await c.fetch(BUNDLE_KEYS, user, device)
+            if not rows:
+                return []
+            devices = [int(r[0]) for r in rows]
+            taken = {
+                int(dev): PrekeyRecord(int(key_id), bytes(key))
+                for dev, key_id, key in await c.fetch(TAKE_PREKEYS, user, devices)
+            }
+            left = {int(dev): int(n) for dev, n in await c.fetch(PREKEY_COUNTS, user, devices)}
+            return [
+                BundleRecord(
+                    device=int(dev),
+                    identity_key=bytes(identity),
+                    signed_prekey=SignedPrekeyRecord(int(spk_id), bytes(spk), bytes(signature)),
+                    one_time_prekey=taken.get(int(dev)),
+                    one_time_prekeys_left=left.get(int(dev), 0),
+                )
+                for dev, identity, spk_id, spk, signature in rows
+            ]
+
+        return await self._tx(run)
+
+    async def identity_keys(self, user: str) -> list[tuple[int, bytes]]:
+        rows = await self._fetch(
+            "SELECT k.device, k.identity_key"
+            " FROM device_keys k JOIN devices d ON d.handle = k.handle AND d.id = k.device"
+            " WHERE k.handle = $1 AND d.revoked_ms IS NULL ORDER BY k.device",
+            user,
+        )
+        return [(int(dev), bytes(key)) for dev, key in rows]

@@ -33,14 +33,21 @@ from taube.protocol.frames import GroupEvent, InboxItem, Receipt
 from taube.store.base import (
     AckResult,
     Appended,
+    BundleRecord,
     DeviceKey,
     DeviceRecord,
     GroupRecord,
     HandleTaken,
+    IdentityKeyMismatch,
+    KeysIncomplete,
+    KeysStatusRecord,
     NewMessage,
+    PrekeyRecord,
     SchemaTooNew,
     SendResult,
+    SignedPrekeyRecord,
     Store,
+    TooManyPrekeys,
     UserRecord,
 )
 from taube.store.rows import (
@@ -401,7 +408,8 @@ class SqliteStore(Store):
             self._peek_next(c, (user, device))
             self._journal.append(((user, device), self._next_seq[(user, device)], False))
             self._next_seq[(user, device)] = None
-            c.execute("DELETE FROM inbox WHERE user = ? AND device = ?", (user, device))
+            for table in ("inbox", "device_keys", "one_time_prekeys"):
+                c.execute(f"DELETE FROM {table} WHERE user = ? AND device = ?", (user, device))
             return True
 
         return await self._write(run)
@@ -650,3 +658,123 @@ class SqliteStore(Store):
             ).fetchone()
         )
         return 0 if row is None else int(row[0])
+
+    # ------------------------------------------------------------ keys
+    # The single writer makes each write one atomic step: a bundle fetch's
+    # DELETE ... RETURNING cannot hand a one-time prekey to two callers.
+
+    @staticmethod
+    def _keys_status(c: sqlite3.Connection, user: str, device: int) -> KeysStatusRecord:
+        row = c.execute(
+            "SELECT identity_key, spk_id FROM device_keys WHERE user = ? AND device = ?",
+            (user, device),
+        ).fetchone()
+        if row is None:
+            return KeysStatusRecord()
+        (count,) = c.execute(
+            "SELECT COUNT(*) FROM one_time_prekeys WHERE user = ? AND device = ?", (user, device)
+        ).fetchone()
+        return KeysStatusRecord(int(count), int(row[1]), bytes(row[0]))
+
+    async def put_keys(
+        self,
+        user: str,
+        device: int,
+        identity_key: bytes,
+        signed_prekey: SignedPrekeyRecord | None,
+        one_time_prekeys: Sequence[PrekeyRecord],
+        max_one_time: int,
+    ) -> KeysStatusRecord | None:
+        fresh = {p.id: p for p in reversed(one_time_prekeys)}  # the first of an id wins
+
+        def run(c: sqlite3.Connection) -> KeysStatusRecord | None:
+            active = c.execute(
+                "SELECT 1 FROM devices WHERE user = ? AND id = ? AND revoked_ms IS NULL",
+                (user, device),
+            ).fetchone()
+            if active is None:
+                return None
+            row = c.execute(
+                "SELECT identity_key FROM device_keys WHERE user = ? AND device = ?",
+                (user, device),
+            ).fetchone()
+            if row is not None and bytes(row[0]) != identity_key:
+                raise IdentityKeyMismatch
+            if row is None and signed_prekey is None:
+                raise KeysIncomplete
+            stored = {
+                int(r[0])
+                for r in c.execute(
+                    "SELECT id FROM one_time_prekeys WHERE user = ? AND device = ?", (user, device)
+                )
+            }
+            new = [p for key_id, p in fresh.items() if key_id not in stored]
+            if len(stored) + len(new) > max_one_time:
+                raise TooManyPrekeys(len(stored), max_one_time)
+            if signed_prekey is not None:
+                s = signed_prekey
+                c.execute(
+                    "INSERT INTO device_keys"
+                    " (user, device, identity_key, spk_id, spk, spk_signature)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user, device) DO UPDATE SET"
+                    " spk_id = excluded.spk_id, spk = excluded.spk,"
+                    " spk_signature = excluded.spk_signature",
+                    (user, device, identity_key, s.id, s.key, s.signature),
+                )
+            c.executemany(
+                "INSERT INTO one_time_prekeys (user, device, id, key) VALUES (?, ?, ?, ?)",
+                [(user, device, p.id, p.key) for p in new],
+            )
+            return self._keys_status(c, user, device)
+
+        return await self._write(run)
+
+    async def keys_status(self, user: str, device: int) -> KeysStatusRecord:
+        return await self._read(lambda c: self._keys_status(c, user, device))
+
+    async def take_bundles(self, user: str, device: int | None = None) -> list[BundleRecord]:
+        def run(c: sqlite3.Connection) -> list[BundleRecord]:
+            rows = c.execute(
+                "SELECT k.device, k.identity_key, k.spk_id, k.spk, k.spk_signature"
+                " FROM device_keys k JOIN devices d ON d.user = k.user AND d.id = k.device"
+                " WHERE k.user = ? AND d.revoked_ms IS NULL AND (? IS NULL OR k.device = ?)"
+                " ORDER BY k.device",
+                (user, device, device),
+            ).fetchall()
+            bundles = []
+            for dev, identity, spk_id, spk, signature in rows:
+                taken = c.execute(
+                    "DELETE FROM one_time_prekeys WHERE user = ? AND device = ? AND id = ("
+                    " SELECT MIN(id) FROM one_time_prekeys WHERE user = ? AND device = ?)"
+                    " RETURNING id, key",
+                    (user, dev, user, dev),
+                ).fetchone()
+                (left,) = c.execute(
+                    "SELECT COUNT(*) FROM one_time_prekeys WHERE user = ? AND device = ?",
+                    (user, dev),
+                ).fetchone()
+                bundles.append(
+                    BundleRecord(
+                        device=int(dev),
+                        identity_key=bytes(identity),
+                        signed_prekey=SignedPrekeyRecord(int(spk_id), bytes(spk), bytes(signature)),
+                        one_time_prekey=(
+                            None if taken is None else PrekeyRecord(int(taken[0]), bytes(taken[1]))
+                        ),
+                        one_time_prekeys_left=int(left),
+                    )
+                )
+            return bundles
+
+        return await self._write(run)
+
+    async def identity_keys(self, user: str) -> list[tuple[int, bytes]]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT k.device, k.identity_key"
+                " FROM device_keys k JOIN devices d ON d.user = k.user AND d.id = k.device"
+                " WHERE k.user = ? AND d.revoked_ms IS NULL ORDER BY k.device",
+                (user,),
+            ).fetchall()
+        )
+        return [(int(dev), bytes(key)) for dev, key in rows]
