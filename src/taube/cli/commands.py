@@ -27,6 +27,7 @@ from taube.client import (
     NotLoggedIn,
     Profile,
     Receipt,
+    SecurityCodeChanged,
     SendFailed,
     SendTimeout,
     ServerError,
@@ -358,6 +359,8 @@ async def listen(args: argparse.Namespace) -> int:
                             note(f"error: {event.code}: {event.message} (message {event.id})")
                         case ServerError():
                             note(f"error: {event.code}: {event.message}")
+                        case SecurityCodeChanged():
+                            note(render.security_code_changed(event.user))
                         case Typing() if not args.json:
                             if event.active:
                                 note(f"@{event.user} is typing in {event.conversation}")
@@ -375,6 +378,43 @@ async def listen(args: argparse.Namespace) -> int:
     if not ever_connected:
         raise CliError("client.timeout", "never connected to a server", EXIT_UNAVAILABLE)
     return EXIT_OK
+
+
+async def safety_number(args: argparse.Namespace) -> int:
+    user = check_handle(args.handle)
+    async with make_client(args) as client:
+        number, verified = await client.safety_number(user)
+    if args.json:
+        print(render.json_line({"user": user, "safety_number": number.digits,
+                                "verified": verified}))  # fmt: skip
+        return EXIT_OK
+    print(f"Safety number with @{user} (compare it with theirs, in person or on a call):")
+    print()
+    groups = number.formatted().split()
+    for row in range(0, len(groups), 4):
+        print("    " + " ".join(groups[row : row + 4]))
+    print()
+    print(render.qr_text(number.scannable))
+    if verified:
+        print(f"You verified @{user}'s keys; they have not changed since.")
+    else:
+        print(f"Not verified. If the numbers match, run: taube verify @{user}")
+    return EXIT_OK
+
+
+async def verify(args: argparse.Namespace) -> int:
+    user = check_handle(args.handle)
+    async with make_client(args) as client:
+        number = await client.verify(user)
+    note(f"verified @{user} (safety number {number.formatted()[:11]}...)")
+    return EXIT_OK
+
+
+def check_handle(text: str) -> str:
+    address = parse_address(text.strip() if text.startswith("@") else f"@{text.strip()}")
+    if address is None or address[0] != "user":
+        raise CliError("client.usage", f"{text!r} is not a user: use @handle", EXIT_USAGE)
+    return address[1]
 
 
 def out(obj: dict[str, object] | None, line: str) -> None:

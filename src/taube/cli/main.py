@@ -19,7 +19,13 @@ from collections.abc import Sequence
 
 from taube.cli import commands
 from taube.cli.commands import EXIT_AUTH, EXIT_ERROR, EXIT_UNAVAILABLE, EXIT_USAGE, CliError
-from taube.client import NotLoggedIn, ServerUnreachable, TaubeApiError, TaubeClientError
+from taube.client import (
+    NotLoggedIn,
+    ServerUnreachable,
+    TaubeApiError,
+    TaubeClientError,
+    UntrustedIdentity,
+)
 
 DESCRIPTION = """\
 Taube: a self-hostable messenger. Run a server with `taube serve`, then
@@ -185,6 +191,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=commands.send)
 
+    p = add(
+        sub,
+        "safety-number",
+        "Show the safety number (and its QR code) to compare with a contact's.",
+    )
+    p.add_argument("handle", metavar="@HANDLE", help="the contact")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=commands.safety_number)
+
+    p = add(sub, "verify", "Mark a contact's current keys as verified (after comparing numbers).")
+    p.add_argument("handle", metavar="@HANDLE", help="the contact")
+    p.set_defaults(func=commands.verify)
+
     p = add(sub, "listen", "Print incoming messages, receipts and group changes as they arrive.")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument(
@@ -304,6 +323,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     except ServerUnreachable as exc:
         return _fail("client.unreachable", str(exc), EXIT_UNAVAILABLE)
     except TaubeApiError as exc:
+        return _fail(exc.code, exc.message, EXIT_ERROR)
+    except UntrustedIdentity as exc:
         return _fail(exc.code, exc.message, EXIT_ERROR)
     except TaubeClientError as exc:
         return _fail("client.error", str(exc), EXIT_ERROR)

@@ -8,9 +8,11 @@ milliseconds (``*_ms``).
 from __future__ import annotations
 
 import datetime as dt
+import io
 from typing import Any
 
 import msgspec
+import segno
 
 from taube.client import GroupChange, Message, Receipt, Unsupported
 
@@ -27,17 +29,29 @@ def local_time(ms: int) -> str:
 
 def message_line(msg: Message, me: str) -> str:
     """One line: ``[time] @alice in #group: text``, ``[time] @alice: text``,
-    or ``[time] @me to @bob: text`` for our own message sent from another device."""
+    or ``[time] @me to @bob: text`` for our own message sent from another device.
+    Messages that were not end-to-end encrypted say so."""
     text = msg.text
-    if text is None:
+    if not msg.decrypted:
+        text = f"(message could not be decrypted; asked @{msg.sender} to send it again)"
+    elif text is None:
         kind = msg.content.type if isinstance(msg.content, Unsupported) else "?"
         text = f"(unsupported content {kind!r}: update taube to see it)"
+    if not msg.encrypted:
+        text = f"[not encrypted] {text}"
     where = ""
     if msg.conversation.startswith("#"):
         where = f" in {msg.conversation}"
     elif msg.sender == me and msg.conversation != f"@{me}":
         where = f" to {msg.conversation}"
     return f"[{local_time(msg.sent_at_ms)}] @{msg.sender}{where}: {text}"
+
+
+def security_code_changed(user: str) -> str:
+    return (
+        f"@{user}'s security code changed (a new device or a reinstall)."
+        f" Compare it: taube safety-number @{user}"
+    )
 
 
 def receipt_line(receipt: Receipt) -> str:
@@ -69,6 +83,7 @@ def message_json(msg: Message) -> dict[str, Any]:
         "text": msg.text,
         "sent_at": iso_utc(msg.sent_at_ms),
         "sent_at_ms": msg.sent_at_ms,
+        "encrypted": msg.encrypted,
     }
     if isinstance(msg.content, Unsupported):
         out["content_type"] = msg.content.type
@@ -108,3 +123,10 @@ def group_json(change: GroupChange) -> dict[str, Any]:
 
 def json_line(obj: dict[str, Any]) -> str:
     return _json.encode(obj).decode()
+
+
+def qr_text(payload: bytes) -> str:
+    """A QR code of ``payload`` drawn with block characters, for a terminal."""
+    buffer = io.StringIO()
+    segno.make(payload, error="m", micro=False).terminal(out=buffer, compact=True, border=2)
+    return buffer.getvalue().rstrip("\n")

@@ -34,6 +34,7 @@ from taube.client.errors import (
     ServerUnreachable,
     TaubeApiError,
     TaubeClientError,
+    UntrustedIdentity,
 )
 from taube.client.events import (
     Connected,
@@ -44,6 +45,7 @@ from taube.client.events import (
     Message,
     Presence,
     Receipt,
+    SecurityCodeChanged,
     SendFailed,
     Sent,
     ServerError,
@@ -70,6 +72,7 @@ __all__ = [
     "Profile",
     "ProfileError",
     "Receipt",
+    "SecurityCodeChanged",
     "SendFailed",
     "SendTimeout",
     "Sent",
@@ -81,6 +84,7 @@ __all__ = [
     "Text",
     "Typing",
     "Unsupported",
+    "UntrustedIdentity",
     "content_text",
     "decode_content",
     "default_profile_dir",

@@ -1,17 +1,26 @@
 """Getting a session into a profile: register, log in, log out.
 
 These talk HTTP only; the device token they receive goes straight into the
-profile (never into logs or exception messages).
+profile (never into logs or exception messages). A new device makes its
+end-to-end encryption keys at once and uploads their public halves, so that
+others can write to it before it ever connects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+import aiohttp
 
 from taube.client.api import Api, normalize_servers
-from taube.client.errors import NotLoggedIn, TaubeApiError
+from taube.client.e2ee import E2ee
+from taube.client.errors import NotLoggedIn, TaubeApiError, TaubeClientError
 from taube.client.profile import Profile, StoredSession
+
+log = logging.getLogger("taube.client")
 
 
 async def register(
@@ -26,7 +35,9 @@ async def register(
     urls = normalize_servers(servers)
     async with Api(urls) as api:
         created = await api.register(handle, password, device_name)
-    return _save(profile, urls, created.handle, created.device, created.token)
+    session = _save(profile, urls, created.handle, created.device, created.token)
+    await _upload_keys(profile, session)
+    return session
 
 
 async def login(
@@ -41,7 +52,9 @@ async def login(
     urls = normalize_servers(servers)
     async with Api(urls) as api:
         created = await api.login(handle, password, device_name)
-    return _save(profile, urls, created.handle, created.device, created.token)
+    session = _save(profile, urls, created.handle, created.device, created.token)
+    await _upload_keys(profile, session)
+    return session
 
 
 async def logout(
@@ -65,6 +78,21 @@ async def logout(
                 if exc.code != "device.not_found":
                     raise
         prof.clear_session()
+
+
+async def _upload_keys(profile: Profile | Path | str | None, session: StoredSession) -> None:
+    async def run(fn: Callable[..., Any], *args: object) -> Any:
+        return fn(*args)  # a short-lived profile connection of our own: no thread needed
+
+    with _opened(profile) as prof:
+        async with Api(session.servers, session.token) as api:
+            keys = E2ee(session.handle, session.device, api, prof.keys, run)
+            try:
+                await keys.ensure_keys()
+            except (TaubeClientError, aiohttp.ClientError, TimeoutError) as exc:
+                # The client uploads them when it connects; until then nobody can
+                # start a session with this device.
+                log.warning("could not upload this device's keys yet: %s", exc)
 
 
 def _save(

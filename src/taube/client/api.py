@@ -132,6 +132,25 @@ class Api:
         path = f"/v1/users/{quote(normalize_handle(handle), safe='')}"
         return await self._call("GET", path, api.UserInfo)
 
+    # ------------------------------------------------------------------ keys
+
+    async def upload_keys(self, body: api.KeysUpload) -> api.KeysStatus:
+        return await self._call("PUT", "/v1/keys", api.KeysStatus, body)
+
+    async def keys_status(self) -> api.KeysStatus:
+        return await self._call("GET", "/v1/keys", api.KeysStatus)
+
+    async def key_bundles(self, handle: str, device: int | None = None) -> api.KeyBundles:
+        """Prekey bundles of ``handle``'s devices (each consumes a one-time prekey)."""
+        path = f"/v1/keys/{quote(normalize_handle(handle), safe='')}"
+        if device is not None:
+            path += f"?device={int(device)}"
+        return await self._call("GET", path, api.KeyBundles)
+
+    async def identities(self, handle: str) -> api.DeviceIdentities:
+        path = f"/v1/keys/{quote(normalize_handle(handle), safe='')}/identities"
+        return await self._call("GET", path, api.DeviceIdentities)
+
     # ------------------------------------------------------------------ groups
 
     async def create_group(self, name: str, members: Sequence[str] = ()) -> api.GroupInfo:

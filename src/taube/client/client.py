@@ -10,7 +10,8 @@ Tasks while the client is open:
 * the *runner* connects, authenticates with the acked ``last_seq``, receives
   frames, and reconnects with backoff, moving to the next server URL after a
   failure (or at once when a node says it is draining);
-* per connection, a *sender* transmits the outbox in order, within a window;
+* per connection, a *sender* encrypts each outbox entry for every recipient
+  device (:mod:`taube.client.e2ee`) and transmits them in order, within a window;
 * the *persister* commits outbox removals (after ``sent``) and the acked seq
   to the profile, then tells the server. Batching these keeps SQLite commits
   off the per-frame path without ever acking ahead of the disk.
@@ -45,17 +46,20 @@ import msgspec
 from taube.client import events as ev
 from taube.client.api import SESSION_CODES, Api, normalize_servers
 from taube.client.backoff import Backoff
-from taube.client.content import Content, decode_content, encode_content
+from taube.client.content import AnyContent, Content, Unsupported, decode_content, encode_content
+from taube.client.e2ee import Decrypted, E2ee
 from taube.client.errors import (
     NotLoggedIn,
     SendTimeout,
     ServerUnreachable,
     TaubeApiError,
     TaubeClientError,
+    UntrustedIdentity,
 )
 from taube.client.inbox import InboxCursor
 from taube.client.outbox import OutboxQueue
 from taube.client.profile import OutboxEntry, Profile, StoredSession
+from taube.crypto import CryptoError, SafetyNumber
 from taube.protocol import frames as fr
 from taube.protocol.ids import normalize_handle, parse_address, uuid7
 
@@ -70,6 +74,16 @@ TRANSIENT_CODES: Final = frozenset(
 # Close codes after which reconnecting with the same token is pointless.
 AUTH_CLOSE_CODES: Final = frozenset({4001, 4003})
 DRAINING_CLOSE_CODE: Final = 1012
+# How often one message is encrypted again for a fresh device list before giving up.
+MAX_STALE_RETRIES: Final = 3
+
+
+@dataclass(frozen=True, slots=True)
+class _Silent:
+    """An inbox item with nothing to show (a key distribution, a resend request):
+    it still passes through the queue so that it is acked in order."""
+
+    seq: int
 
 
 def ws_url(server: str) -> str:
@@ -152,7 +166,7 @@ class Client:
         self._http: aiohttp.ClientSession | None = None
         self._cursor = InboxCursor()
         self._outbox = OutboxQueue(window=self.options.send_window)
-        self._queue: asyncio.Queue[ev.Event | TaubeClientError] = asyncio.Queue()
+        self._queue: asyncio.Queue[ev.Event | _Silent | TaubeClientError] = asyncio.Queue()
         self._inbox_queued = 0
         self._yielded_seq: int | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -172,6 +186,9 @@ class Client:
         self._resync_requested = False
         self._tasks: list[asyncio.Task[None]] = []
         self.server: str | None = None
+        self._e2ee: E2ee | None = None
+        self._sealed: dict[str, list[fr.DevicePayload]] = {}  # encrypted, not yet stored
+        self._stale_tries: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -203,6 +220,19 @@ class Client:
         self._cursor = InboxCursor(last_seq)
         self._outbox = OutboxQueue(pending, window=self.options.send_window)
         self._api = Api(self.servers, session.token)
+        loop = asyncio.get_running_loop()
+
+        def changed(user: str) -> None:  # called on the profile thread
+            loop.call_soon_threadsafe(self._emit, ev.SecurityCodeChanged(user))
+
+        self._e2ee = E2ee(
+            session.handle,
+            session.device,
+            self._api,
+            self._profile.keys,
+            self._db,
+            on_changed=changed,
+        )
         self._http = aiohttp.ClientSession()
         self._tasks = [
             asyncio.create_task(self._run(), name="taube-runner"),
@@ -282,8 +312,11 @@ class Client:
         now = int(time.time() * 1000)
         entries: list[OutboxEntry] = []
         for to, content in items:
-            if parse_address(to) is None:
+            address = parse_address(to)
+            if address is None:
                 raise ValueError(f"not an address (@handle or #group): {to!r}")
+            if address[0] == "user" and await self._db(self._require_e2ee().blocked, address[1]):
+                raise UntrustedIdentity(address[1])
             entries.append(OutboxEntry(uuid7(now), to, encode_content(content), now))
         if not entries:
             return []
@@ -294,6 +327,17 @@ class Client:
                 self._outbox.add(entry)
         self._outbox_changed.set()
         return [e.id for e in entries]
+
+    # ------------------------------------------------------------------ trust
+
+    async def safety_number(self, user: str) -> tuple[SafetyNumber, bool]:
+        """The 60-digit safety number with ``user`` (from the keys the server lists now)
+        and whether you verified exactly these keys."""
+        return await self._require_e2ee().safety_number(normalize_handle(user))
+
+    async def verify(self, user: str) -> SafetyNumber:
+        """Mark ``user``'s current keys as verified (after comparing the numbers)."""
+        return await self._require_e2ee().verify(normalize_handle(user))
 
     def pending(self) -> list[OutboxEntry]:
         """Messages not yet acknowledged by the server, oldest first."""
@@ -358,6 +402,10 @@ class Client:
             if isinstance(item, TaubeClientError):
                 self._queue.put_nowait(item)  # later calls fail the same way
                 raise item
+            if isinstance(item, _Silent):
+                self._inbox_queued -= 1
+                self._yielded_seq = item.seq
+                continue
             if isinstance(item, ev.Message | ev.Receipt | ev.GroupChange):
                 self._inbox_queued -= 1
                 self._yielded_seq = item.seq
@@ -487,6 +535,7 @@ class Client:
             await self._write(ws, fr.Watch(users=self._watching))
         while self._pending_frames:
             await self._write(ws, self._pending_frames.popleft())
+        await self._ensure_keys()
         self._connected.set()
         log.info("connected to %s as @%s device %d", server, ready.handle, ready.device)
         self._emit(ev.Connected(server, ready.handle, ready.device))
@@ -543,18 +592,39 @@ class Client:
         self, frame: fr.AnyServerFrame, ws: aiohttp.ClientWebSocketResponse
     ) -> _Outcome | None:
         match frame:
-            case fr.Message() | fr.Receipt() | fr.GroupEvent():
+            case fr.Message():
+                room = self._inbox_queued < self.options.max_queued_events
+                if self._cursor.receive(frame.seq, room=room):
+                    self._inbox_queued += 1
+                    self._queue.put_nowait(await self._open_message(frame))
+            case fr.Receipt() | fr.GroupEvent():
                 room = self._inbox_queued < self.options.max_queued_events
                 if self._cursor.receive(frame.seq, room=room):
                     self._inbox_queued += 1
                     self._queue.put_nowait(_inbox_event(frame))
             case fr.Sent(id=message_id):
+                self._sealed.pop(message_id, None)
+                self._stale_tries.pop(message_id, None)
+                await self._require_e2ee().sent(message_id)
                 if self._outbox.acknowledge(message_id) is not None:
                     self._unpersisted.add(message_id)
                     self._done_ids.append(message_id)
                     self._persist_wake.set()
                     self._outbox_changed.set()  # the window has room again
                     self._emit(ev.Sent(message_id, frame.sent_at_ms, frame.duplicate))
+            case fr.Error(code="msg.stale_devices", ref=ref) if (
+                ref is not None
+                and ref in self._outbox
+                and self._stale_tries.get(ref, 0) < MAX_STALE_RETRIES
+            ):
+                # A device was added or removed: encrypt again for the server's list
+                # and send under the same id (docs/e2ee.md, section 8).
+                self._stale_tries[ref] = self._stale_tries.get(ref, 0) + 1
+                self._sealed.pop(ref, None)
+                self._require_e2ee().forget_pending(ref)
+                await self._require_e2ee().apply_device_list(frame.details)
+                self._outbox.retry(ref)
+                self._outbox_changed.set()
             case fr.Error(code=code, ref=ref) if ref is not None and ref in self._outbox:
                 if code in SESSION_CODES:
                     raise _Fatal(NotLoggedIn(frame.message, code))
@@ -568,14 +638,7 @@ class Client:
                         move_on=True,
                         retry_after=_hint(frame),
                     )
-                entry = self._outbox.reject(ref)
-                error = TaubeApiError(code, frame.message, details=frame.details, ref=ref)
-                self._failed[ref] = error
-                self._unpersisted.add(ref)
-                self._done_ids.append(ref)
-                self._persist_wake.set()
-                self._outbox_changed.set()
-                self._emit(ev.SendFailed(ref, entry.to if entry else "", code, frame.message))
+                self._fail(ref, TaubeApiError(code, frame.message, details=frame.details, ref=ref))
             case fr.Error(code=code):
                 if code in SESSION_CODES:
                     raise _Fatal(NotLoggedIn(frame.message, code))
@@ -587,9 +650,83 @@ class Client:
                 self._emit(ev.Typing(frame.conversation, frame.user, frame.active))
             case fr.Presence():
                 self._emit(ev.Presence(frame.user, frame.online, frame.last_seen_ms))
+            case fr.KeysLow():
+                self._tasks.append(asyncio.create_task(self._ensure_keys()))
             case fr.Ready() | fr.Pong():
                 pass
         return None
+
+    def _fail(self, ref: str, error: TaubeApiError) -> None:
+        """A queued message is refused for good: it leaves the outbox, the app hears why."""
+        entry = self._outbox.reject(ref)
+        self._sealed.pop(ref, None)
+        self._stale_tries.pop(ref, None)
+        self._failed[ref] = error
+        self._unpersisted.add(ref)
+        self._done_ids.append(ref)
+        self._persist_wake.set()
+        self._outbox_changed.set()
+        self._emit(ev.SendFailed(ref, entry.to if entry else "", error.code, error.message))
+
+    async def _open_message(self, frame: fr.Message) -> ev.Message | _Silent:
+        """Decrypt an inbox message; answer resend requests; ask for a resend on failure."""
+        e2ee = self._require_e2ee()
+        opened: Decrypted = await self._db(
+            e2ee.decrypt,
+            frame.seq,
+            frame.sender,
+            frame.sender_device,
+            frame.conversation,
+            frame.payload,
+        )
+        for user in opened.changed:
+            self._emit(ev.SecurityCodeChanged(user))
+        if opened.retry_request is not None:
+            asyncio.get_running_loop().create_task(
+                self._answer_retry(opened.retry_request[0], frame.sender, frame.sender_device)
+            )
+            return _Silent(frame.seq)
+        if opened.error is not None:
+            payloads = await self._db(e2ee.retry_request, frame.id, frame.sender)
+            await self._send_or_queue(fr.Send(id=uuid7(), to=f"@{frame.sender}", payloads=payloads))
+            content: AnyContent = Unsupported(
+                type="undecryptable",
+                v=0,
+                raw=frame.payload,
+                reason="message could not be decrypted; asked the sender to send it again",
+            )
+        elif opened.content is None:
+            return _Silent(frame.seq)
+        else:
+            content = decode_content(opened.content)
+        return ev.Message(
+            seq=frame.seq,
+            id=opened.original_id or frame.id,
+            conversation=frame.conversation,
+            sender=frame.sender,
+            sender_device=frame.sender_device,
+            sent_at_ms=frame.sent_at_ms,
+            content=content,
+            payload=frame.payload,
+            encrypted=opened.encrypted,
+        )
+
+    async def _answer_retry(self, message_id: str, requester: str, device: int) -> None:
+        try:
+            resend = await self._require_e2ee().resend(message_id, requester, device)
+        except (TaubeClientError, CryptoError, aiohttp.ClientError) as exc:
+            log.warning("cannot resend %s to %s.%d: %s", message_id, requester, device, exc)
+            return
+        if resend is not None:
+            to, payloads = resend
+            await self._send_or_queue(fr.Send(id=uuid7(), to=to, payloads=payloads))
+
+    async def _ensure_keys(self) -> None:
+        try:
+            await self._require_e2ee().ensure_keys()
+        except (TaubeClientError, aiohttp.ClientError, TimeoutError) as exc:
+            # Sending still works (we encrypt to others); others reach us once it does.
+            log.warning("cannot upload this device's keys now: %s", exc)
 
     async def _sender(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Transmit the outbox in order while this connection lives."""
@@ -600,7 +737,28 @@ class Client:
                 self._outbox_changed.clear()
                 await self._outbox_changed.wait()
                 continue
-            await self._write(ws, fr.Send(id=entry.id, to=entry.to, payload=entry.payload))
+            payloads = self._sealed.get(entry.id)
+            if payloads is None:
+                try:
+                    payloads = await self._require_e2ee().encrypt(entry.id, entry.to, entry.payload)
+                except UntrustedIdentity as exc:
+                    self._fail(entry.id, TaubeApiError(exc.code, exc.message, ref=entry.id))
+                    continue
+                except TaubeApiError as exc:  # e.g. the recipient does not exist
+                    # The same code as the server's answer to a send would have been.
+                    code = "msg.unknown_recipient" if exc.code == "user.not_found" else exc.code
+                    self._fail(entry.id, TaubeApiError(code, exc.message, ref=entry.id))
+                    continue
+                except CryptoError as exc:
+                    self._fail(entry.id, TaubeApiError("e2ee.failed", str(exc), ref=entry.id))
+                    continue
+                except (ServerUnreachable, aiohttp.ClientError, TimeoutError) as exc:
+                    # Keys could not be fetched: keep it queued, try on the next connection.
+                    log.warning("cannot encrypt %s now: %s", entry.id, exc)
+                    await ws.close()
+                    return
+                self._sealed[entry.id] = payloads
+            await self._write(ws, fr.Send(id=entry.id, to=entry.to, payloads=payloads))
 
     # ------------------------------------------------------------------ persistence
 
@@ -669,6 +827,11 @@ class Client:
         if self._fatal is not None:
             raise self._fatal
 
+    def _require_e2ee(self) -> E2ee:
+        if self._e2ee is None:
+            raise RuntimeError("the client is not open")
+        return self._e2ee
+
     def _require_profile(self) -> Profile:
         if self._profile is None:
             raise RuntimeError("the client is not open")
@@ -679,19 +842,8 @@ class Client:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
 
-def _inbox_event(frame: fr.Message | fr.Receipt | fr.GroupEvent) -> ev.InboxEvent:
+def _inbox_event(frame: fr.Receipt | fr.GroupEvent) -> ev.InboxEvent:
     match frame:
-        case fr.Message():
-            return ev.Message(
-                seq=frame.seq,
-                id=frame.id,
-                conversation=frame.conversation,
-                sender=frame.sender,
-                sender_device=frame.sender_device,
-                sent_at_ms=frame.sent_at_ms,
-                content=decode_content(frame.payload),
-                payload=frame.payload,
-            )
         case fr.Receipt():
             return ev.Receipt(
                 seq=frame.seq,

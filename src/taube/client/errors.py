@@ -8,6 +8,8 @@
   stable code from :mod:`taube.protocol.errors` and decides what to do.
 * :class:`SendTimeout` - messages are still queued in the durable outbox when a
   wait ran out; they are not lost and will be sent on the next connection.
+* :class:`UntrustedIdentity` - a contact whose safety number you verified has new
+  keys: compare the safety number again and verify before sending.
 
 All derive from :class:`TaubeClientError`. Messages never contain tokens or
 passwords.
@@ -69,3 +71,21 @@ class SendTimeout(TaubeClientError, TimeoutError):
 
 class ProfileError(TaubeClientError):
     """The profile folder or its database cannot be used (permissions, corruption)."""
+
+
+class UntrustedIdentity(TaubeClientError):
+    """``user``'s keys changed since the user verified their safety number.
+
+    Sending is refused until the number is compared and verified again
+    (``taube safety-number @user``, then ``taube verify @user``).
+    """
+
+    code = "e2ee.identity_changed"
+
+    def __init__(self, user: str) -> None:
+        self.user = user
+        self.message = (
+            f"@{user}'s security code changed since you verified it; compare it again"
+            f" (taube safety-number @{user}) and verify (taube verify @{user}) before sending"
+        )
+        super().__init__(self.message)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from taube.client.content import AnyContent, content_text
+from taube.client.content import AnyContent, Unsupported, content_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,14 @@ class Message:
     sent_at_ms: int
     content: AnyContent
     payload: bytes
+    encrypted: bool = True
+    """False for a payload that was not end-to-end encrypted (a client without
+    encryption, or someone who can write to the server): show it as such."""
+
+    @property
+    def decrypted(self) -> bool:
+        """False when the message could not be decrypted (a resend was requested)."""
+        return not (isinstance(self.content, Unsupported) and self.content.type == "undecryptable")
 
     @property
     def text(self) -> str | None:
@@ -119,6 +127,16 @@ class Disconnected:
 
 
 @dataclass(frozen=True, slots=True)
+class SecurityCodeChanged:
+    """``user`` has a new device or new keys: their safety number changed.
+
+    If you had verified it, sends to them are refused until you verify again.
+    """
+
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
 class ServerError:
     """A non-fatal error frame not tied to a queued message (e.g. a bad ``read``)."""
 
@@ -139,5 +157,6 @@ Event = (
     | SendFailed
     | Connected
     | Disconnected
+    | SecurityCodeChanged
     | ServerError
 )

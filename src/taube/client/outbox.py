@@ -71,6 +71,12 @@ class OutboxQueue:
             return entry
         return None
 
+    def retry(self, message_id: str) -> None:
+        """Transmit ``message_id`` again next (the server asked for a fresh version)."""
+        if message_id in self._entries:
+            self._in_flight.discard(message_id)
+            self._to_transmit.appendleft(message_id)
+
     def acknowledge(self, message_id: str) -> OutboxEntry | None:
         """The server stored ``message_id``; returns the entry, or None if unknown."""
         self._in_flight.discard(message_id)

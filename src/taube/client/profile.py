@@ -1,7 +1,8 @@
 """The profile: one folder holding one SQLite database with a device's local state.
 
 It keeps the session (server URLs, handle, device id, token), the last inbox
-``seq`` the application has taken (acked), and the durable outbox.
+``seq`` the application has taken (acked), the durable outbox, and the device's
+end-to-end encryption keys and sessions (:mod:`taube.client.keystore`).
 
 Invariants:
 
@@ -13,9 +14,10 @@ Invariants:
   ``sent`` (or refused the message for good).
 * ``last_seq`` only grows (``MAX``), so acks persisted out of order are harmless;
   the one exception is :meth:`Profile.reset_last_seq` (the server lost our place).
-* A new session resets ``last_seq`` (a new device has a new inbox); a session
-  for a different handle also empties the outbox, so that one user's queued
-  messages are never sent as another's.
+* A new session resets ``last_seq`` (a new device has a new inbox) and wipes the
+  encryption state (a new device has new keys); a session for a different handle
+  also empties the outbox, so that one user's queued messages are never sent as
+  another's.
 
 This class is synchronous and small: the async client runs it on one dedicated
 thread (see :mod:`taube.client.client`). It is safe for one process at a time
@@ -33,6 +35,8 @@ from pathlib import Path
 from typing import Final
 
 from taube.client.errors import ProfileError
+from taube.client.keystore import SCHEMA as KEYSTORE_SCHEMA
+from taube.client.keystore import KeyStore
 
 DB_NAME: Final = "taube.db"
 
@@ -97,6 +101,7 @@ class Profile:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self._conn = conn
+        self.keys = KeyStore(conn)
 
     @classmethod
     def open(cls, path: Path | str | None = None) -> Profile:
@@ -119,7 +124,7 @@ class Profile:
             conn.execute("PRAGMA journal_mode=WAL")
             # FULL: an outbox entry is on disk before send() returns its id.
             conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(_SCHEMA)
+            conn.executescript(_SCHEMA + KEYSTORE_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise ProfileError(f"cannot open profile {folder}: {exc}") from exc
         return cls(folder, conn)
@@ -151,6 +156,7 @@ class Profile:
             if old is not None and old.handle != handle:
                 self._conn.execute("DELETE FROM outbox")
             self._conn.execute("DELETE FROM inbox")
+            self.keys.wipe()
             self._conn.execute(
                 "INSERT OR REPLACE INTO session VALUES (1, ?, ?, ?, ?, ?)",
                 (json.dumps(list(servers)), handle, device, token, _now_ms()),
@@ -169,6 +175,7 @@ class Profile:
         return int(row[0]) if row else 0
 
     def set_last_seq(self, seq: int) -> None:
+        self.keys.forget_received(seq)
         self._conn.execute(
             "INSERT INTO inbox VALUES (1, ?) "
             "ON CONFLICT(only_row) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
@@ -177,6 +184,7 @@ class Profile:
 
     def reset_last_seq(self, seq: int) -> None:
         """Lower ``last_seq`` on purpose: the server's inbox numbering is behind ours."""
+        self.keys.forget_received()
         self._conn.execute(
             "INSERT INTO inbox VALUES (1, ?) "
             "ON CONFLICT(only_row) DO UPDATE SET last_seq = excluded.last_seq",
