@@ -34,7 +34,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -139,6 +140,38 @@ class E2ee:
         self._random = random
         self._identity: IdentityKeyPair | None = None
         self._pending: dict[str, _Pending] = {}
+        # Decoded sessions: decoding one costs an X25519 key derivation (~70 µs), more
+        # than encrypting a message. The profile stays the truth; see _transaction.
+        self._sessions: dict[DeviceKey, Session] = {}
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """A profile transaction; if it rolls back, the session cache may hold states
+        the profile never got, so it is dropped."""
+        try:
+            with self._keys.transaction():
+                yield
+        except BaseException:
+            self._sessions.clear()
+            raise
+
+    def _session(self, user: str, device: int) -> Session | None:
+        session = self._sessions.get((user, device))
+        if session is None:
+            state = self._keys.session(user, device)
+            if state is None:
+                return None
+            session = Session.from_bytes(state, random=self._random)
+            self._sessions[(user, device)] = session
+        return session
+
+    def _save_session(self, user: str, device: int, session: Session) -> None:
+        self._keys.save_session(user, device, session.to_bytes())
+        self._sessions[(user, device)] = session
+
+    def _drop_session(self, user: str, device: int) -> None:
+        self._keys.delete_session(user, device)
+        self._sessions.pop((user, device), None)
 
     # ------------------------------------------------------------ own keys
 
@@ -167,7 +200,7 @@ class E2ee:
             await self._api.upload_keys(upload)
 
     def _load_identity(self) -> tuple[IdentityKeyPair, bool]:
-        with self._keys.transaction():
+        with self._transaction():
             stored = self._keys.identity()
             if stored is None:
                 identity = IdentityKeyPair.generate(self._random)
@@ -180,7 +213,7 @@ class E2ee:
 
     def _new_upload(self, identity: IdentityKeyPair, one_time: int, signed: bool) -> api.KeysUpload:
         """Make (and store, before anything leaves) the private halves of an upload."""
-        with self._keys.transaction():
+        with self._transaction():
             spk_body = None
             if signed:
                 (spk_id,) = self._keys.take_prekey_ids(1)
@@ -250,7 +283,7 @@ class E2ee:
             await self._run(self._commit_holders, pending)
 
     def _commit_holders(self, pending: _Pending) -> None:
-        with self._keys.transaction():
+        with self._transaction():
             stored = self._keys.sender_out(pending.group)
             if stored is None:
                 return
@@ -278,7 +311,7 @@ class E2ee:
         self, message_id: str, to: str, content: bytes, targets: Sequence[DeviceKey]
     ) -> list[DevicePayload]:
         inner = env.encode(env.Inner(c=content))
-        with self._keys.transaction():
+        with self._transaction():
             payloads = [self._seal(user, device, inner) for user, device in targets]
             self._keys.save_sent(message_id, to, content)
         return payloads
@@ -286,15 +319,14 @@ class E2ee:
     def _seal(
         self, user: str, device: int, inner: bytes, group: bytes | None = None
     ) -> DevicePayload:
-        state = self._keys.session(user, device)
-        if state is None:
+        session = self._session(user, device)
+        if session is None:
             # No keys on the server for this device (it never uploaded any): it
             # cannot read anything, so it gets nothing instead of plaintext.
             log.warning("no session with %s.%d: it cannot read this message", user, device)
             return DevicePayload(user=user, device=device, payload=env.NOTHING_FOR_YOU)
-        session = Session.from_bytes(state, random=self._random)
         sealed = session.encrypt(inner)
-        self._keys.save_session(user, device, session.to_bytes())
+        self._save_session(user, device, session)
         payload = env.encode(env.Envelope(e=env.ENVELOPE_VERSION, p=sealed, g=group))
         return DevicePayload(user=user, device=device, payload=payload)
 
@@ -307,7 +339,7 @@ class E2ee:
     def _encrypt_group(
         self, message_id: str, to: str, content: bytes, targets: Sequence[DeviceKey]
     ) -> list[DevicePayload]:
-        with self._keys.transaction():
+        with self._transaction():
             stored = self._keys.sender_out(to)
             if stored is None or stored[1] - set(targets):
                 # First message, or a device left the group: a new sender key that
@@ -361,7 +393,7 @@ class E2ee:
     ) -> None:
         identity = self._me()
         changed = False
-        with self._keys.transaction():
+        with self._transaction():
             self._keys.set_known(user)
             for b in bundles:
                 if (user, b.device) == (self.handle, self.device):
@@ -378,7 +410,7 @@ class E2ee:
                 changed |= self._keys.record_device(
                     user, b.device, b.identity_key, first_contact=first_contact
                 )
-                self._keys.save_session(user, b.device, session.to_bytes())
+                self._save_session(user, b.device, session)
         if changed:
             self._on_changed(user)
 
@@ -394,12 +426,13 @@ class E2ee:
         await self._run(self._note_devices, missing)
 
     def _forget_devices(self, devices: Sequence[DeviceKey]) -> None:
-        with self._keys.transaction():
+        with self._transaction():
             for user, device in devices:
                 self._keys.forget_device(user, device)
+                self._sessions.pop((user, device), None)
 
     def _note_devices(self, devices: Sequence[DeviceKey]) -> None:
-        with self._keys.transaction():
+        with self._transaction():
             for user, device in devices:
                 self._keys.note_keyless(user, device)
 
@@ -424,7 +457,7 @@ class E2ee:
             return Decrypted(None, True, retry_request=(envelope.r, envelope.rd))
         changed: list[str] = []
         try:
-            with self._keys.transaction():
+            with self._transaction():
                 content, original = self._open(
                     envelope, sender, sender_device, conversation, changed
                 )
@@ -488,8 +521,7 @@ class E2ee:
 
     def _open_pairwise(self, data: bytes, sender: str, sender_device: int) -> tuple[bytes, bytes]:
         message = decode_pairwise(data)
-        state = self._keys.session(sender, sender_device)
-        session = None if state is None else Session.from_bytes(state, random=self._random)
+        session = self._session(sender, sender_device)
         if isinstance(message, PreKeyMessage) and (session is None or not session.matches(message)):
             spk_state = self._keys.signed_prekey(message.signed_prekey_id)
             if spk_state is None:
@@ -509,7 +541,7 @@ class E2ee:
             raise InvalidMessage("no session with this device")
         else:
             plaintext = session.decrypt(data)
-        self._keys.save_session(sender, sender_device, session.to_bytes())
+        self._save_session(sender, sender_device, session)
         return plaintext, session.remote_identity
 
     # ------------------------------------------------------------ resends
@@ -533,7 +565,7 @@ class E2ee:
         if found is None:
             return None
         to, content = found
-        await self._run(self._keys.delete_session, requester, requester_device)
+        await self._run(self._drop_session, requester, requester_device)
         await self._ensure_sessions([(requester, requester_device)])
         kind, name = parse_address(to) or ("user", "")
         users = (
@@ -543,7 +575,7 @@ class E2ee:
         inner = env.encode(env.Inner(c=content, o=message_id))
 
         def seal() -> list[DevicePayload]:
-            with self._keys.transaction():
+            with self._transaction():
                 return [
                     self._seal(u, d, inner)
                     if (u, d) == (requester, requester_device)
@@ -571,7 +603,7 @@ class E2ee:
 
     def _check_keys(self, user: str, devices: Sequence[api.DeviceIdentity]) -> bool:
         changed = False
-        with self._keys.transaction():
+        with self._transaction():
             for d in devices:
                 changed |= self._keys.record_device(user, d.device, d.identity_key)
             verified, _ = self._keys.contact(user)
@@ -587,7 +619,7 @@ class E2ee:
         return number
 
     def prune(self) -> None:
-        with self._keys.transaction():
+        with self._transaction():
             self._keys.forget_sent_before(_now_ms() - SENT_KEPT_MS)
 
 
