@@ -644,3 +644,117 @@ async def test_postgres_nodes_fetching_bundles_together_hand_out_each_prekey_onc
     assert len(taken) >= 50
     for node in nodes:
         await node.close()
+
+
+# ---------------------------------------------------------------- blobs and blocks
+
+BLOB = "ab" * 32
+
+
+async def test_blob_upload_resumes_advances_by_compare_and_set_and_completes(
+    store: Store,
+) -> None:
+    first = await store.start_blob_upload(BLOB, "alice", 100, 10)
+    assert (first.size, first.received, first.complete, first.uploader) == (100, 0, False, True)
+    assert await store.advance_blob_upload(BLOB, "alice", 0, 40)
+    assert not await store.advance_blob_upload(BLOB, "alice", 0, 50)  # moved on already
+    again = await store.start_blob_upload(BLOB, "alice", 100, 20)  # resume
+    assert again.received == 40
+    assert await store.blob_status(BLOB, "bob") is None
+    assert not await store.blob_exists(BLOB)
+    assert await store.advance_blob_upload(BLOB, "alice", 40, 100)
+    await store.complete_blob(BLOB, "alice", 100, 30)
+    done = await store.blob_status(BLOB, "alice")
+    assert done is not None
+    assert (done.received, done.complete, done.uploader, done.granted) == (100, True, True, False)
+    assert done.created_ms == 30
+    assert await store.blob_exists(BLOB)
+    # Deduplication: announcing a complete blob makes one an uploader at once.
+    bob = await store.start_blob_upload(BLOB, "bob", 100, 40)
+    assert (bob.complete, bob.uploader) == (True, True)
+
+
+async def test_blob_upload_with_another_size_restarts_and_uploads_are_per_user(
+    store: Store,
+) -> None:
+    await store.start_blob_upload(BLOB, "alice", 100, 1)
+    await store.start_blob_upload(BLOB, "bob", 100, 1)
+    assert await store.advance_blob_upload(BLOB, "alice", 0, 60)
+    bob = await store.blob_status(BLOB, "bob")
+    assert bob is not None
+    assert bob.received == 0  # each user has an upload of their own
+    restarted = await store.start_blob_upload(BLOB, "alice", 90, 2)
+    assert (restarted.size, restarted.received) == (90, 0)
+    await store.discard_blob_upload(BLOB, "alice")
+    assert await store.blob_status(BLOB, "alice") is None
+
+
+async def test_blob_grants_and_the_last_fetch_deletes_it(store: Store) -> None:
+    await store.start_blob_upload(BLOB, "alice", 5, 1)
+    await store.complete_blob(BLOB, "alice", 5, 1)
+    assert await store.blob_status(BLOB, "bob") is None
+    await store.grant_blob(BLOB, ["bob", "carol", "bob"])
+    bob = await store.blob_status(BLOB, "bob")
+    assert bob is not None
+    assert (bob.complete, bob.granted, bob.uploader) == (True, True, False)
+    assert not await store.record_blob_fetch(BLOB, "alice", 2)  # uploaders do not count
+    assert not await store.record_blob_fetch(BLOB, "dave", 2)  # nor strangers
+    assert not await store.record_blob_fetch(BLOB, "bob", 2)
+    assert not await store.record_blob_fetch(BLOB, "bob", 3)  # once per user
+    assert await store.record_blob_fetch(BLOB, "carol", 4)  # the last one: gone
+    assert not await store.blob_exists(BLOB)
+    assert await store.blob_status(BLOB, "alice") is None
+    assert await store.blob_status(BLOB, "bob") is None
+
+
+async def test_blob_retention_purges_old_blobs_and_stale_uploads(store: Store) -> None:
+    old, new = "01" * 32, "02" * 32
+    for blob_id, at in ((old, 100), (new, 900)):
+        await store.start_blob_upload(blob_id, "alice", 5, at)
+        await store.complete_blob(blob_id, "alice", 5, at)
+    await store.grant_blob(old, ["bob"])
+    await store.start_blob_upload(BLOB, "alice", 5, 100)
+    await store.start_blob_upload(BLOB, "bob", 5, 900)
+    assert await store.purge_blobs(500, 10) == [old]
+    assert await store.purge_blobs(500, 10) == []
+    assert await store.blob_status(old, "bob") is None
+    assert await store.blob_exists(new)
+    assert await store.purge_blob_uploads(500, 10) == [(BLOB, "alice")]
+    assert await store.blob_status(BLOB, "bob") is not None
+    # A blob uploaded again after its deletion starts afresh.
+    again = await store.start_blob_upload(old, "carol", 5, 1000)
+    assert (again.complete, again.received) == (False, 0)
+
+
+async def test_blocks_are_idempotent_and_listed(store: Store) -> None:
+    assert await store.blocked_by("alice") == []
+    await store.block("alice", "mallory", 1)
+    await store.block("alice", "mallory", 2)
+    await store.block("alice", "eve", 3)
+    await store.block("bob", "alice", 3)
+    assert await store.blocked_by("alice") == ["eve", "mallory"]
+    assert await store.unblock("alice", "eve")
+    assert not await store.unblock("alice", "eve")
+    assert await store.blocked_by("alice") == ["mallory"]
+    assert await store.blocked_by("bob") == ["alice"]
+
+
+async def test_ack_withholds_delivered_receipts_for_one_to_one_from_blocked_senders(
+    store: Store,
+) -> None:
+    for handle in ("alice", "bob", "carol"):
+        await user(store, handle)
+    await store.commit_message(message("bob", "m1", [("alice", 1)]))
+    await store.commit_message(message("carol", "m2", [("alice", 1)]))
+    await store.commit_message(
+        NewMessage("bob", 1, "m3", "#g", 1000, b"group", [Delivery("alice", 1, "#g")])
+    )
+    await store.block("alice", "bob", 1)
+    result = await store.ack("alice", 1, 3, 2000)
+    got = sorted(
+        (key[0], item.conversation, tuple(item.ids))
+        for key, item in result.appended
+        if isinstance(item, Receipt)
+    )
+    # Carol hears of m2; Bob hears only of his group message, not of m1.
+    assert got == [("bob", "#g", ("m3",)), ("carol", "@alice", ("m2",))]

@@ -71,3 +71,21 @@ def test_key_settings(tmp_path: Path) -> None:
         config.min_one_time_prekeys,
         config.max_one_time_prekeys,
     ) == (45.0, 0, 500)
+
+
+def test_blob_settings(tmp_path: Path) -> None:
+    config = load_config(None, environ={})
+    assert (config.blob_max_bytes, config.blob_max_chunk_bytes) == (100 * 1024**2, 8 * 1024**2)
+    assert (config.blob_retention_days, config.blob_upload_retention_days) == (30.0, 1.0)
+    assert config.blob_path == Path("data/blobs")
+    toml = tmp_path / "taube.toml"
+    toml.write_text('[blobs]\nmax_bytes = 1000\nretention_days = 2.5\ndir = "/srv/blobs"\n')
+    config = load_config(toml, environ={"TAUBE_BLOB_MAX_CHUNK_BYTES": "500"})
+    assert (config.blob_max_bytes, config.blob_max_chunk_bytes) == (1000, 500)
+    assert (config.blob_retention_days, config.blob_path) == (2.5, Path("/srv/blobs"))
+    toml.write_text("[blobs]\nmax_bytes = 0\n")
+    with pytest.raises(ConfigError, match="blob_max_bytes must be positive"):
+        load_config(toml, environ={})
+    toml.write_text("[blobs]\nblob_max_bytes = 5\n")
+    with pytest.raises(ConfigError, match=r"unknown setting blobs\.blob_max_bytes"):
+        load_config(toml, environ={})

@@ -100,11 +100,16 @@ class DeliveryService:
         if address is None:
             raise TaubeError("msg.unknown_recipient", f"Not an address: {frame.to!r}.")
         kind, name = address
+        # A blocked sender's 1:1 message is stored and acknowledged as usual, but it
+        # reaches only the sender's own other devices (core/blocks.py).
+        withheld = ""
         if kind == "user":
             devices = await self._directory.active_devices([name, sender])
             if name not in devices:
                 raise TaubeError("msg.unknown_recipient", f"No user @{name}.")
             conversation_of = {name: f"@{sender}", sender: f"@{name}"}
+            if name != sender and sender in await self._directory.blocked_by(name):
+                withheld = name
         else:
             group = await member_group(self._directory, name, sender)
             devices = await self._directory.active_devices(list(group.members))
@@ -128,9 +133,13 @@ class DeliveryService:
                     extra=[f"{u}.{d}" for u, d in extra],
                     devices={u: ids for u, ids in devices.items()},
                 )
-            deliveries = [Delivery(u, d, conversation_of[u], given[(u, d)]) for u, d in targets]
+            deliveries = [
+                Delivery(u, d, conversation_of[u], given[(u, d)])
+                for u, d in targets
+                if u != withheld
+            ]
         else:
-            deliveries = [Delivery(u, d, conversation_of[u]) for u, d in targets]
+            deliveries = [Delivery(u, d, conversation_of[u]) for u, d in targets if u != withheld]
             self._remember_route((sender, sender_device, frame.to), generation, deliveries)
         return self._new_message(sender, sender_device, frame, deliveries)
 
@@ -229,9 +238,10 @@ class DeliveryService:
         to_self = msgspec.structs.replace(
             to_sender, conversation=frame.conversation, sender=frame.sender
         )
-        items: list[tuple[DeviceKey, Receipt]] = [
-            ((frame.sender, d), to_sender) for d in devices[frame.sender]
-        ]
+        items: list[tuple[DeviceKey, Receipt]] = []
+        # A user who blocked the sender reads in silence (1:1 only, core/blocks.py).
+        if kind == "group" or frame.sender not in await self._directory.blocked_by(user):
+            items += [((frame.sender, d), to_sender) for d in devices[frame.sender]]
         items += [((user, d), to_self) for d in devices.get(user, []) if d != device]
         await self.announce(await self._store.append_items(items))
 
@@ -250,6 +260,8 @@ class DeliveryService:
             if name not in await self._directory.active_devices([name]):
                 raise TaubeError("user.not_found")
             recipients = [name] if name != user else []
+            if user in await self._directory.blocked_by(name):
+                recipients = []  # blocked: typing goes nowhere, silently
             conversation = f"@{user}"
         data = encode_frame(Typing(conversation=conversation, user=user, active=frame.active))
         for recipient in recipients:

@@ -1,4 +1,5 @@
-"""Directory: which devices each user has and who is in each group, cached in memory.
+"""Directory: which devices each user has, who is in each group and whom each user
+has blocked, cached in memory.
 
 Every send needs the recipient's active devices (and a group's members); asking the
 store each time costs a round trip per message. The directory keeps the answers in
@@ -28,6 +29,7 @@ class Directory:
         self._max = max_entries
         self._devices: OrderedDict[str, list[int]] = OrderedDict()
         self._groups: OrderedDict[str, GroupRecord] = OrderedDict()
+        self._blocks: OrderedDict[str, frozenset[str]] = OrderedDict()
         self._subscription: Subscription | None = None
         # Bumped by every change, so that a load that raced with a change is not kept.
         self._generation = 0
@@ -46,6 +48,8 @@ class Directory:
             self._devices.pop(name, None)
         elif kind == "group":
             self._groups.pop(name, None)
+        elif kind == "blocks":
+            self._blocks.pop(name, None)
 
     @property
     def generation(self) -> int:
@@ -62,6 +66,31 @@ class Directory:
         self._generation += 1
         self._groups.pop(group_id, None)
         await self._bus.publish(DIRECTORY_SUBJECT, f"group:{group_id}".encode())
+
+    async def blocks_changed(self, handle: str) -> None:
+        """Call after ``handle`` blocked or unblocked someone."""
+        self._generation += 1
+        self._blocks.pop(handle, None)
+        await self._bus.publish(DIRECTORY_SUBJECT, f"blocks:{handle}".encode())
+
+    async def blocked_by(self, handle: str) -> frozenset[str]:
+        """The handles ``handle`` has blocked (cached; empty for unknown users)."""
+        found = self.cached_blocked_by(handle)
+        if found is not None:
+            return found
+        generation = self._generation
+        found = frozenset(await self._store.blocked_by(handle))
+        if generation == self._generation:
+            self._remember(self._blocks, handle, found)
+        return found
+
+    def cached_blocked_by(self, handle: str) -> frozenset[str] | None:
+        """``blocked_by`` if the answer is cached, else None (for callers that cannot
+        wait, such as bus handlers)."""
+        found = self._blocks.get(handle)
+        if found is not None:
+            self._blocks.move_to_end(handle)
+        return found
 
     async def active_devices(self, users: Sequence[str]) -> dict[str, list[int]]:
         """Active device ids per user, for the users that exist."""

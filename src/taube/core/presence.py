@@ -7,8 +7,9 @@ online users every few seconds as a lease: a node that dies silently drops out o
 everyone's view when its lease runs out. Going offline everywhere records
 ``last_seen_ms`` in the store. Watchers get ``presence`` frames on the user's own
 subject; users who hide their presence never publish and always appear offline
-with no last seen. Presence is ephemeral: a lost notice is corrected by the next
-watch or lease.
+with no last seen, and so do users to those who blocked them (core/blocks.py; the
+gateway filters the live frames with ``hidden_from``). Presence is ephemeral: a lost
+notice is corrected by the next watch or lease.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import msgspec
 
 from taube.bus.base import Bus, Subscription, presence_subject
 from taube.core.clock import Clock
+from taube.core.directory import Directory
 from taube.protocol.frames import Presence, encode_frame
 from taube.store.base import Store
 
@@ -52,8 +54,10 @@ class PresenceService:
         *,
         node: str = "local",
         monotonic: Callable[[], float] = time.monotonic,
+        directory: Directory | None = None,
     ) -> None:
         self._store = store
+        self._directory = directory
         self._bus = bus
         self._clock = clock
         self._node = node
@@ -148,8 +152,16 @@ class PresenceService:
         if record is not None and not record.hide_presence:
             await self._bus.publish(presence_subject(user), encode_frame(presence))
 
-    async def current(self, user: str) -> Presence:
+    async def hidden_from(self, user: str, watcher: str) -> bool:
+        """True if ``user`` blocked ``watcher`` (who then sees ``user`` offline)."""
+        if self._directory is None:
+            return False
+        return watcher in await self._directory.blocked_by(user)
+
+    async def current(self, user: str, watcher: str | None = None) -> Presence:
         """What a watcher may see of ``user`` now."""
+        if watcher is not None and await self.hidden_from(user, watcher):
+            return Presence(user=user, online=False, last_seen_ms=None)
         record = await self._store.get_user(user)
         if record is None or record.hide_presence:
             return Presence(user=user, online=False, last_seen_ms=None)

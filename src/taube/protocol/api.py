@@ -166,6 +166,43 @@ class DeviceIdentities(Body, frozen=True):
     devices: list[DeviceIdentity]
 
 
+# ---------------------------------------------------------------- attachment blobs
+
+BlobId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+"""The lower-case hex SHA-256 of the blob's bytes (ciphertext made by the client)."""
+Address = Annotated[str, msgspec.Meta(min_length=2, max_length=64)]
+
+
+class BlobCreate(Body, frozen=True):
+    """``POST /v1/blobs``: announce an upload (or find the blob already stored)."""
+
+    size: Annotated[int, msgspec.Meta(ge=1)]
+    sha256: BlobId
+
+
+class BlobStatus(Body, frozen=True):
+    """Where an upload stands: ``offset`` bytes of ``size`` received; ``complete`` once
+    every byte arrived and hashed to ``id``."""
+
+    id: str
+    size: int
+    offset: int
+    complete: bool
+
+
+class BlobGrant(Body, frozen=True):
+    """``POST /v1/blobs/{id}/grants``: let ``@handle`` or the members of ``#group`` read."""
+
+    to: Address
+
+
+# ---------------------------------------------------------------- blocking
+
+
+class BlockList(Body, frozen=True):
+    handles: list[str]
+
+
 class Problem(Body, frozen=True, omit_defaults=True):
     """RFC 9457 problem details, with Taube's stable ``code``."""
 

@@ -61,6 +61,12 @@ _SPECS = [
     ErrorSpec("keys.identity_mismatch", 409, "This device already has another identity key."),
     ErrorSpec("keys.too_many", 409, "That would store more one-time prekeys than allowed."),
     ErrorSpec("keys.not_found", 404, "That device has no keys on the server."),
+    # Attachment blobs.
+    ErrorSpec("blob.not_found", 404, "No such blob, or not yours to see."),
+    ErrorSpec("blob.too_large", 413, "The blob exceeds the size limit or its declared size."),
+    ErrorSpec("blob.chunk_too_large", 413, "An upload chunk exceeds the per-request limit."),
+    ErrorSpec("blob.offset_mismatch", 409, "Upload-Offset is not where the upload stands."),
+    ErrorSpec("blob.digest_mismatch", 400, "The uploaded bytes do not hash to the blob id."),
     # Load and availability.
     ErrorSpec("rate.limited", 429, "Too many requests; retry later."),
     ErrorSpec("server.overloaded", 503, "The server is shedding load; retry later.", 1013),

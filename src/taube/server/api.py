@@ -1,10 +1,13 @@
-"""The HTTP API under /v1: accounts, devices, users, groups and keys (docs/protocol.md)."""
+"""The HTTP API under /v1: accounts, devices, users, groups, keys, attachment blobs and
+blocks (docs/protocol.md)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from taube import __version__
 from taube.protocol import api as body
@@ -14,6 +17,7 @@ from taube.server.gateway import SERVICES
 from taube.server.http import Route, json_response, read_body
 from taube.server.services import Services
 from taube.store.base import (
+    BlobRecord,
     BundleRecord,
     DeviceRecord,
     GroupRecord,
@@ -21,6 +25,8 @@ from taube.store.base import (
     PrekeyRecord,
     SignedPrekeyRecord,
 )
+
+log = logging.getLogger("taube.http")
 
 GROUP_ADMIN_ERRORS = ("group.not_found", "group.not_member", "group.not_admin", "user.not_found")
 LOAD_ERRORS = ("server.overloaded", "server.draining")
@@ -276,6 +282,147 @@ async def get_identities(request: web.Request) -> web.Response:
     )
 
 
+# ---------------------------------------------------------------- blobs
+
+BLOB_ID = re.compile(r"^[0-9a-f]{64}$")
+OFFSET_STREAM = "application/offset+octet-stream"
+NO_STORE = "private, no-store"
+
+
+def blob_param(request: web.Request) -> str:
+    blob_id = request.match_info["blob"]
+    if not BLOB_ID.fullmatch(blob_id):
+        raise TaubeError("blob.not_found")
+    return blob_id
+
+
+def blob_status_body(record: BlobRecord) -> body.BlobStatus:
+    return body.BlobStatus(
+        id=record.id, size=record.size, offset=record.received, complete=record.complete
+    )
+
+
+def with_upload_headers(response: web.Response, record: BlobRecord) -> web.Response:
+    response.headers["Upload-Offset"] = str(record.received)
+    response.headers["Upload-Length"] = str(record.size)
+    response.headers[hdrs.CACHE_CONTROL] = NO_STORE
+    return response
+
+
+async def create_blob(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    req = await read_body(request, body.BlobCreate)
+    record, created = await services(request).blobs.create(device.user, req.sha256, req.size)
+    response = json_response(blob_status_body(record), 201 if created else 200)
+    response.headers[hdrs.LOCATION] = f"/v1/blobs/{record.id}"
+    return with_upload_headers(response, record)
+
+
+def upload_offset(request: web.Request) -> int:
+    text = request.headers.get("Upload-Offset", "")
+    if not text.isdigit():
+        raise TaubeError("request.invalid", "Upload-Offset must be a non-negative integer.")
+    return int(text)
+
+
+async def upload_blob(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    blob_id = blob_param(request)
+    try:
+        record = await services(request).blobs.append(
+            device.user,
+            blob_id,
+            upload_offset(request),
+            request.content_length,
+            request.content.iter_any(),
+        )
+    except ConnectionResetError:
+        # The client went away mid-chunk: nothing counted; it resumes from HEAD's offset.
+        log.info("blob upload interrupted user=%s device=%d", device.user, device.id)
+        return web.Response(status=400)  # nobody is left to read it
+    return with_upload_headers(json_response(blob_status_body(record)), record)
+
+
+async def head_blob(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    record = await services(request).blobs.status(device.user, blob_param(request))
+    return with_upload_headers(web.Response(status=200), record)
+
+
+async def get_blob_status(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    record = await services(request).blobs.status(device.user, blob_param(request))
+    return with_upload_headers(json_response(blob_status_body(record)), record)
+
+
+async def grant_blob(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    blob_id = blob_param(request)
+    req = await read_body(request, body.BlobGrant)
+    await services(request).blobs.grant(device.user, blob_id, req.to)
+    return json_response(None, 204)
+
+
+def sent_to_the_end(response: web.StreamResponse, size: int) -> bool:
+    """The response carried the blob's last byte (all of it, or a range up to its end)."""
+    if response.status == 200:
+        return True
+    content_range = response.headers.get(hdrs.CONTENT_RANGE, "")
+    return response.status == 206 and content_range.endswith(f"-{size - 1}/{size}")
+
+
+async def download_blob(request: web.Request) -> web.StreamResponse:
+    """The ciphertext, from disk with sendfile (Range: bytes=a-b gives 206). A response
+    that sent the last byte counts as the user's download (it may delete the blob)."""
+    device = await current_device(request)
+    s = services(request)
+    blob_id = blob_param(request)
+    record = await s.blobs.readable(device.user, blob_id)
+    path = s.blobs.storage.local_path(blob_id)
+    headers = {hdrs.CONTENT_TYPE: "application/octet-stream", hdrs.CACHE_CONTROL: NO_STORE}
+    if path is None:  # a storage that is not a local disk: stream it whole
+        streamed = web.StreamResponse(headers=headers)
+        streamed.content_length = record.size
+        await streamed.prepare(request)
+        async for chunk in s.blobs.storage.read(blob_id):
+            await streamed.write(chunk)
+        await streamed.write_eof()
+        response: web.StreamResponse = streamed
+    else:
+        if not await s.blobs.storage.exists(blob_id):  # deleted a moment ago
+            raise TaubeError("blob.not_found")
+        response = web.FileResponse(path, chunk_size=256 * 1024, headers=headers)
+        await response.prepare(request)
+    if sent_to_the_end(response, record.size):
+        try:
+            await s.blobs.fetched(device.user, blob_id)
+        except Exception:  # the bytes are sent; retention deletes the blob later
+            log.exception("recording a blob download failed")
+    return response
+
+
+# ---------------------------------------------------------------- blocks
+
+
+async def put_block(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    await services(request).blocks.block(device.user, request.match_info["handle"])
+    return json_response(None, 204)
+
+
+async def delete_block(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    await services(request).blocks.unblock(device.user, request.match_info["handle"])
+    return json_response(None, 204)
+
+
+async def list_blocks(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    return json_response(
+        body.BlockList(handles=await services(request).blocks.blocked(device.user))
+    )
+
+
 # ---------------------------------------------------------------- health
 
 
@@ -349,4 +496,35 @@ ROUTES = [
     Route("GET", "/v1/keys/{handle}/identities", get_identities,
           "The identity keys of a user's active devices (consumes nothing).",
           None, body.DeviceIdentities, errors=("user.not_found",)),
+    Route("POST", "/v1/blobs", create_blob,
+          "Announce an attachment upload (201), or find it stored or started already (200): "
+          "deduplicated by content address, resumable.",
+          body.BlobCreate, body.BlobStatus, 201, errors=("blob.too_large",)),
+    Route("PATCH", "/v1/blobs/{blob}", upload_blob,
+          "Upload the next chunk at Upload-Offset; the last one completes the blob once its "
+          "SHA-256 matches.",
+          None, body.BlobStatus, headers=(("Upload-Offset", "integer"),),
+          request_media=OFFSET_STREAM,
+          errors=("blob.not_found", "blob.offset_mismatch", "blob.too_large",
+                  "blob.chunk_too_large", "blob.digest_mismatch", "request.invalid")),
+    Route("HEAD", "/v1/blobs/{blob}", head_blob,
+          "Where an upload stands, in the headers Upload-Offset and Upload-Length.",
+          errors=("blob.not_found",)),
+    Route("GET", "/v1/blobs/{blob}/status", get_blob_status,
+          "Where an upload stands (to resume it).", None, body.BlobStatus,
+          errors=("blob.not_found",)),
+    Route("POST", "/v1/blobs/{blob}/grants", grant_blob,
+          "Let a user, or the members of a group you are in, download a blob you uploaded.",
+          body.BlobGrant, None, 204,
+          errors=("blob.not_found", "user.not_found", "group.not_found", "group.not_member")),
+    Route("GET", "/v1/blobs/{blob}", download_blob,
+          "Download a blob you uploaded or were granted (Range: bytes=a-b gives 206).",
+          response_media="application/octet-stream", errors=("blob.not_found",)),
+    Route("GET", "/v1/blocks", list_blocks, "The handles you have blocked.", None,
+          body.BlockList),
+    Route("PUT", "/v1/blocks/{handle}", put_block,
+          "Block a user (idempotent): they are not told.", status=204,
+          errors=("user.not_found", "request.invalid")),
+    Route("DELETE", "/v1/blocks/{handle}", delete_block, "Unblock a user.", status=204,
+          errors=("user.not_found", "request.invalid")),
 ]  # fmt: skip

@@ -18,9 +18,12 @@ from pathlib import Path
 import msgspec
 from aiohttp import web
 
+from taube.blobs.filesystem import FilesystemBlobStorage
 from taube.bus.base import Bus, BusUnavailable
 from taube.bus.local import LocalBus
 from taube.core.accounts import Accounts, Argon2Params
+from taube.core.blobs import BlobService
+from taube.core.blocks import Blocks
 from taube.core.clock import Clock, system_clock
 from taube.core.delivery import DeliveryService
 from taube.core.directory import Directory
@@ -72,6 +75,8 @@ def build_services(
     delivery = DeliveryService(
         store, bus, clock, directory, max_payload_bytes=config.max_payload_bytes
     )
+    presence = PresenceService(store, bus, clock, node=config.node_name, directory=directory)
+    day_ms = 24 * 3600 * 1000
     return Services(
         config=config,
         clock=clock,
@@ -90,13 +95,24 @@ def build_services(
         ),
         delivery=delivery,
         groups=Groups(store, delivery, directory, clock, max_members=config.max_group_members),
-        presence=PresenceService(store, bus, clock, node=config.node_name),
+        presence=presence,
         keys=KeysService(
             store,
             bus,
             min_one_time=config.min_one_time_prekeys,
             max_one_time=config.max_one_time_prekeys,
         ),
+        blobs=BlobService(
+            store,
+            FilesystemBlobStorage(config.blob_path),
+            directory,
+            clock,
+            max_bytes=config.blob_max_bytes,
+            max_chunk_bytes=config.blob_max_chunk_bytes,
+            retention_ms=int(config.blob_retention_days * day_ms),
+            upload_retention_ms=int(config.blob_upload_retention_days * day_ms),
+        ),
+        blocks=Blocks(store, bus, clock, directory, presence),
         node=NodeState(
             Admission(
                 sessions_per_s=config.max_sessions_per_s,
@@ -128,6 +144,7 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await services.store.open()
+        await services.blobs.storage.open()
         await services.bus.open()
         await services.directory.start()
         await services.presence.start()
@@ -147,6 +164,7 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
         await services.presence.stop()
         await services.directory.stop()
         await services.bus.close()
+        await services.blobs.storage.close()
 
     async def close_connections(app: web.Application) -> None:
         # Without this, shutdown waits for every open WebSocket to end by itself.
@@ -166,7 +184,8 @@ PURGE_CHUNK = 10_000
 
 
 async def purge_old_messages(services: Services) -> None:
-    """Hourly: forget delivered messages past retention, in small transactions."""
+    """Hourly (and once at start): forget delivered messages past retention, in small
+    transactions; delete expired blobs and stale uploads (core/blobs.py)."""
     retention_ms = int(services.config.message_retention_days * 24 * 3600 * 1000)
     while True:
         try:
@@ -177,6 +196,9 @@ async def purge_old_messages(services: Services) -> None:
                 await asyncio.sleep(0.1)  # let live traffic through between chunks
             if total:
                 log.info("retention: forgot %d delivered messages", total)
+            blobs, uploads = await services.blobs.sweep()
+            if blobs or uploads:
+                log.info("retention: deleted %d blobs and %d stale uploads", blobs, uploads)
         except Exception:
             log.exception("retention job failed; retrying in an hour")
         await asyncio.sleep(PURGE_EVERY_S)

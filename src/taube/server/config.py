@@ -63,6 +63,17 @@ class Config:
     """Registrations and logins per second (each costs an argon2 hash)."""
     max_handshakes: int = 256
     """WebSocket handshakes (connect until authenticated) in flight at once."""
+    blob_dir: str = ""
+    """Where attachment blobs are stored: empty for ``<data_dir>/blobs``. In a cluster,
+    every node must see the same folder (a shared file system)."""
+    blob_max_bytes: int = 100 * 1024 * 1024
+    """The largest blob (attachment ciphertext) a client may upload."""
+    blob_max_chunk_bytes: int = 8 * 1024 * 1024
+    """The largest chunk of an upload in one request."""
+    blob_retention_days: float = 30.0
+    """Blobs are deleted this long after their upload, fetched or not."""
+    blob_upload_retention_days: float = 1.0
+    """Incomplete uploads are deleted this long after they started."""
 
     @property
     def uses_postgres(self) -> bool:
@@ -71,6 +82,10 @@ class Config:
     @property
     def node_name(self) -> str:
         return self.node or f"{socket.gethostname()}-{self.port}"
+
+    @property
+    def blob_path(self) -> Path:
+        return Path(self.blob_dir) if self.blob_dir else self.data_dir / "blobs"
 
     @property
     def sqlite_path(self) -> Path:
@@ -96,13 +111,17 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     ),
     "auth": ("token_idle_days", "argon2_time_cost", "argon2_memory_kib", "argon2_parallelism"),
     "admission": ("max_sessions_per_s", "max_logins_per_s", "max_handshakes"),
+    # [blobs] keys drop the prefix of their field: [blobs] max_bytes is blob_max_bytes.
+    "blobs": ("dir", "max_bytes", "max_chunk_bytes", "retention_days", "upload_retention_days"),
 }
+_PREFIX = {"blobs": "blob_"}
 _TYPES = {f.name: f.type for f in fields(Config)}
 POSITIVE = (
     "max_body_bytes", "max_group_members", "max_unacked_items", "token_idle_days",
     "auth_timeout_s", "heartbeat_s", "message_retention_days", "argon2_time_cost",
     "argon2_parallelism", "max_sessions_per_s", "max_logins_per_s", "max_handshakes",
-    "key_fetches_per_min", "max_one_time_prekeys",
+    "key_fetches_per_min", "max_one_time_prekeys", "blob_max_bytes", "blob_max_chunk_bytes",
+    "blob_retention_days", "blob_upload_retention_days",
 )  # fmt: skip
 
 
@@ -139,7 +158,8 @@ def _from_toml(path: Path) -> dict[str, Any]:
         for key, value in body.items():
             if key not in allowed:
                 raise ConfigError(f"config file {path}: unknown setting {section}.{key}")
-            values[key] = _coerce(key, value)
+            name = _PREFIX.get(section, "") + key
+            values[name] = _coerce(name, value)
     return values
 
 

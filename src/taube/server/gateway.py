@@ -144,6 +144,7 @@ class Connection:
         self._subs: list[Subscription] = []
         self._watch_subs: list[Subscription] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self._closing = False
 
     # ------------------------------------------------------------ lifecycle
@@ -179,7 +180,7 @@ class Connection:
             self._doorbell.set()
             await self._read_loop()
         finally:
-            for task in self._tasks:
+            for task in [*self._tasks, *self._side_tasks]:
                 task.cancel()
             await self._commit_last_ack()
             for sub in self._subs + self._watch_subs:
@@ -318,14 +319,37 @@ class Connection:
                 raise TaubeError("auth.already_authenticated")
 
     async def _watch(self, users: list[str]) -> None:
+        assert self.device is not None
         for sub in self._watch_subs:
             await sub.cancel()
         self._watch_subs = []
         for user in dict.fromkeys(users):
             self._watch_subs.append(
-                await self.s.bus.subscribe(presence_subject(user), self._forward)
+                await self.s.bus.subscribe(presence_subject(user), self._watcher(user))
             )
-            await self._enqueue(await self.s.presence.current(user))
+            await self._enqueue(await self.s.presence.current(user, watcher=self.device.user))
+
+    def _watcher(self, watched: str) -> Callable[[str, bytes], None]:
+        """Forwards ``watched``'s presence frames, unless ``watched`` blocked this user
+        (who keeps seeing them offline: core/blocks.py)."""
+
+        def forward(subject: str, data: bytes) -> None:
+            assert self.device is not None
+            blocked = self.s.directory.cached_blocked_by(watched)
+            if blocked is None:  # not cached: ask the store, off this handler
+                task = asyncio.create_task(self._forward_unless_hidden(watched, subject, data))
+                self._side_tasks.add(task)
+                task.add_done_callback(self._side_tasks.discard)
+            elif self.device.user not in blocked:
+                self._forward(subject, data)
+
+        return forward
+
+    async def _forward_unless_hidden(self, watched: str, subject: str, data: bytes) -> None:
+        assert self.device is not None
+        with contextlib.suppress(StoreUnavailable):  # presence is ephemeral
+            if not await self.s.presence.hidden_from(watched, self.device.user):
+                self._forward(subject, data)
 
     # ------------------------------------------------------------ loops
 

@@ -36,6 +36,12 @@ class Route:
     errors: tuple[str, ...] = ()
     query: tuple[tuple[str, str], ...] = ()
     """Optional query parameters: (name, JSON schema type)."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Request headers the route reads: (name, JSON schema type)."""
+    request_media: str | None = None
+    """A raw (not JSON) request body of this media type."""
+    response_media: str | None = None
+    """A raw (not JSON) response body of this media type."""
 
 
 def json_response(body: msgspec.Struct | None, status: int = 200) -> web.Response:

@@ -33,6 +33,9 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
         ok: dict[str, Any] = {"description": "Success."}
         if route.response is not None:
             ok["content"] = {"application/json": {"schema": by_type[route.response]}}
+        elif route.response_media is not None:
+            binary = {"type": "string", "format": "binary"}
+            ok["content"] = {route.response_media: {"schema": binary}}
         responses[str(route.status)] = ok
         for code in codes:
             status = str(ERRORS[code].http_status)
@@ -47,6 +50,12 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
             operation["requestBody"] = {
                 "required": True,
                 "content": {"application/json": {"schema": by_type[route.request]}},
+            }
+        elif route.request_media is not None:
+            binary = {"type": "string", "format": "binary"}
+            operation["requestBody"] = {
+                "required": True,
+                "content": {route.request_media: {"schema": binary}},
             }
         if route.auth:
             operation["security"] = [{"deviceToken": []}]
@@ -64,6 +73,10 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
             {"name": name, "in": "query", "required": False, "schema": {"type": kind}}
             for name, kind in route.query
         ]
+        parameters += [
+            {"name": name, "in": "header", "required": True, "schema": {"type": kind}}
+            for name, kind in route.headers
+        ]
         if parameters:
             operation["parameters"] = parameters
         paths.setdefault(route.path, {})[route.method.lower()] = operation
@@ -72,8 +85,8 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
         "info": {
             "title": "Taube HTTP API",
             "version": __version__,
-            "description": "Accounts, devices, users, groups and end-to-end encryption "
-            "keys. Messages travel over the "
+            "description": "Accounts, devices, users, groups, end-to-end encryption "
+            "keys, attachment blobs and blocks. Messages travel over the "
             "WebSocket at /v1/ws (see docs/protocol.md).",
         },
         "paths": paths,

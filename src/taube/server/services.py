@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from taube.bus.base import Bus
 from taube.core.accounts import Accounts
+from taube.core.blobs import BlobService
+from taube.core.blocks import Blocks
 from taube.core.clock import Clock
 from taube.core.delivery import DeliveryService
 from taube.core.directory import Directory
@@ -39,4 +41,6 @@ class Services:
     groups: Groups
     presence: PresenceService
     keys: KeysService
+    blobs: BlobService
+    blocks: Blocks
     node: NodeState

@@ -18,6 +18,14 @@ tests/integration/test_store_contract.py checks them):
   key, once stored, never changes; at most ``max_one_time`` one-time prekeys are stored
   per device; ``take_bundles`` hands out each one-time prekey at most once, however
   many callers (on however many nodes) fetch at the same time.
+- A blob is complete only once its bytes are stored (the caller stores the file
+  first, then calls ``complete_blob``). A user's incomplete upload moves on only by
+  compare-and-set of its offset (``advance_blob_upload``). Access to a complete blob
+  is per user: its uploaders and the users granted reading; ``record_blob_fetch``
+  deletes the blob's metadata in the same transaction as the last granted user's
+  fetch, and says so (the caller then deletes the file).
+- Blocks are per (blocker, blocked) pair; ``ack`` queues no delivered receipt for a
+  1:1 message to a sender the acking user has blocked.
 """
 
 from __future__ import annotations
@@ -162,6 +170,22 @@ class BundleRecord:
     one_time_prekey: PrekeyRecord | None
     one_time_prekeys_left: int
     """How many the device still has after this fetch."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRecord:
+    """A blob as one user sees it: complete (with that user's access), or that user's own
+    incomplete upload of it (``received`` bytes of ``size``)."""
+
+    id: str
+    size: int
+    received: int
+    complete: bool
+    created_ms: int
+    uploader: bool = False
+    """The user uploaded it (or announced it once it was complete: deduplication)."""
+    granted: bool = False
+    """An uploader granted the user reading."""
 
 
 Appended = list[tuple[DeviceKey, InboxItem]]
@@ -325,3 +349,72 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def identity_keys(self, user: str) -> list[tuple[int, bytes]]:
         """(device, identity key) of every active device of ``user`` with keys, by id."""
+
+    # ---------------------------------------------------------------- blobs
+
+    @abc.abstractmethod
+    async def start_blob_upload(
+        self, blob_id: str, user: str, size: int, now_ms: int
+    ) -> BlobRecord:
+        """Announce an upload. If the blob is complete, ``user`` becomes one of its
+        uploaders and the complete record is returned. Otherwise the user's own upload
+        is returned, made at offset 0 if new (or restarted at 0 if it was announced
+        with another size)."""
+
+    @abc.abstractmethod
+    async def blob_status(self, blob_id: str, user: str) -> BlobRecord | None:
+        """The complete blob if ``user`` may read it, else the user's own incomplete
+        upload, else None."""
+
+    @abc.abstractmethod
+    async def advance_blob_upload(
+        self, blob_id: str, user: str, from_offset: int, to_offset: int
+    ) -> bool:
+        """Move the user's upload from ``from_offset`` to ``to_offset``; False (nothing
+        changed) if it is not at ``from_offset`` or does not exist."""
+
+    @abc.abstractmethod
+    async def complete_blob(self, blob_id: str, user: str, size: int, now_ms: int) -> None:
+        """The blob's file is stored: record the blob as complete (if not already),
+        make ``user`` an uploader and forget the user's incomplete upload."""
+
+    @abc.abstractmethod
+    async def discard_blob_upload(self, blob_id: str, user: str) -> None:
+        """Forget the user's incomplete upload (its file is the caller's)."""
+
+    @abc.abstractmethod
+    async def grant_blob(self, blob_id: str, users: Sequence[str]) -> None:
+        """Let ``users`` read the complete blob (granting twice is harmless)."""
+
+    @abc.abstractmethod
+    async def record_blob_fetch(self, blob_id: str, user: str, now_ms: int) -> bool:
+        """Record that ``user`` (if granted) downloaded the blob in full. When every
+        granted user has, delete the blob's metadata in the same transaction and
+        return True (the caller deletes the file)."""
+
+    @abc.abstractmethod
+    async def purge_blobs(self, before_ms: int, limit: int) -> list[str]:
+        """Delete up to ``limit`` complete blobs stored before ``before_ms``; their ids."""
+
+    @abc.abstractmethod
+    async def purge_blob_uploads(self, before_ms: int, limit: int) -> list[tuple[str, str]]:
+        """Delete up to ``limit`` incomplete uploads started before ``before_ms``;
+        their (blob id, user)."""
+
+    @abc.abstractmethod
+    async def blob_exists(self, blob_id: str) -> bool:
+        """True if the blob is complete (for finding orphaned files)."""
+
+    # ---------------------------------------------------------------- blocks
+
+    @abc.abstractmethod
+    async def block(self, blocker: str, blocked: str, now_ms: int) -> None:
+        """Idempotent."""
+
+    @abc.abstractmethod
+    async def unblock(self, blocker: str, blocked: str) -> bool:
+        """False if there was no such block."""
+
+    @abc.abstractmethod
+    async def blocked_by(self, blocker: str) -> list[str]:
+        """The handles ``blocker`` has blocked, sorted."""

@@ -58,6 +58,7 @@ from taube.protocol.frames import GroupEvent, InboxItem, Receipt
 from taube.store.base import (
     AckResult,
     Appended,
+    BlobRecord,
     BundleRecord,
     DeviceKey,
     DeviceRecord,
@@ -164,7 +165,8 @@ JOIN unnest($1::text[], $2::text[]) AS k(sender, id) ON m.sender = k.sender AND 
 # senders of the messages it covers. One statement, so one snapshot: every row up to
 # that seq is committed and seen here; later, rows can only disappear.
 ACK_PREVIEW = """
-SELECT a.h, a.d, LEAST(a.u, d.next_seq - 1), s.sender
+SELECT a.h, a.d, LEAST(a.u, d.next_seq - 1), s.sender,
+    EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = a.h AND b.blocked = s.sender)
 FROM unnest($1::text[], $2::int[], $3::bigint[]) AS a(h, d, u)
 JOIN devices d ON d.handle = a.h AND d.id = a.d AND d.revoked_ms IS NULL
 LEFT JOIN LATERAL (
@@ -798,8 +800,9 @@ class PostgresStore(Store):
         #    rows can only shrink from here) and whose devices its receipts go to.
         upto: dict[DeviceKey, int] = {}
         senders: set[str] = set()
+        blocks_of: dict[str, set[str]] = defaultdict(set)
         if acks:
-            for handle, device, last, sender in await c.fetch(
+            for handle, device, last, sender, blocked in await c.fetch(
                 ACK_PREVIEW,
                 [a.user for a in acks],
                 [a.device for a in acks],
@@ -808,6 +811,8 @@ class PostgresStore(Store):
                 upto[(handle, device)] = max(upto.get((handle, device), 0), int(last))
                 if sender is not None:
                     senders.add(sender)
+                    if blocked:
+                        blocks_of[handle].add(sender)
 
         # 3. Lock every device row the batch may touch, in one sorted statement.
         wanted: set[DeviceKey] = set(upto)
@@ -858,7 +863,10 @@ class PostgresStore(Store):
                 stored.add(key)
                 results.append(self._place_message(op, next_seq, inbox))
             elif isinstance(op, _Ack):
-                results.append(self._place_ack(op, upto, acked, devices_of, next_seq, inbox))
+                blocked_senders = blocks_of.get(op.user, set())
+                results.append(
+                    self._place_ack(op, upto, acked, devices_of, blocked_senders, next_seq, inbox)
+                )
             else:
                 results.append(self._place_extra(op.items, next_seq, inbox))
 
@@ -913,6 +921,7 @@ class PostgresStore(Store):
         upto: dict[DeviceKey, int],
         acked: dict[DeviceKey, list[tuple[int, int, str, str, str]]],
         devices_of: dict[str, list[int]],
+        blocked: set[str],
         next_seq: dict[DeviceKey, int],
         inbox: _InboxRows,
     ) -> AckResult:
@@ -927,7 +936,9 @@ class PostgresStore(Store):
         mine, acked[key] = rows[:taken], rows[taken:]
         receipts: list[tuple[DeviceKey, Receipt | GroupEvent]] = [
             ((sender, t), receipt)
-            for sender, receipt in delivered_receipts(mine, ack.user, ack.device, ack.now_ms)
+            for sender, receipt in delivered_receipts(
+                mine, ack.user, ack.device, ack.now_ms, blocked
+            )
             for t in devices_of.get(sender, ())
         ]
         return AckResult(max(last, 0), self._place_extra(receipts, next_seq, inbox))
@@ -1144,3 +1155,188 @@ class PostgresStore(Store):
             user,
         )
         return [(int(dev), bytes(key)) for dev, key in rows]
+
+    # ------------------------------------------------------------ blobs
+
+    @staticmethod
+    async def _blob_status(c: Conn, blob_id: str, user: str) -> BlobRecord | None:
+        row = await c.fetchrow(
+            "SELECT b.size, b.created_ms, a.uploader, a.granted FROM blobs b"
+            " JOIN blob_access a ON a.blob_id = b.id AND a.handle = $2"
+            " WHERE b.id = $1 AND (a.uploader OR a.granted)",
+            blob_id,
+            user,
+        )
+        if row is not None:
+            size, created, uploader, granted = row
+            return BlobRecord(blob_id, size, size, True, created, uploader, granted)
+        row = await c.fetchrow(
+            "SELECT size, received, created_ms FROM blob_uploads"
+            " WHERE blob_id = $1 AND handle = $2",
+            blob_id,
+            user,
+        )
+        if row is None:
+            return None
+        return BlobRecord(blob_id, row[0], row[1], False, row[2], uploader=True)
+
+    async def start_blob_upload(
+        self, blob_id: str, user: str, size: int, now_ms: int
+    ) -> BlobRecord:
+        async def run(c: Conn) -> BlobRecord:
+            # FOR SHARE: a completion or purge of this blob waits for us, or we see it.
+            if await c.fetchval("SELECT 1 FROM blobs WHERE id = $1 FOR SHARE", blob_id):
+                await c.execute(
+                    "INSERT INTO blob_access (blob_id, handle, uploader) VALUES ($1, $2, true)"
+                    " ON CONFLICT (blob_id, handle) DO UPDATE SET uploader = true",
+                    blob_id,
+                    user,
+                )
+            else:
+                await c.execute(
+                    "INSERT INTO blob_uploads AS u (blob_id, handle, size, received, created_ms)"
+                    " VALUES ($1, $2, $3, 0, $4) ON CONFLICT (blob_id, handle) DO UPDATE SET"
+                    " received = CASE WHEN u.size = excluded.size THEN u.received ELSE 0 END,"
+                    " size = excluded.size",
+                    blob_id,
+                    user,
+                    size,
+                    now_ms,
+                )
+            found = await self._blob_status(c, blob_id, user)
+            assert found is not None
+            return found
+
+        return await self._tx(run)
+
+    async def blob_status(self, blob_id: str, user: str) -> BlobRecord | None:
+        async with self._connection() as c:
+            return await self._blob_status(c, blob_id, user)
+
+    async def advance_blob_upload(
+        self, blob_id: str, user: str, from_offset: int, to_offset: int
+    ) -> bool:
+        status = await self._execute(
+            "UPDATE blob_uploads SET received = $4"
+            " WHERE blob_id = $1 AND handle = $2 AND received = $3",
+            blob_id,
+            user,
+            from_offset,
+            to_offset,
+        )
+        return status.endswith(" 1")
+
+    async def complete_blob(self, blob_id: str, user: str, size: int, now_ms: int) -> None:
+        async def run(c: Conn) -> None:
+            await c.execute(
+                "INSERT INTO blobs (id, size, created_ms) VALUES ($1, $2, $3)"
+                " ON CONFLICT (id) DO NOTHING",
+                blob_id,
+                size,
+                now_ms,
+            )
+            await c.execute(
+                "INSERT INTO blob_access (blob_id, handle, uploader) VALUES ($1, $2, true)"
+                " ON CONFLICT (blob_id, handle) DO UPDATE SET uploader = true",
+                blob_id,
+                user,
+            )
+            await c.execute(
+                "DELETE FROM blob_uploads WHERE blob_id = $1 AND handle = $2", blob_id, user
+            )
+
+        await self._tx(run)
+
+    async def discard_blob_upload(self, blob_id: str, user: str) -> None:
+        await self._execute(
+            "DELETE FROM blob_uploads WHERE blob_id = $1 AND handle = $2", blob_id, user
+        )
+
+    async def grant_blob(self, blob_id: str, users: Sequence[str]) -> None:
+        await self._execute(
+            "INSERT INTO blob_access (blob_id, handle, granted)"
+            " SELECT $1, h, true FROM unnest($2::text[]) h"
+            " ON CONFLICT (blob_id, handle) DO UPDATE SET granted = true",
+            blob_id,
+            list(dict.fromkeys(users)),
+        )
+
+    async def record_blob_fetch(self, blob_id: str, user: str, now_ms: int) -> bool:
+        async def run(c: Conn) -> bool:
+            # The blob's row lock serialises the last fetches: exactly one sees none left.
+            if await c.fetchval("SELECT 1 FROM blobs WHERE id = $1 FOR UPDATE", blob_id) is None:
+                return False
+            changed = await c.fetchval(
+                "UPDATE blob_access SET fetched_ms = $3 WHERE blob_id = $1 AND handle = $2"
+                " AND granted AND fetched_ms IS NULL RETURNING 1",
+                blob_id,
+                user,
+                now_ms,
+            )
+            if changed is None:
+                return False
+            waiting = await c.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM blob_access"
+                " WHERE blob_id = $1 AND granted AND fetched_ms IS NULL)",
+                blob_id,
+            )
+            if waiting:
+                return False
+            await c.execute("DELETE FROM blob_access WHERE blob_id = $1", blob_id)
+            await c.execute("DELETE FROM blobs WHERE id = $1", blob_id)
+            return True
+
+        return await self._tx(run)
+
+    async def purge_blobs(self, before_ms: int, limit: int) -> list[str]:
+        async def run(c: Conn) -> list[str]:
+            ids = [
+                r[0]
+                for r in await c.fetch(
+                    "DELETE FROM blobs WHERE id IN (SELECT id FROM blobs WHERE created_ms < $1"
+                    " ORDER BY created_ms LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id",
+                    before_ms,
+                    limit,
+                )
+            ]
+            if ids:
+                await c.execute("DELETE FROM blob_access WHERE blob_id = ANY($1::text[])", ids)
+            return ids
+
+        return await self._tx(run)
+
+    async def purge_blob_uploads(self, before_ms: int, limit: int) -> list[tuple[str, str]]:
+        rows = await self._fetch(
+            "DELETE FROM blob_uploads WHERE (blob_id, handle) IN (SELECT blob_id, handle"
+            " FROM blob_uploads WHERE created_ms < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            " RETURNING blob_id, handle",
+            before_ms,
+            limit,
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def blob_exists(self, blob_id: str) -> bool:
+        return bool(await self._fetchval("SELECT 1 FROM blobs WHERE id = $1", blob_id))
+
+    # ------------------------------------------------------------ blocks
+
+    async def block(self, blocker: str, blocked: str, now_ms: int) -> None:
+        await self._execute(
+            "INSERT INTO blocks (blocker, blocked, created_ms) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING",
+            blocker,
+            blocked,
+            now_ms,
+        )
+
+    async def unblock(self, blocker: str, blocked: str) -> bool:
+        status = await self._execute(
+            "DELETE FROM blocks WHERE blocker = $1 AND blocked = $2", blocker, blocked
+        )
+        return status.endswith(" 1")
+
+    async def blocked_by(self, blocker: str) -> list[str]:
+        rows = await self._fetch(
+            "SELECT blocked FROM blocks WHERE blocker = $1 ORDER BY blocked", blocker
+        )
+        return [r[0] for r in rows]

@@ -33,6 +33,7 @@ from taube.protocol.frames import GroupEvent, InboxItem, Receipt
 from taube.store.base import (
     AckResult,
     Appended,
+    BlobRecord,
     BundleRecord,
     DeviceKey,
     DeviceRecord,
@@ -57,6 +58,7 @@ from taube.store.rows import (
     encode_extra,
     extra_kind,
     inbox_item,
+    one_to_one_from_other,
     shared_payload,
 )
 
@@ -641,7 +643,12 @@ class SqliteStore(Store):
                 (user, device, upto),
             ).fetchall()
             receipts: list[tuple[DeviceKey, Receipt | GroupEvent]] = []
-            for sender, receipt in delivered_receipts(acked, user, device, now_ms):
+            blocked: set[str] = set()
+            if any(one_to_one_from_other(row, user) for row in acked):
+                blocked = {
+                    r[0] for r in c.execute("SELECT blocked FROM blocks WHERE blocker = ?", (user,))
+                }
+            for sender, receipt in delivered_receipts(acked, user, device, now_ms, blocked):
                 targets = c.execute(
                     "SELECT id FROM devices WHERE user = ? AND revoked_ms IS NULL ORDER BY id",
                     (sender,),
@@ -778,3 +785,179 @@ class SqliteStore(Store):
             ).fetchall()
         )
         return [(int(dev), bytes(key)) for dev, key in rows]
+
+    # ------------------------------------------------------------ blobs
+
+    @staticmethod
+    def _blob_status(c: sqlite3.Connection, blob_id: str, user: str) -> BlobRecord | None:
+        row = c.execute(
+            "SELECT b.size, b.created_ms, a.uploader, a.granted FROM blobs b"
+            " JOIN blob_access a ON a.blob_id = b.id AND a.user = ?"
+            " WHERE b.id = ? AND (a.uploader OR a.granted)",
+            (user, blob_id),
+        ).fetchone()
+        if row is not None:
+            size, created, uploader, granted = row
+            return BlobRecord(blob_id, size, size, True, created, bool(uploader), bool(granted))
+        row = c.execute(
+            "SELECT size, received, created_ms FROM blob_uploads WHERE blob_id = ? AND user = ?",
+            (blob_id, user),
+        ).fetchone()
+        if row is None:
+            return None
+        return BlobRecord(blob_id, row[0], row[1], False, row[2], uploader=True)
+
+    async def start_blob_upload(
+        self, blob_id: str, user: str, size: int, now_ms: int
+    ) -> BlobRecord:
+        def run(c: sqlite3.Connection) -> BlobRecord:
+            if c.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone():
+                c.execute(
+                    "INSERT INTO blob_access (blob_id, user, uploader) VALUES (?, ?, 1)"
+                    " ON CONFLICT (blob_id, user) DO UPDATE SET uploader = 1",
+                    (blob_id, user),
+                )
+            else:
+                c.execute(
+                    "INSERT INTO blob_uploads (blob_id, user, size, received, created_ms)"
+                    " VALUES (?, ?, ?, 0, ?) ON CONFLICT (blob_id, user) DO UPDATE SET"
+                    " received = CASE WHEN size = excluded.size THEN received ELSE 0 END,"
+                    " size = excluded.size",
+                    (blob_id, user, size, now_ms),
+                )
+            found = self._blob_status(c, blob_id, user)
+            assert found is not None
+            return found
+
+        return await self._write(run)
+
+    async def blob_status(self, blob_id: str, user: str) -> BlobRecord | None:
+        return await self._read(lambda c: self._blob_status(c, blob_id, user))
+
+    async def advance_blob_upload(
+        self, blob_id: str, user: str, from_offset: int, to_offset: int
+    ) -> bool:
+        return await self._write(
+            lambda c: (
+                c.execute(
+                    "UPDATE blob_uploads SET received = ?"
+                    " WHERE blob_id = ? AND user = ? AND received = ?",
+                    (to_offset, blob_id, user, from_offset),
+                ).rowcount
+                == 1
+            )
+        )
+
+    async def complete_blob(self, blob_id: str, user: str, size: int, now_ms: int) -> None:
+        def run(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO blobs (id, size, created_ms) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO NOTHING",
+                (blob_id, size, now_ms),
+            )
+            c.execute(
+                "INSERT INTO blob_access (blob_id, user, uploader) VALUES (?, ?, 1)"
+                " ON CONFLICT (blob_id, user) DO UPDATE SET uploader = 1",
+                (blob_id, user),
+            )
+            c.execute("DELETE FROM blob_uploads WHERE blob_id = ? AND user = ?", (blob_id, user))
+
+        await self._write(run)
+
+    async def discard_blob_upload(self, blob_id: str, user: str) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "DELETE FROM blob_uploads WHERE blob_id = ? AND user = ?", (blob_id, user)
+            )
+        )
+
+    async def grant_blob(self, blob_id: str, users: Sequence[str]) -> None:
+        await self._write(
+            lambda c: c.executemany(
+                "INSERT INTO blob_access (blob_id, user, granted) VALUES (?, ?, 1)"
+                " ON CONFLICT (blob_id, user) DO UPDATE SET granted = 1",
+                [(blob_id, u) for u in dict.fromkeys(users)],
+            )
+        )
+
+    async def record_blob_fetch(self, blob_id: str, user: str, now_ms: int) -> bool:
+        def run(c: sqlite3.Connection) -> bool:
+            changed = c.execute(
+                "UPDATE blob_access SET fetched_ms = ? WHERE blob_id = ? AND user = ?"
+                " AND granted = 1 AND fetched_ms IS NULL",
+                (now_ms, blob_id, user),
+            ).rowcount
+            if not changed:
+                return False
+            (waiting,) = c.execute(
+                "SELECT COUNT(*) FROM blob_access"
+                " WHERE blob_id = ? AND granted = 1 AND fetched_ms IS NULL",
+                (blob_id,),
+            ).fetchone()
+            if waiting:
+                return False
+            c.execute("DELETE FROM blob_access WHERE blob_id = ?", (blob_id,))
+            c.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
+            return True
+
+        return await self._write(run)
+
+    async def purge_blobs(self, before_ms: int, limit: int) -> list[str]:
+        def run(c: sqlite3.Connection) -> list[str]:
+            ids = [
+                r[0]
+                for r in c.execute(
+                    "DELETE FROM blobs WHERE id IN"
+                    " (SELECT id FROM blobs WHERE created_ms < ? LIMIT ?) RETURNING id",
+                    (before_ms, limit),
+                ).fetchall()
+            ]
+            c.executemany("DELETE FROM blob_access WHERE blob_id = ?", [(i,) for i in ids])
+            return ids
+
+        return await self._write(run)
+
+    async def purge_blob_uploads(self, before_ms: int, limit: int) -> list[tuple[str, str]]:
+        rows = await self._write(
+            lambda c: c.execute(
+                "DELETE FROM blob_uploads WHERE (blob_id, user) IN (SELECT blob_id, user"
+                " FROM blob_uploads WHERE created_ms < ? LIMIT ?) RETURNING blob_id, user",
+                (before_ms, limit),
+            ).fetchall()
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def blob_exists(self, blob_id: str) -> bool:
+        row = await self._read(
+            lambda c: c.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+        )
+        return row is not None
+
+    # ------------------------------------------------------------ blocks
+
+    async def block(self, blocker: str, blocked: str, now_ms: int) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "INSERT INTO blocks (blocker, blocked, created_ms) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (blocker, blocked, now_ms),
+            )
+        )
+
+    async def unblock(self, blocker: str, blocked: str) -> bool:
+        return await self._write(
+            lambda c: (
+                c.execute(
+                    "DELETE FROM blocks WHERE blocker = ? AND blocked = ?", (blocker, blocked)
+                ).rowcount
+                == 1
+            )
+        )
+
+    async def blocked_by(self, blocker: str) -> list[str]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT blocked FROM blocks WHERE blocker = ? ORDER BY blocked", (blocker,)
+            ).fetchall()
+        )
+        return [r[0] for r in rows]

@@ -1,0 +1,1 @@
+"""Blob storage backends: where attachment ciphertext lives (metadata is in the Store)."""
