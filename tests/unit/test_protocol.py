@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taube.protocol import api
+from taube.protocol import api, ids
 from taube.protocol.errors import ERRORS, TaubeError
 from taube.protocol.frames import (
     KeysLow,
@@ -31,15 +31,34 @@ from taube.protocol.ids import (
 )
 
 
+@pytest.fixture
+def fresh_uuid7_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The id generator remembers the newest id of the process; these tests use times
+    far in the future and must not leave them behind for other tests."""
+    monkeypatch.setattr(ids, "_last", [0, 0])
+
+
+@pytest.mark.usefixtures("fresh_uuid7_clock")
 def test_uuid7_is_version_7_time_ordered_and_canonical() -> None:
-    ids = [uuid7(now_ms=1_700_000_000_000 + i) for i in range(100)]
+    start = 1_700_000_000_000
+    ids = [uuid7(now_ms=start + i) for i in range(100)]
     assert ids == sorted(ids)
     for text in ids:
         parsed = uuid.UUID(text)
         assert parsed.version == 7
         assert parsed.variant == uuid.RFC_4122
         assert is_message_id(text)
-    assert int(ids[0].replace("-", "")[:12], 16) == 1_700_000_000_000
+    assert int(ids[0].replace("-", "")[:12], 16) == start
+
+
+@pytest.mark.usefixtures("fresh_uuid7_clock")
+def test_uuid7_grows_within_one_millisecond_and_when_the_clock_steps_back() -> None:
+    now = 4_100_000_000_000
+    same_ms = [uuid7(now_ms=now) for _ in range(5000)]  # more than the 12-bit counter holds
+    assert same_ms == sorted(same_ms)
+    assert len(set(same_ms)) == 5000
+    earlier = uuid7(now_ms=now - 60_000)  # the clock stepped back a minute
+    assert earlier > same_ms[-1]
 
 
 @pytest.mark.parametrize(

@@ -264,14 +264,14 @@ async def send(args: argparse.Namespace) -> int:
     async with make_client(args) as client:
         earlier = len(client.pending())
         await client.send_many([(to, text) for text in texts])
-        code = await _flush(client, args.timeout)
+        code = await flush_outbox(client, args.timeout)
     if code == EXIT_OK:
         extra = f" (and {earlier} queued earlier)" if earlier else ""
         note(f"sent {len(texts)} message(s){extra}")
     return code
 
 
-async def _flush(client: Client, seconds: float) -> int:
+async def flush_outbox(client: Client, seconds: float) -> int:
     """Wait until the outbox is empty; report refusals and what is still queued."""
     waiting = [e.id for e in client.pending()]
     failed: list[TaubeApiError] = []
@@ -319,7 +319,7 @@ async def outbox_list(args: argparse.Namespace) -> int:
 async def outbox_flush(args: argparse.Namespace) -> int:
     async with make_client(args) as client:
         n = len(client.pending())
-        code = await _flush(client, args.timeout)
+        code = await flush_outbox(client, args.timeout)
     if code == EXIT_OK:
         note(f"sent {n} queued message(s)")
     return code

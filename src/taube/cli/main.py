@@ -17,7 +17,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from taube.cli import commands
+from taube.cli import commands, rich
 from taube.cli.commands import EXIT_AUTH, EXIT_ERROR, EXIT_UNAVAILABLE, EXIT_USAGE, CliError
 from taube.client import (
     NotLoggedIn,
@@ -189,7 +189,90 @@ def build_parser() -> argparse.ArgumentParser:
         help="give up waiting after this long (default 30); unsent messages stay queued "
         "in the outbox and the exit code is 3",
     )
-    p.set_defaults(func=commands.send)
+    p.add_argument("--reply-to", metavar="ID", help="quote this message (an id from history)")
+    p.set_defaults(func=rich.send)
+
+    def timeout_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--timeout", type=float, default=30.0, metavar="SECONDS",
+            help="give up waiting for the server after this long (default 30)",
+        )  # fmt: skip
+
+    p = add(sub, "react", "React to a message with an emoji (--remove takes it back).")
+    p.add_argument("message_id", metavar="ID", help="message id (from `taube history`)")
+    p.add_argument("emoji", nargs="?", help="e.g. 👍")
+    p.add_argument("--remove", action="store_true", help="remove your reaction")
+    timeout_option(p)
+    p.set_defaults(func=rich.react)
+
+    p = add(sub, "edit", "Change the text of your own message (within 15 minutes).")
+    p.add_argument("message_id", metavar="ID")
+    p.add_argument("text", metavar="TEXT")
+    timeout_option(p)
+    p.set_defaults(func=rich.edit)
+
+    p = add(sub, "delete", "Delete a message for everyone (yours, or any as group admin).")
+    p.add_argument("message_id", metavar="ID")
+    p.add_argument("--for-everyone", action="store_true", help="remove it on every device")
+    timeout_option(p)
+    p.set_defaults(func=rich.delete)
+
+    p = add(sub, "poll", "Ask a question with 2 to 12 options.")
+    p.add_argument("to", metavar="TO", help="@handle or #groupid")
+    p.add_argument("question", metavar="QUESTION")
+    p.add_argument("options", metavar="OPTION", nargs="+")
+    p.add_argument("--multiple", action="store_true", help="allow choosing several options")
+    timeout_option(p)
+    p.set_defaults(func=rich.poll)
+
+    p = add(sub, "vote", "Vote in a poll (option text or number; again to change your vote).")
+    p.add_argument("poll_id", metavar="POLL_ID")
+    p.add_argument("choices", metavar="OPTION", nargs="*", help="none: take your vote back")
+    timeout_option(p)
+    p.set_defaults(func=rich.vote)
+
+    p = add(sub, "send-file", "Send a file, encrypted on this device (up to the server's limit).")
+    p.add_argument("to", metavar="TO", help="@handle or #groupid")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--caption", help="text shown with the file")
+    timeout_option(p)
+    p.set_defaults(func=rich.send_file)
+
+    p = add(sub, "download", "Save the file of a message (verified and decrypted).")
+    p.add_argument("message_id", metavar="ID")
+    p.add_argument("--out", metavar="PATH", help="file or folder (default: its name, here)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=rich.download)
+
+    p = add(sub, "chats", "Your conversations: last message, time, unread count.")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--offline", action="store_true", help="do not fetch new messages first")
+    p.set_defaults(func=rich.chats)
+
+    p = add(sub, "history", "What this device has stored of a conversation, newest last.")
+    p.add_argument("conversation", metavar="@HANDLE|#GROUP")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--offline", action="store_true", help="do not fetch new messages first")
+    p.add_argument("--mark-read", action="store_true", help="mark the chat read (blue ticks)")
+    p.set_defaults(func=rich.history)
+
+    p = add(sub, "disappearing", "New messages in this chat vanish after DURATION (or off).")
+    p.add_argument("conversation", metavar="@HANDLE|#GROUP")
+    p.add_argument("duration", metavar="DURATION", help="e.g. 24h, 7d, 90d, or off")
+    timeout_option(p)
+    p.set_defaults(func=rich.disappearing)
+
+    p = add(sub, "block", "Block a user: no messages from them, no presence for them.")
+    p.add_argument("handle", metavar="@HANDLE")
+    p.set_defaults(func=rich.block)
+
+    p = add(sub, "unblock", "Unblock a user.")
+    p.add_argument("handle", metavar="@HANDLE")
+    p.set_defaults(func=rich.unblock)
+
+    p = add(sub, "blocked", "List the users you blocked.")
+    p.set_defaults(func=rich.blocked)
 
     p = add(
         sub,

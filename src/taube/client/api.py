@@ -151,6 +151,46 @@ class Api:
         path = f"/v1/keys/{quote(normalize_handle(handle), safe='')}/identities"
         return await self._call("GET", path, api.DeviceIdentities)
 
+    # ------------------------------------------------------------------ blobs
+
+    async def create_blob(self, size: int, sha256: str) -> api.BlobStatus:
+        """Announce an upload; an existing blob answers ``complete``, a started one its offset."""
+        return await self._call(
+            "POST", "/v1/blobs", api.BlobStatus, api.BlobCreate(size=size, sha256=sha256)
+        )
+
+    async def upload_blob_chunk(self, blob: str, offset: int, chunk: bytes) -> api.BlobStatus:
+        headers = {
+            "Upload-Offset": str(offset),
+            "Content-Type": "application/offset+octet-stream",
+        }
+        raw = await self._request(
+            "PATCH", f"/v1/blobs/{quote(blob, safe='')}", raw=chunk, extra_headers=headers
+        )
+        return _decode(raw, api.BlobStatus)
+
+    async def blob_status(self, blob: str) -> api.BlobStatus:
+        return await self._call("GET", f"/v1/blobs/{quote(blob, safe='')}/status", api.BlobStatus)
+
+    async def grant_blob(self, blob: str, to: str) -> None:
+        await self._request(
+            "POST", f"/v1/blobs/{quote(blob, safe='')}/grants", api.BlobGrant(to=to)
+        )
+
+    async def download_blob(self, blob: str) -> bytes:
+        return await self._request("GET", f"/v1/blobs/{quote(blob, safe='')}", accept="*/*")
+
+    # ------------------------------------------------------------------ blocking
+
+    async def block(self, handle: str) -> None:
+        await self._request("PUT", f"/v1/blocks/{quote(normalize_handle(handle), safe='')}")
+
+    async def unblock(self, handle: str) -> None:
+        await self._request("DELETE", f"/v1/blocks/{quote(normalize_handle(handle), safe='')}")
+
+    async def blocks(self) -> list[str]:
+        return (await self._call("GET", "/v1/blocks", api.BlockList)).handles
+
     # ------------------------------------------------------------------ groups
 
     async def create_group(self, name: str, members: Sequence[str] = ()) -> api.GroupInfo:
@@ -203,14 +243,22 @@ class Api:
         return _decode(await self._request(method, path, body, auth=auth), result)
 
     async def _request(
-        self, method: str, path: str, body: msgspec.Struct | None = None, *, auth: bool = True
+        self,
+        method: str,
+        path: str,
+        body: msgspec.Struct | None = None,
+        *,
+        auth: bool = True,
+        raw: bytes | None = None,
+        extra_headers: dict[str, str] | None = None,
+        accept: str = "application/json",
     ) -> bytes:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept, **(extra_headers or {})}
         if auth:
             if not self._token:
                 raise NotLoggedIn("not logged in on this profile (taube login HANDLE)")
             headers["Authorization"] = f"Bearer {self._token}"
-        data: bytes | None = None
+        data: bytes | None = raw
         if body is not None:
             data = _encoder.encode(body)
             headers["Content-Type"] = "application/json"

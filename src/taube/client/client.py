@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -43,10 +44,26 @@ from typing import Final, TypeVar
 import aiohttp
 import msgspec
 
+from taube.client import attachments
 from taube.client import events as ev
 from taube.client.api import SESSION_CODES, Api, normalize_servers
 from taube.client.backoff import Backoff
-from taube.client.content import AnyContent, Content, Unsupported, decode_content, encode_content
+from taube.client.content import (
+    AnyContent,
+    Attachment,
+    Content,
+    Delete,
+    Disappearing,
+    Edit,
+    MessageRef,
+    Poll,
+    Reaction,
+    Text,
+    Unsupported,
+    Vote,
+    decode_content,
+    encode_content,
+)
 from taube.client.e2ee import Decrypted, E2ee
 from taube.client.errors import (
     NotLoggedIn,
@@ -56,6 +73,7 @@ from taube.client.errors import (
     TaubeClientError,
     UntrustedIdentity,
 )
+from taube.client.history import ChatSummary, HistoryItem
 from taube.client.inbox import InboxCursor
 from taube.client.outbox import OutboxQueue
 from taube.client.profile import OutboxEntry, Profile, StoredSession
@@ -187,6 +205,8 @@ class Client:
         self._tasks: list[asyncio.Task[None]] = []
         self.server: str | None = None
         self._e2ee: E2ee | None = None
+        self._admin_cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._expiry_changed = asyncio.Event()
         self._sealed: dict[str, list[fr.DevicePayload]] = {}  # encrypted, not yet stored
         self._stale_tries: dict[str, int] = {}
 
@@ -237,6 +257,7 @@ class Client:
         self._tasks = [
             asyncio.create_task(self._run(), name="taube-runner"),
             asyncio.create_task(self._persist_loop(), name="taube-persister"),
+            asyncio.create_task(self._expiry_loop(), name="taube-expiry"),
         ]
 
     async def close(self, *, ack_taken: bool = True) -> None:
@@ -311,22 +332,173 @@ class Client:
         self._raise_fatal()
         now = int(time.time() * 1000)
         entries: list[OutboxEntry] = []
+        contents: list[Content] = []
         for to, content in items:
             address = parse_address(to)
             if address is None:
                 raise ValueError(f"not an address (@handle or #group): {to!r}")
             if address[0] == "user" and await self._db(self._require_e2ee().blocked, address[1]):
                 raise UntrustedIdentity(address[1])
-            entries.append(OutboxEntry(uuid7(now), to, encode_content(content), now))
+            item = await self._with_timer(
+                to, Text(text=content) if isinstance(content, str) else content
+            )
+            entries.append(OutboxEntry(uuid7(now), to, encode_content(item), now))
+            contents.append(item)
         if not entries:
             return []
         profile = self._require_profile()
+        admins = {
+            e.to: await self._admins(e.to)
+            for e, c in zip(entries, contents, strict=True)
+            if isinstance(c, Delete)
+        }
         async with self._send_lock:  # keeps disk order == memory order
             await self._db(profile.outbox_add, entries)
             for entry in entries:
                 self._outbox.add(entry)
         self._outbox_changed.set()
+        # Our own history shows what we sent at once (other devices get their copies).
+        for entry, item in zip(entries, contents, strict=True):
+            await self._db(
+                functools.partial(
+                    profile.history.record,
+                    conversation=entry.to,
+                    sender=self.handle,
+                    sender_device=self.device,
+                    id=entry.id,
+                    sent_at_ms=entry.created_ms,
+                    content=item,
+                    me=self.handle,
+                    group_admins=admins.get(entry.to, ()),
+                )
+            )
+        self._expiry_changed.set()
         return [e.id for e in entries]
+
+    async def _with_timer(self, to: str, content: Content) -> Content:
+        """New messages in a chat with disappearing messages on carry its timer."""
+        if isinstance(content, Text | Poll | Attachment) and content.expire_s is None:
+            timer = await self._db(self._require_profile().history.disappearing, to)
+            if timer:
+                return msgspec.structs.replace(content, expire_s=timer)
+        return content
+
+    async def _admins(self, conversation: str) -> frozenset[str]:
+        """The admins of a group conversation (cached for a minute), for deletes."""
+        if not conversation.startswith("#"):
+            return frozenset()
+        cached = self._admin_cache.get(conversation)
+        if cached is not None and time.monotonic() - cached[0] < 60:
+            return cached[1]
+        try:
+            info = await self.api.group(conversation)
+        except TaubeClientError:
+            return frozenset() if cached is None else cached[1]
+        admins = frozenset(m.handle for m in info.members if m.admin)
+        self._admin_cache[conversation] = (time.monotonic(), admins)
+        return admins
+
+    # ------------------------------------------------------------------ rich messages
+
+    async def reply(self, to: str, text: str, message: MessageRef) -> str:
+        """Send ``text`` quoting ``message``."""
+        return await self.send(to, Text(text=text, reply_to=message))
+
+    async def react(self, conversation: str, message: MessageRef, emoji: str) -> str:
+        """React to ``message`` with ``emoji``; an empty emoji removes our reaction."""
+        return await self.send(conversation, Reaction(target=message, emoji=emoji))
+
+    async def edit(self, conversation: str, message: MessageRef, text: str) -> str:
+        """Replace the text of our own ``message`` (receivers honour it for 15 minutes)."""
+        return await self.send(conversation, Edit(target=message, text=text))
+
+    async def delete_for_everyone(self, conversation: str, message: MessageRef) -> str:
+        """Delete ``message`` for everyone (our own within the window; any, as group admin)."""
+        return await self.send(conversation, Delete(target=message))
+
+    async def poll(
+        self, to: str, question: str, options: Sequence[str], *, multiple: bool = False
+    ) -> str:
+        return await self.send(
+            to, Poll(question=question, options=list(options), multiple=multiple)
+        )
+
+    async def vote(self, conversation: str, poll: MessageRef, options: Sequence[int]) -> str:
+        """Vote for option indices of ``poll`` (replaces our earlier vote; [] retracts)."""
+        return await self.send(conversation, Vote(poll=poll, options=list(options)))
+
+    async def set_disappearing(self, conversation: str, seconds: int) -> str:
+        """Turn disappearing messages on (``seconds``) or off (0) for everyone in the chat."""
+        return await self.send(conversation, Disappearing(seconds=seconds))
+
+    async def send_file(
+        self,
+        to: str,
+        data: bytes,
+        name: str,
+        *,
+        caption: str = "",
+        mime: str | None = None,
+        reply_to: MessageRef | None = None,
+        progress: attachments.Progress | None = None,
+    ) -> str:
+        """Encrypt and upload ``data``, then send it. The upload needs the server now;
+        the message itself goes through the outbox like any other."""
+        # Our other devices get the message too; the server keeps the blob until every
+        # granted account fetched it, so our own account is granted when they exist.
+        others = await self._db(self._require_e2ee().own_other_devices)
+        content = await attachments.upload(
+            self.api,
+            data,
+            to=to,
+            also_grant=[f"@{self.handle}"] if others and to != f"@{self.handle}" else [],
+            name=name,
+            mime=mime,
+            caption=caption,
+            reply_to=reply_to,
+            progress=progress,
+        )
+        return await self.send(to, content)
+
+    async def download(self, attachment: Attachment) -> bytes:
+        """The decrypted file of an attachment; raises CryptoError if it was tampered with."""
+        return await attachments.download(self.api, attachment)
+
+    async def block(self, handle: str) -> None:
+        """The server stops delivering their 1:1 messages and hides your presence from them."""
+        await self.api.block(handle)
+
+    async def unblock(self, handle: str) -> None:
+        await self.api.unblock(handle)
+
+    async def blocked(self) -> list[str]:
+        return await self.api.blocks()
+
+    # ------------------------------------------------------------------ local history
+
+    async def history(self, conversation: str, limit: int = 50) -> list[HistoryItem]:
+        """What this device stored of a conversation, newest last."""
+        history = self._require_profile().history
+        return await self._db(functools.partial(history.history, conversation, limit))
+
+    async def chats(self) -> list[ChatSummary]:
+        """Conversations with their last message and unread count, most recent first."""
+        return await self._db(self._require_profile().history.chats)
+
+    async def get(self, sender: str, message_id: str) -> HistoryItem | None:
+        """One stored message, with its reactions, edits, poll tally or file."""
+        return await self._db(self._require_profile().history.get, sender, message_id)
+
+    async def find(self, message_id: str) -> list[tuple[str, str]]:
+        """(conversation, sender) of stored messages with this id."""
+        return await self._db(self._require_profile().history.find, message_id)
+
+    async def mark_chat_read(self, conversation: str) -> None:
+        """Mark a conversation read here and tell the senders (blue ticks)."""
+        unread = await self._db(self._require_profile().history.mark_read, conversation)
+        for sender, ids in unread:
+            for start in range(0, len(ids), 1000):
+                await self.mark_read(conversation, sender, ids[start : start + 1000])
 
     # ------------------------------------------------------------------ trust
 
@@ -598,6 +770,16 @@ class Client:
                     self._inbox_queued += 1
                     self._queue.put_nowait(await self._open_message(frame))
             case fr.Receipt() | fr.GroupEvent():
+                if isinstance(frame, fr.Receipt) and frame.by != self.handle:
+                    await self._db(
+                        self._require_profile().history.set_status,
+                        self.handle,
+                        frame.ids,
+                        frame.status,
+                        frame.by,
+                    )
+                elif isinstance(frame, fr.GroupEvent):
+                    self._admin_cache.pop(f"#{frame.group}", None)
                 room = self._inbox_queued < self.options.max_queued_events
                 if self._cursor.receive(frame.seq, room=room):
                     self._inbox_queued += 1
@@ -699,6 +881,7 @@ class Client:
             return _Silent(frame.seq)
         else:
             content = decode_content(opened.content)
+            await self._record(frame, opened.original_id or frame.id, content)
         return ev.Message(
             seq=frame.seq,
             id=opened.original_id or frame.id,
@@ -710,6 +893,25 @@ class Client:
             payload=frame.payload,
             encrypted=opened.encrypted,
         )
+
+    async def _record(self, frame: fr.Message, message_id: str, content: AnyContent) -> None:
+        admins: frozenset[str] = frozenset()
+        if isinstance(content, Delete) and content.target.sender != frame.sender:
+            admins = await self._admins(frame.conversation)
+        await self._db(
+            functools.partial(
+                self._require_profile().history.record,
+                conversation=frame.conversation,
+                sender=frame.sender,
+                sender_device=frame.sender_device,
+                id=message_id,
+                sent_at_ms=frame.sent_at_ms,
+                content=content,
+                me=self.handle,
+                group_admins=admins,
+            )
+        )
+        self._expiry_changed.set()
 
     async def _answer_retry(self, message_id: str, requester: str, device: int) -> None:
         try:
@@ -761,6 +963,22 @@ class Client:
             await self._write(ws, fr.Send(id=entry.id, to=entry.to, payloads=payloads))
 
     # ------------------------------------------------------------------ persistence
+
+    async def _expiry_loop(self) -> None:
+        """Remove disappearing messages from the local history when their time comes."""
+        history = self._require_profile().history
+        while True:
+            now = int(time.time() * 1000)
+            try:
+                await self._db(history.purge_expired, now)
+                due = await self._db(history.next_expiry)
+            except Exception:
+                log.exception("cannot purge expired messages; will retry")
+                due = None
+            wait = 30.0 if due is None else min(30.0, max(0.0, (due - now) / 1000) + 0.01)
+            self._expiry_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._expiry_changed.wait(), timeout=wait)
 
     async def _persist_loop(self) -> None:
         while True:

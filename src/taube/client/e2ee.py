@@ -291,6 +291,10 @@ class E2ee:
             if SenderKeySender.from_bytes(state).key_id == pending.key_id:
                 self._keys.save_sender_out(pending.group, state, holders | pending.holders)
 
+    def own_other_devices(self) -> list[int]:
+        """Our account's other devices that we know of."""
+        return [d for d in self._keys.devices(self.handle) if d != self.device]
+
     def blocked(self, user: str) -> bool:
         """Whether sends to ``user`` wait for a new verification (keys changed)."""
         verified, changed = self._keys.contact(user)

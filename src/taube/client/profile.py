@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Final
 
 from taube.client.errors import ProfileError
+from taube.client.history import SCHEMA as HISTORY_SCHEMA
+from taube.client.history import History
 from taube.client.keystore import SCHEMA as KEYSTORE_SCHEMA
 from taube.client.keystore import KeyStore
 
@@ -102,6 +104,7 @@ class Profile:
         self.path = path
         self._conn = conn
         self.keys = KeyStore(conn)
+        self.history = History(conn)
 
     @classmethod
     def open(cls, path: Path | str | None = None) -> Profile:
@@ -124,7 +127,7 @@ class Profile:
             conn.execute("PRAGMA journal_mode=WAL")
             # FULL: an outbox entry is on disk before send() returns its id.
             conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(_SCHEMA + KEYSTORE_SCHEMA)
+            conn.executescript(_SCHEMA + KEYSTORE_SCHEMA + HISTORY_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise ProfileError(f"cannot open profile {folder}: {exc}") from exc
         return cls(folder, conn)
