@@ -37,6 +37,7 @@ from taube.server.gateway import CONNECTIONS, SERVICES, Connections, websocket_h
 from taube.server.http import problem_middleware
 from taube.server.openapi import openapi_document
 from taube.server.services import NodeState, Services
+from taube.server.web import add_web_routes
 from taube.store.base import SchemaTooNew, Store, StoreUnavailable
 from taube.store.sqlite import SqliteStore
 
@@ -141,6 +142,7 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
         return web.Response(body=document, content_type="application/json")
 
     app.router.add_get("/openapi.json", openapi)
+    add_web_routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await services.store.open()
