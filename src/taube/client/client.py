@@ -206,6 +206,7 @@ class Client:
         self.server: str | None = None
         self._e2ee: E2ee | None = None
         self._admin_cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._blocked: set[str] = set()  # refreshed on every connection
         self._expiry_changed = asyncio.Event()
         self._sealed: dict[str, list[fr.DevicePayload]] = {}  # encrypted, not yet stored
         self._stale_tries: dict[str, int] = {}
@@ -465,14 +466,19 @@ class Client:
         return await attachments.download(self.api, attachment)
 
     async def block(self, handle: str) -> None:
-        """The server stops delivering their 1:1 messages and hides your presence from them."""
+        """The server stops delivering their 1:1 messages and hides your presence from them;
+        this client drops their 1:1 messages too, should a server deliver them anyway."""
         await self.api.block(handle)
+        self._blocked.add(normalize_handle(handle))
 
     async def unblock(self, handle: str) -> None:
         await self.api.unblock(handle)
+        self._blocked.discard(normalize_handle(handle))
 
     async def blocked(self) -> list[str]:
-        return await self.api.blocks()
+        handles = await self.api.blocks()
+        self._blocked = set(handles)
+        return handles
 
     # ------------------------------------------------------------------ local history
 
@@ -708,6 +714,8 @@ class Client:
         while self._pending_frames:
             await self._write(ws, self._pending_frames.popleft())
         await self._ensure_keys()
+        with contextlib.suppress(TaubeClientError, aiohttp.ClientError, TimeoutError):
+            await self.blocked()
         self._connected.set()
         log.info("connected to %s as @%s device %d", server, ready.handle, ready.device)
         self._emit(ev.Connected(server, ready.handle, ready.device))
@@ -853,6 +861,8 @@ class Client:
     async def _open_message(self, frame: fr.Message) -> ev.Message | _Silent:
         """Decrypt an inbox message; answer resend requests; ask for a resend on failure."""
         e2ee = self._require_e2ee()
+        if frame.sender in self._blocked and frame.conversation == f"@{frame.sender}":
+            return _Silent(frame.seq)  # blocked: the server should not even have sent it
         opened: Decrypted = await self._db(
             e2ee.decrypt,
             frame.seq,
