@@ -25,7 +25,9 @@ from taube.store.base import (
     IdentityKeyMismatch,
     KeysIncomplete,
     KeysStatusRecord,
+    LinkRecord,
     NewMessage,
+    NoticeRecord,
     PrekeyRecord,
     SchemaTooNew,
     SignedPrekeyRecord,
@@ -758,3 +760,56 @@ async def test_ack_withholds_delivered_receipts_for_one_to_one_from_blocked_send
     )
     # Carol hears of m2; Bob hears only of his group message, not of m1.
     assert got == [("bob", "#g", ("m3",)), ("carol", "@alice", ("m2",))]
+
+
+# ---------------------------------------------------------------- device links and notices
+
+
+def link(link_id: str, code: str, expires_ms: int = 5000) -> LinkRecord:
+    return LinkRecord(link_id, code, b"h" * 32, "laptop", 1000, expires_ms)
+
+
+async def test_links_are_approved_once_before_expiry_and_their_token_taken_once(
+    store: Store,
+) -> None:
+    assert await store.create_link(link("l1", "ABCD2345"))
+    assert not await store.create_link(link("l2", "ABCD2345"))  # the code is in use
+    assert not await store.create_link(link("l1", "ZZZZ2345"))  # so is the id
+    assert await store.create_link(link("l3", "EXPD2345", expires_ms=2000))
+    stored = await store.get_link("l1")
+    assert stored == link("l1", "ABCD2345")
+    assert await store.link_by_code("ABCD2345") == stored
+    assert await store.get_link("nope") is None
+    assert await store.take_link_token("l1") is None  # pending: nothing to take
+
+    assert not await store.approve_link("EXPD2345", "alice", 2, "tok", 2000)  # expired
+    assert await store.approve_link("ABCD2345", "alice", 2, "tok", 1500)
+    assert not await store.approve_link("ABCD2345", "bob", 3, "tok2", 1600)  # used
+    approved = await store.get_link("l1")
+    assert approved is not None
+    assert (approved.handle, approved.device, approved.token, approved.approved_ms) == (
+        "alice", 2, "tok", 1500
+    )  # fmt: skip
+    taken = await asyncio.gather(*(store.take_link_token("l1") for _ in range(5)))
+    assert sorted(taken, key=str) == [None, None, None, None, "tok"]
+    after = await store.get_link("l1")
+    assert after is not None
+    assert (after.handle, after.device, after.token) == ("alice", 2, None)
+
+    assert await store.purge_links(3000, 100) == 1  # l3 expired at 2000; l1 at 5000
+    assert await store.get_link("l3") is None
+    assert await store.create_link(link("l4", "EXPD2345"))  # its code is free again
+
+
+async def test_notices_are_current_until_they_expire_or_end(store: Store) -> None:
+    first = NoticeRecord("n1", "maintenance at 22:00", "warning", 1000, 5000)
+    second = NoticeRecord("n2", "all good", "info", 2000, 3000)
+    await store.create_notice(second)
+    await store.create_notice(first)
+    assert await store.current_notices(1500) == [first, second]
+    assert await store.current_notices(3000) == [first]
+    assert await store.end_notice("n1")
+    assert not await store.end_notice("n1")
+    assert await store.current_notices(1500) == [second]
+    assert await store.purge_notices(4000) == 1
+    assert await store.current_notices(0) == []

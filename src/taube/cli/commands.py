@@ -24,6 +24,7 @@ from taube.client import (
     Disconnected,
     GroupChange,
     Message,
+    Notice,
     NotLoggedIn,
     Profile,
     Receipt,
@@ -359,6 +360,8 @@ async def listen(args: argparse.Namespace) -> int:
                             note(f"error: {event.code}: {event.message} (message {event.id})")
                         case ServerError():
                             note(f"error: {event.code}: {event.message}")
+                        case Notice():
+                            note(f"notice ({event.level}): {event.text}")
                         case SecurityCodeChanged():
                             note(render.security_code_changed(event.user))
                         case Typing() if not args.json:
@@ -490,6 +493,68 @@ async def group_leave(args: argparse.Namespace) -> int:
 async def group_rename(args: argparse.Namespace) -> int:
     async with open_api(args) as api:
         print_group(await api.rename_group(args.group, args.name))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- device linking
+
+
+async def link(args: argparse.Namespace) -> int:
+    """Approve a code shown by a new device: it joins this account."""
+    async with open_api(args) as api:
+        linked = await api.approve_link(args.code)
+        names = {d.id: d.name for d in await api.devices()}
+    name = names.get(linked.device) or "unnamed"
+    print(f"linked device {linked.device} ({name}) to @{linked.handle}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- service notices
+
+_TTL_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(text: str) -> int:
+    """Seconds from ``90``, ``90s``, ``30m``, ``24h`` or ``7d``."""
+    text = text.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _TTL_UNITS else (text, "s")
+    if not number.isdigit() or int(number) == 0:
+        raise CliError(
+            "client.usage", f"{text!r} is not a duration: use e.g. 90s, 30m, 24h or 7d", EXIT_USAGE
+        )
+    return int(number) * _TTL_UNITS[unit]
+
+
+def admin_servers(args: argparse.Namespace) -> tuple[str, ...]:
+    """The servers to run an operator's command on: as given, else the profile's."""
+    explicit = explicit_servers(args)
+    if explicit is not None:
+        return explicit
+    with Profile.open(profile_dir(args)) as profile:
+        session = profile.session()
+    return session.servers if session is not None else normalize_servers(DEFAULT_SERVER)
+
+
+async def notice(args: argparse.Namespace) -> int:
+    """Post, list or end service notices with the server's admin token."""
+    token = args.admin_token or os.environ.get("TAUBE_ADMIN_TOKEN", "")
+    if not token:
+        hint = "no admin token: give --admin-token or set TAUBE_ADMIN_TOKEN"
+        raise CliError("client.usage", hint, EXIT_USAGE)
+    if sum((args.text is not None, args.list, args.end is not None)) != 1:
+        raise CliError("client.usage", "give TEXT, --list or --end ID (one of them)", EXIT_USAGE)
+    async with Api(admin_servers(args)) as api:
+        if args.list:
+            for n in await api.admin_notices(token):
+                until = render.local_time(n.expires_ms)
+                print(f"{n.id}  {n.level:<7}  until {until}  {n.text}")
+        elif args.end is not None:
+            await api.end_notice(token, args.end)
+            print(f"ended notice {args.end}")
+        else:
+            posted = await api.post_notice(token, args.text, args.level, parse_ttl(args.ttl))
+            note(f"posted {posted.level} notice until {render.local_time(posted.expires_ms)}")
+            print(posted.id)
     return EXIT_OK
 
 

@@ -353,6 +353,28 @@ def build_parser() -> argparse.ArgumentParser:
     gp.add_argument("group", metavar="GROUP")
     gp.add_argument("name", metavar="NAME")
     gp.set_defaults(func=commands.group_rename)
+    p = add(sub, "link", "Approve a new device's link code: it joins this account.")
+    p.add_argument("code", metavar="CODE", help="the code the new device shows, e.g. 7K3M-Q9XD")
+    p.set_defaults(func=commands.link)
+
+    p = add(
+        sub,
+        "notice",
+        "Post a service notice to every client, list the current ones, or end one "
+        "(operators: needs the server's admin token).",
+    )
+    p.add_argument("text", metavar="TEXT", nargs="?", help="the notice (1 to 500 characters)")
+    p.add_argument(
+        "--level", choices=("info", "warning", "outage"), default="info", help="default info"
+    )
+    p.add_argument("--ttl", default="24h", help="how long it shows, e.g. 30m, 24h (default 24h)")
+    p.add_argument("--list", action="store_true", help="list the current notices")
+    p.add_argument("--end", metavar="ID", help="end a notice now")
+    p.add_argument(
+        "--admin-token", default="", help="the server's [admin] token (env TAUBE_ADMIN_TOKEN)"
+    )
+    p.set_defaults(func=commands.notice)
+
     _add_bench(add(sub, "bench", BENCH_HELP))
     return parser
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Final, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import msgspec
@@ -191,6 +191,53 @@ class Api:
     async def blocks(self) -> list[str]:
         return (await self._call("GET", "/v1/blocks", api.BlockList)).handles
 
+    # ------------------------------------------------------------------ device linking
+
+    async def start_link(self, device_name: str = "") -> api.LinkStarted:
+        """Ask to join an account as a new device (no token needed): show ``code`` to the
+        user, then wait with ``link_state(id, secret)``."""
+        body = api.LinkCreate(device_name=device_name)
+        return await self._call("POST", "/v1/links", api.LinkStarted, body, auth=False)
+
+    async def link_state(self, link_id: str, secret: str, wait: float = 25.0) -> api.LinkState:
+        """Where a link stands, waiting up to ``wait`` seconds (at most 30) for approval;
+        the first answer after approval carries the new device's token."""
+        query = urlencode({"secret": secret, "wait": f"{wait:g}"})
+        path = f"/v1/links/{quote(link_id, safe='')}?{query}"
+        return await self._call("GET", path, api.LinkState, auth=False)
+
+    async def approve_link(self, code: str) -> api.LinkApproved:
+        """Approve a code shown on a new device: it becomes a device of this account."""
+        path = f"/v1/links/{quote(code.strip(), safe='')}/approve"
+        return await self._call("POST", path, api.LinkApproved)
+
+    # ------------------------------------------------------------------ service notices
+
+    async def notices(self) -> list[api.NoticeInfo]:
+        return (await self._call("GET", "/v1/notices", api.NoticeList)).notices
+
+    # The operator's calls take the admin token (``[admin] token`` of the server), not
+    # a device token.
+
+    async def post_notice(
+        self, admin_token: str, text: str, level: api.NoticeLevel = "info", ttl_s: int = 86400
+    ) -> api.NoticeInfo:
+        body = api.NoticeCreate(text=text, level=level, ttl_s=ttl_s)
+        raw = await self._request(
+            "POST", "/v1/admin/notices", body, auth=False, extra_headers=_bearer(admin_token)
+        )
+        return _decode(raw, api.NoticeInfo)
+
+    async def admin_notices(self, admin_token: str) -> list[api.NoticeInfo]:
+        raw = await self._request(
+            "GET", "/v1/admin/notices", auth=False, extra_headers=_bearer(admin_token)
+        )
+        return _decode(raw, api.NoticeList).notices
+
+    async def end_notice(self, admin_token: str, notice_id: str) -> None:
+        path = f"/v1/admin/notices/{quote(notice_id, safe='')}"
+        await self._request("DELETE", path, auth=False, extra_headers=_bearer(admin_token))
+
     # ------------------------------------------------------------------ groups
 
     async def create_group(self, name: str, members: Sequence[str] = ()) -> api.GroupInfo:
@@ -284,6 +331,10 @@ class Api:
                     ) from exc
                 errors.append(f"{self.servers[index]}: {type(exc).__name__} {exc}")
         raise ServerUnreachable("no server answered (" + "; ".join(errors) + ")")
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def _decode(raw: bytes, result: type[T]) -> T:

@@ -207,6 +207,7 @@ class Client:
         self._e2ee: E2ee | None = None
         self._admin_cache: dict[str, tuple[float, frozenset[str]]] = {}
         self._blocked: set[str] = set()  # refreshed on every connection
+        self._notices_seen: set[str] = set()
         self._expiry_changed = asyncio.Event()
         self._sealed: dict[str, list[fr.DevicePayload]] = {}  # encrypted, not yet stored
         self._stale_tries: dict[str, int] = {}
@@ -840,6 +841,10 @@ class Client:
                 self._emit(ev.Typing(frame.conversation, frame.user, frame.active))
             case fr.Presence():
                 self._emit(ev.Presence(frame.user, frame.online, frame.last_seen_ms))
+            case fr.Notice():
+                if frame.id not in self._notices_seen:
+                    self._notices_seen.add(frame.id)
+                    self._emit(ev.Notice(frame.id, frame.text, frame.level, frame.at_ms))
             case fr.KeysLow():
                 self._tasks.append(asyncio.create_task(self._ensure_keys()))
             case fr.Ready() | fr.Pong():

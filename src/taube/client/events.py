@@ -127,6 +127,20 @@ class Disconnected:
 
 
 @dataclass(frozen=True, slots=True)
+class Notice:
+    """A service notice from the operators ("maintenance at 22:00", "we have a problem").
+
+    ``level`` is ``info``, ``warning`` or ``outage``; show it prominently. The same
+    notice (``id``) may come again after a reconnect: show it once.
+    """
+
+    id: str
+    text: str
+    level: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class SecurityCodeChanged:
     """``user`` has a new device or new keys: their safety number changed.
 
@@ -157,6 +171,7 @@ Event = (
     | SendFailed
     | Connected
     | Disconnected
+    | Notice
     | SecurityCodeChanged
     | ServerError
 )

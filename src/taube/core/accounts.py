@@ -81,7 +81,7 @@ class Accounts:
             await self._store.create_user(UserRecord(handle, password_hash, self._clock()))
         except HandleTaken:
             raise TaubeError("account.handle_taken") from None
-        return await self._new_device(handle, device_name)
+        return await self.new_device(handle, device_name)
 
     async def login(self, handle: str, password: str, device_name: str) -> tuple[DeviceRecord, str]:
         handle = normalize_handle(handle)
@@ -95,9 +95,10 @@ class Accounts:
             raise TaubeError("auth.bad_credentials") from None
         if user is None:
             raise TaubeError("auth.bad_credentials")
-        return await self._new_device(handle, device_name)
+        return await self.new_device(handle, device_name)
 
-    async def _new_device(self, handle: str, name: str) -> tuple[DeviceRecord, str]:
+    async def new_device(self, handle: str, name: str) -> tuple[DeviceRecord, str]:
+        """A new device of ``handle`` and its token (login, registration, device linking)."""
         token = secrets.token_urlsafe(32)
         device = await self._store.create_device(handle, name, hash_token(token), self._clock())
         await self._directory.user_changed(handle)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -201,6 +201,71 @@ class BlobGrant(Body, frozen=True):
 
 class BlockList(Body, frozen=True):
     handles: list[str]
+
+
+# ---------------------------------------------------------------- device linking
+
+
+class LinkCreate(Body, frozen=True):
+    """``POST /v1/links``: a new device asks to join an account logged in elsewhere."""
+
+    device_name: ShortText = ""
+
+
+class LinkStarted(Body, frozen=True):
+    """``code`` ("XXXX-XXXX", Crockford base32) is shown to the user, who types it on a
+    device of the account; ``secret`` stays with the requester (it reads the outcome);
+    ``expires_ms``: when the code stops working."""
+
+    id: str
+    code: str
+    secret: str
+    expires_ms: int
+
+
+LinkStatus = Literal["pending", "approved", "expired"]
+
+
+class LinkState(Body, frozen=True):
+    """Where a link stands. ``token`` is given once, on the first read after approval."""
+
+    status: LinkStatus
+    handle: str | None = None
+    device: int | None = None
+    token: str | None = None
+
+
+class LinkApproved(Body, frozen=True):
+    """The device made for the link (it is told its token by the requester's read)."""
+
+    handle: str
+    device: int
+
+
+# ---------------------------------------------------------------- service notices
+
+NoticeLevel = Literal["info", "warning", "outage"]
+MAX_NOTICE_TTL_S = 365 * 24 * 3600
+
+
+class NoticeCreate(Body, frozen=True):
+    """``POST /v1/admin/notices``: tell every connected client something, for ``ttl_s``."""
+
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+    level: NoticeLevel = "info"
+    ttl_s: Annotated[int, msgspec.Meta(ge=1, le=MAX_NOTICE_TTL_S)] = 86400
+
+
+class NoticeInfo(Body, frozen=True):
+    id: str
+    text: str
+    level: str
+    at_ms: int
+    expires_ms: int
+
+
+class NoticeList(Body, frozen=True):
+    notices: list[NoticeInfo]
 
 
 class Problem(Body, frozen=True, omit_defaults=True):

@@ -67,6 +67,11 @@ _SPECS = [
     ErrorSpec("blob.chunk_too_large", 413, "An upload chunk exceeds the per-request limit."),
     ErrorSpec("blob.offset_mismatch", 409, "Upload-Offset is not where the upload stands."),
     ErrorSpec("blob.digest_mismatch", 400, "The uploaded bytes do not hash to the blob id."),
+    # Device linking and the operator's admin API.
+    ErrorSpec("link.not_found", 404, "No such link, or it expired, or the secret is wrong."),
+    ErrorSpec("link.used", 409, "This link was approved already."),
+    ErrorSpec("admin.invalid_token", 401, "The admin token is missing or wrong."),
+    ErrorSpec("notice.not_found", 404, "No such notice (or it ended)."),
     # Load and availability.
     ErrorSpec("rate.limited", 429, "Too many requests; retry later."),
     ErrorSpec("server.overloaded", 503, "The server is shedding load; retry later.", 1013),

@@ -214,8 +214,30 @@ class KeysLow(ServerFrame, tag="keys_low", frozen=True):
     one_time_prekeys: int
 
 
+class Notice(ServerFrame, tag="notice", frozen=True):
+    """A notice from the server's operator (maintenance, an outage), for the user to see.
+    Ephemeral; sent to every connected device when posted, and after ``ready`` for each
+    notice still current. ``level`` is ``info``, ``warning`` or ``outage`` (treat other
+    values as ``info``). The same ``id`` may arrive twice: show it once."""
+
+    id: str
+    text: str
+    level: str
+    at_ms: int
+
+
 AnyServerFrame = (
-    Ready | Sent | Message | Receipt | GroupEvent | Typing | Presence | Error | Pong | KeysLow
+    Ready
+    | Sent
+    | Message
+    | Receipt
+    | GroupEvent
+    | Typing
+    | Presence
+    | Error
+    | Pong
+    | KeysLow
+    | Notice
 )
 
 # --------------------------------------------------------------------------- codecs

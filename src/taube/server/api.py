@@ -4,12 +4,14 @@ blocks (docs/protocol.md)."""
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import re
 
 from aiohttp import hdrs, web
 
 from taube import __version__
+from taube.core.links import display_code
 from taube.protocol import api as body
 from taube.protocol.errors import TaubeError
 from taube.protocol.ids import group_address, normalize_handle
@@ -22,6 +24,7 @@ from taube.store.base import (
     DeviceRecord,
     GroupRecord,
     KeysStatusRecord,
+    NoticeRecord,
     PrekeyRecord,
     SignedPrekeyRecord,
 )
@@ -423,6 +426,114 @@ async def list_blocks(request: web.Request) -> web.Response:
     )
 
 
+# ---------------------------------------------------------------- device linking
+
+LINK_WAIT_DEFAULT_S = 25.0
+LINK_WAIT_MAX_S = 30.0
+
+
+async def start_link(request: web.Request) -> web.Response:
+    """No token: the requester is a new device. Bounded per client address."""
+    s = services(request)
+    if s.node.draining:
+        raise TaubeError("server.draining", retry_after_s=1)
+    wait = s.node.link_starts.take(request.remote or "?")
+    if wait:
+        raise TaubeError("rate.limited", "Too many device links started.", retry_after_s=wait)
+    req = await read_body(request, body.LinkCreate)
+    link, secret = await s.links.start_link(req.device_name)
+    started = body.LinkStarted(
+        id=link.id, code=display_code(link.code), secret=secret, expires_ms=link.expires_ms
+    )
+    return json_response(started, 201)
+
+
+def wait_query(request: web.Request) -> float:
+    text = request.query.get("wait")
+    if text is None:
+        return LINK_WAIT_DEFAULT_S
+    try:
+        wait = float(text)
+    except ValueError:
+        raise TaubeError("request.invalid", "wait must be a number of seconds.") from None
+    if not 0 <= wait <= LINK_WAIT_MAX_S:  # also refuses nan
+        raise TaubeError("request.invalid", f"wait must be 0 to {LINK_WAIT_MAX_S:g} seconds.")
+    return wait
+
+
+async def get_link(request: web.Request) -> web.Response:
+    wait = wait_query(request)
+    secret = request.query.get("secret", "")
+    state = await services(request).links.state(request.match_info["link"], secret, wait)
+    response = json_response(state)
+    response.headers[hdrs.CACHE_CONTROL] = NO_STORE  # it may carry a token
+    return response
+
+
+async def approve_link(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    s = services(request)
+    # Wrong codes count too: guessing someone's code is bounded per account.
+    wait = s.node.link_approvals.take(device.user)
+    if wait:
+        raise TaubeError("rate.limited", "Too many link approvals.", retry_after_s=wait)
+    linked = await s.links.approve(request.match_info["code"], device)
+    log.info("device linked user=%s device=%d by=%d", linked.user, linked.id, device.id)
+    return json_response(body.LinkApproved(handle=linked.user, device=linked.id))
+
+
+# ---------------------------------------------------------------- service notices
+
+
+def require_admin(request: web.Request) -> None:
+    """The admin API exists only with ``[admin] token`` set (else 404, as any unknown
+    route); the bearer token is compared in constant time."""
+    expected = services(request).config.admin_token
+    if not expected:
+        raise TaubeError("request.not_found")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), expected.encode()
+    ):
+        raise TaubeError("admin.invalid_token")
+
+
+def notice_body(record: NoticeRecord) -> body.NoticeInfo:
+    return body.NoticeInfo(
+        id=record.id,
+        text=record.text,
+        level=record.level,
+        at_ms=record.at_ms,
+        expires_ms=record.expires_ms,
+    )
+
+
+async def post_notice(request: web.Request) -> web.Response:
+    require_admin(request)
+    req = await read_body(request, body.NoticeCreate)
+    record = await services(request).notices.post(req.text, req.level, req.ttl_s)
+    log.info("notice posted id=%s level=%s", record.id, record.level)
+    return json_response(notice_body(record), 201)
+
+
+async def end_notice(request: web.Request) -> web.Response:
+    require_admin(request)
+    await services(request).notices.end(request.match_info["notice"])
+    return json_response(None, 204)
+
+
+async def admin_list_notices(request: web.Request) -> web.Response:
+    require_admin(request)
+    notices = await services(request).notices.current()
+    return json_response(body.NoticeList(notices=[notice_body(n) for n in notices]))
+
+
+async def list_notices(request: web.Request) -> web.Response:
+    await current_device(request)
+    notices = await services(request).notices.current()
+    return json_response(body.NoticeList(notices=[notice_body(n) for n in notices]))
+
+
 # ---------------------------------------------------------------- health
 
 
@@ -520,6 +631,31 @@ ROUTES = [
     Route("GET", "/v1/blobs/{blob}", download_blob,
           "Download a blob you uploaded or were granted (Range: bytes=a-b gives 206).",
           response_media="application/octet-stream", errors=("blob.not_found",)),
+    Route("POST", "/v1/links", start_link,
+          "Start linking a new device: show the code on it, approve it on a device of the "
+          "account, read the outcome with the secret.",
+          body.LinkCreate, body.LinkStarted, 201, auth=False,
+          errors=("rate.limited", "server.draining")),
+    Route("GET", "/v1/links/{link}", get_link,
+          "Where a link stands (?secret=, ?wait= seconds to long-poll, 0 to 30, default 25); "
+          "the first read after approval carries the new device's token.",
+          None, body.LinkState, auth=False, errors=("link.not_found", "request.invalid"),
+          query=(("secret", "string"), ("wait", "number"))),
+    Route("POST", "/v1/links/{code}/approve", approve_link,
+          "Approve a link code: a new device of your account, its token for the requester.",
+          None, body.LinkApproved, errors=("link.not_found", "link.used", "rate.limited")),
+    Route("GET", "/v1/notices", list_notices, "The operator's current service notices.",
+          None, body.NoticeList),
+    Route("POST", "/v1/admin/notices", post_notice,
+          "Post a service notice to every client (admin token; 404 without [admin] token).",
+          body.NoticeCreate, body.NoticeInfo, 201, auth=False,
+          errors=("admin.invalid_token", "request.not_found")),
+    Route("GET", "/v1/admin/notices", admin_list_notices,
+          "The current service notices (admin token).", None, body.NoticeList, auth=False,
+          errors=("admin.invalid_token", "request.not_found")),
+    Route("DELETE", "/v1/admin/notices/{notice}", end_notice,
+          "End a service notice (admin token).", status=204, auth=False,
+          errors=("admin.invalid_token", "notice.not_found", "request.not_found")),
     Route("GET", "/v1/blocks", list_blocks, "The handles you have blocked.", None,
           body.BlockList),
     Route("PUT", "/v1/blocks/{handle}", put_block,

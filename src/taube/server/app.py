@@ -29,6 +29,8 @@ from taube.core.delivery import DeliveryService
 from taube.core.directory import Directory
 from taube.core.groups import Groups
 from taube.core.keys import KeysService
+from taube.core.links import Links
+from taube.core.notices import Notices
 from taube.core.presence import PresenceService
 from taube.server.admission import Admission, RateLimits
 from taube.server.api import ROUTES
@@ -78,22 +80,23 @@ def build_services(
     )
     presence = PresenceService(store, bus, clock, node=config.node_name, directory=directory)
     day_ms = 24 * 3600 * 1000
+    accounts = Accounts(
+        store,
+        bus,
+        clock,
+        directory,
+        argon2_params=Argon2Params(
+            config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism
+        ),
+        token_idle_ms=int(config.token_idle_days * 24 * 3600 * 1000),
+    )
     return Services(
         config=config,
         clock=clock,
         store=store,
         bus=bus,
         directory=directory,
-        accounts=Accounts(
-            store,
-            bus,
-            clock,
-            directory,
-            argon2_params=Argon2Params(
-                config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism
-            ),
-            token_idle_ms=int(config.token_idle_days * 24 * 3600 * 1000),
-        ),
+        accounts=accounts,
         delivery=delivery,
         groups=Groups(store, delivery, directory, clock, max_members=config.max_group_members),
         presence=presence,
@@ -114,6 +117,8 @@ def build_services(
             upload_retention_ms=int(config.blob_upload_retention_days * day_ms),
         ),
         blocks=Blocks(store, bus, clock, directory, presence),
+        links=Links(store, bus, clock, accounts, ttl_ms=int(config.link_ttl_s * 1000)),
+        notices=Notices(store, bus, clock),
         node=NodeState(
             Admission(
                 sessions_per_s=config.max_sessions_per_s,
@@ -121,6 +126,12 @@ def build_services(
                 max_handshakes=config.max_handshakes,
             ),
             RateLimits(per_s=config.key_fetches_per_min / 60.0, burst=config.key_fetches_per_min),
+            link_starts=RateLimits(
+                per_s=config.link_starts_per_min / 60.0, burst=config.link_starts_per_min
+            ),
+            link_approvals=RateLimits(
+                per_s=config.link_approvals_per_min / 60.0, burst=config.link_approvals_per_min
+            ),
         ),
     )
 
@@ -150,6 +161,9 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
         await services.bus.open()
         await services.directory.start()
         await services.presence.start()
+        await services.links.start()
+        services.notices.listen(connections.broadcast)
+        await services.notices.start()
         retention = asyncio.create_task(purge_old_messages(services))
         log.info(
             "node %s: store %s, bus %s",
@@ -163,6 +177,8 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
             await retention
         # The store first: queued commits finish and their doorbells still ring.
         await services.store.close()
+        await services.notices.stop()
+        await services.links.stop()
         await services.presence.stop()
         await services.directory.stop()
         await services.bus.close()
@@ -183,11 +199,14 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
 
 PURGE_EVERY_S = 3600.0
 PURGE_CHUNK = 10_000
+LINK_GRACE_MS = 3_600_000
+"""Device links (and a token nobody took) are deleted this long after they expired."""
 
 
 async def purge_old_messages(services: Services) -> None:
     """Hourly (and once at start): forget delivered messages past retention, in small
-    transactions; delete expired blobs and stale uploads (core/blobs.py)."""
+    transactions; delete expired device links and notices, expired blobs and stale
+    uploads (core/blobs.py)."""
     retention_ms = int(services.config.message_retention_days * 24 * 3600 * 1000)
     while True:
         try:
@@ -198,6 +217,10 @@ async def purge_old_messages(services: Services) -> None:
                 await asyncio.sleep(0.1)  # let live traffic through between chunks
             if total:
                 log.info("retention: forgot %d delivered messages", total)
+            links = await services.store.purge_links(services.clock() - LINK_GRACE_MS, PURGE_CHUNK)
+            await services.store.purge_notices(services.clock())
+            if links:
+                log.info("retention: deleted %d expired device links", links)
             blobs, uploads = await services.blobs.sweep()
             if blobs or uploads:
                 log.info("retention: deleted %d blobs and %d stale uploads", blobs, uploads)

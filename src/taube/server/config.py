@@ -74,6 +74,15 @@ class Config:
     """Blobs are deleted this long after their upload, fetched or not."""
     blob_upload_retention_days: float = 1.0
     """Incomplete uploads are deleted this long after they started."""
+    link_ttl_s: float = 300.0
+    """A device link code works this long (``POST /v1/links``)."""
+    link_starts_per_min: float = 10.0
+    """Device links a client address may start per minute, per node (burst the same)."""
+    link_approvals_per_min: float = 10.0
+    """Link approvals (right or wrong code) an account may try per minute, per node."""
+    admin_token: str = field(default="", repr=False)
+    """The operator's bearer token for ``/v1/admin/*`` (service notices); empty: the
+    admin API is off (its routes answer 404). Kept out of ``repr`` (and so out of logs)."""
 
     @property
     def uses_postgres(self) -> bool:
@@ -109,19 +118,30 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "min_one_time_prekeys",
         "max_one_time_prekeys",
     ),
-    "auth": ("token_idle_days", "argon2_time_cost", "argon2_memory_kib", "argon2_parallelism"),
+    "auth": (
+        "token_idle_days",
+        "argon2_time_cost",
+        "argon2_memory_kib",
+        "argon2_parallelism",
+        "link_ttl_s",
+        "link_starts_per_min",
+        "link_approvals_per_min",
+    ),
     "admission": ("max_sessions_per_s", "max_logins_per_s", "max_handshakes"),
     # [blobs] keys drop the prefix of their field: [blobs] max_bytes is blob_max_bytes.
     "blobs": ("dir", "max_bytes", "max_chunk_bytes", "retention_days", "upload_retention_days"),
+    # [admin] token is admin_token (env TAUBE_ADMIN_TOKEN).
+    "admin": ("token",),
 }
-_PREFIX = {"blobs": "blob_"}
+_PREFIX = {"blobs": "blob_", "admin": "admin_"}
 _TYPES = {f.name: f.type for f in fields(Config)}
 POSITIVE = (
     "max_body_bytes", "max_group_members", "max_unacked_items", "token_idle_days",
     "auth_timeout_s", "heartbeat_s", "message_retention_days", "argon2_time_cost",
     "argon2_parallelism", "max_sessions_per_s", "max_logins_per_s", "max_handshakes",
     "key_fetches_per_min", "max_one_time_prekeys", "blob_max_bytes", "blob_max_chunk_bytes",
-    "blob_retention_days", "blob_upload_retention_days",
+    "blob_retention_days", "blob_upload_retention_days", "link_ttl_s", "link_starts_per_min",
+    "link_approvals_per_min",
 )  # fmt: skip
 
 

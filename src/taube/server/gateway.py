@@ -31,6 +31,7 @@ from taube.bus.base import (
     user_subject,
 )
 from taube.core.accounts import REVOKED
+from taube.core.notices import NOTICES_SUBJECT
 from taube.protocol.errors import TaubeError
 from taube.protocol.frames import (
     Ack,
@@ -146,6 +147,9 @@ class Connection:
         self._tasks: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self.hears_notices = False
+        """Set in the same step that queued ``ready`` and the current notices: from then
+        on, new notices reach this connection (Connections.broadcast), each once."""
 
     # ------------------------------------------------------------ lifecycle
 
@@ -168,6 +172,11 @@ class Connection:
                     max_payload_bytes=self.s.delivery.max_payload_bytes,
                 )
             )
+            # No await between these: a notice is either among the current ones or
+            # broadcast afterwards, never both, never neither.
+            for frame in self.s.notices.frames():
+                self._buffer(frame)
+            self.hears_notices = True
             self._subs.append(await self.s.bus.subscribe(inbox_subject(user, dev), self._ring))
             self._subs.append(await self.s.bus.subscribe(device_subject(user, dev), self._control))
             self._subs.append(await self.s.bus.subscribe(user_subject(user), self._forward))
@@ -564,6 +573,14 @@ class Connections:
         store's pool at once."""
         if self._catching_up is None or self._catching_up.done():
             self._catching_up = asyncio.get_running_loop().create_task(self._ring_all())
+
+    def broadcast(self, frame: bytes) -> None:
+        """An ephemeral frame for every authenticated connection of this node (a service
+        notice). One bus subscription per node feeds it (core/notices.py); each
+        connection only queues the bytes, encoded once."""
+        for connection in self.open:
+            if connection.hears_notices:
+                connection._forward(NOTICES_SUBJECT, frame)
 
     async def _ring_all(self) -> None:
         connections = list(self.open)

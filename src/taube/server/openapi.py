@@ -59,6 +59,8 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
             }
         if route.auth:
             operation["security"] = [{"deviceToken": []}]
+        elif route.path.startswith("/v1/admin/"):
+            operation["security"] = [{"adminToken": []}]
         params = [seg[1:-1] for seg in route.path.split("/") if seg.startswith("{")]
         parameters: list[dict[str, Any]] = [
             {
@@ -92,6 +94,13 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"deviceToken": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "deviceToken": {"type": "http", "scheme": "bearer"},
+                "adminToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The server's [admin] token (docs/operations.md).",
+                },
+            },
         },
     }

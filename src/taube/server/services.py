@@ -13,6 +13,8 @@ from taube.core.delivery import DeliveryService
 from taube.core.directory import Directory
 from taube.core.groups import Groups
 from taube.core.keys import KeysService
+from taube.core.links import Links
+from taube.core.notices import Notices
 from taube.core.presence import PresenceService
 from taube.server.admission import Admission, RateLimits
 from taube.server.config import Config
@@ -21,11 +23,15 @@ from taube.store.base import Store
 
 @dataclass
 class NodeState:
-    """What changes while a node runs: admission counters, per-account rate limits and
-    whether it is draining."""
+    """What changes while a node runs: admission counters, per-account (and per-address)
+    rate limits and whether it is draining."""
 
     admission: Admission
     key_fetches: RateLimits
+    link_starts: RateLimits
+    """Device links started, per client address."""
+    link_approvals: RateLimits
+    """Link approvals tried, per account."""
     draining: bool = False
 
 
@@ -43,4 +49,6 @@ class Services:
     keys: KeysService
     blobs: BlobService
     blocks: Blocks
+    links: Links
+    notices: Notices
     node: NodeState

@@ -26,6 +26,10 @@ tests/integration/test_store_contract.py checks them):
   fetch, and says so (the caller then deletes the file).
 - Blocks are per (blocker, blocked) pair; ``ack`` queues no delivered receipt for a
   1:1 message to a sender the acking user has blocked.
+- A device link is approved at most once (``approve_link`` is a compare-and-set on a
+  pending, unexpired link), and its token is handed out at most once
+  (``take_link_token`` clears it in the statement that reads it).
+- Notices are current from their creation until ``expires_ms`` or ``end_notice``.
 """
 
 from __future__ import annotations
@@ -186,6 +190,33 @@ class BlobRecord:
     """The user uploaded it (or announced it once it was complete: deduplication)."""
     granted: bool = False
     """An uploader granted the user reading."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRecord:
+    """A device link: pending until a device of an account approves ``code`` (then
+    ``handle`` and ``device`` are set, and ``token`` until the requester takes it)."""
+
+    id: str
+    code: str
+    """Normalised: 8 upper-case Crockford base32 characters, no dash."""
+    secret_hash: bytes
+    device_name: str
+    created_ms: int
+    expires_ms: int
+    handle: str | None = None
+    device: int | None = None
+    token: str | None = None
+    approved_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeRecord:
+    id: str
+    text: str
+    level: str
+    at_ms: int
+    expires_ms: int
 
 
 Appended = list[tuple[DeviceKey, InboxItem]]
@@ -418,3 +449,48 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def blocked_by(self, blocker: str) -> list[str]:
         """The handles ``blocker`` has blocked, sorted."""
+
+    # ---------------------------------------------------------------- device links
+
+    @abc.abstractmethod
+    async def create_link(self, link: LinkRecord) -> bool:
+        """Store a new pending link; False (nothing stored) if its id or code is taken."""
+
+    @abc.abstractmethod
+    async def get_link(self, link_id: str) -> LinkRecord | None: ...
+
+    @abc.abstractmethod
+    async def link_by_code(self, code: str) -> LinkRecord | None: ...
+
+    @abc.abstractmethod
+    async def approve_link(
+        self, code: str, handle: str, device: int, token: str, now_ms: int
+    ) -> bool:
+        """If the link of ``code`` is pending and ``now_ms`` is before its expiry, record
+        the device made for it and its token; else change nothing and return False."""
+
+    @abc.abstractmethod
+    async def take_link_token(self, link_id: str) -> str | None:
+        """The approved link's token, cleared in the same statement (so that it is
+        handed out once, however many read at the same time); None if there is none."""
+
+    @abc.abstractmethod
+    async def purge_links(self, before_ms: int, limit: int) -> int:
+        """Delete up to ``limit`` links that expired before ``before_ms``; how many."""
+
+    # ---------------------------------------------------------------- notices
+
+    @abc.abstractmethod
+    async def create_notice(self, notice: NoticeRecord) -> None: ...
+
+    @abc.abstractmethod
+    async def current_notices(self, now_ms: int) -> list[NoticeRecord]:
+        """Notices not ended and expiring after ``now_ms``, oldest first."""
+
+    @abc.abstractmethod
+    async def end_notice(self, notice_id: str) -> bool:
+        """Delete a notice; False if there was none."""
+
+    @abc.abstractmethod
+    async def purge_notices(self, before_ms: int) -> int:
+        """Delete the notices that expired before ``before_ms``; how many."""

@@ -67,7 +67,9 @@ from taube.store.base import (
     IdentityKeyMismatch,
     KeysIncomplete,
     KeysStatusRecord,
+    LinkRecord,
     NewMessage,
+    NoticeRecord,
     PrekeyRecord,
     SchemaTooNew,
     SendResult,
@@ -1340,3 +1342,104 @@ class PostgresStore(Store):
             "SELECT blocked FROM blocks WHERE blocker = $1 ORDER BY blocked", blocker
         )
         return [r[0] for r in rows]
+
+    # ------------------------------------------------------------ device links
+
+    _LINK_COLUMNS = (
+        "id, code, secret_hash, device_name, created_ms, expires_ms, handle, device, token,"
+        " approved_ms"
+    )
+
+    @staticmethod
+    def _link(row: Any) -> LinkRecord | None:
+        if row is None:
+            return None
+        return LinkRecord(row[0], row[1], bytes(row[2]), *row[3:])
+
+    async def create_link(self, link: LinkRecord) -> bool:
+        status = await self._execute(
+            "INSERT INTO links (id, code, secret_hash, device_name, created_ms, expires_ms)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            link.id,
+            link.code,
+            link.secret_hash,
+            link.device_name,
+            link.created_ms,
+            link.expires_ms,
+        )
+        return status.endswith(" 1")
+
+    async def get_link(self, link_id: str) -> LinkRecord | None:
+        return self._link(
+            await self._fetchrow(f"SELECT {self._LINK_COLUMNS} FROM links WHERE id = $1", link_id)
+        )
+
+    async def link_by_code(self, code: str) -> LinkRecord | None:
+        return self._link(
+            await self._fetchrow(f"SELECT {self._LINK_COLUMNS} FROM links WHERE code = $1", code)
+        )
+
+    async def approve_link(
+        self, code: str, handle: str, device: int, token: str, now_ms: int
+    ) -> bool:
+        # The row lock makes this a compare-and-set across nodes: a second approval
+        # waits, then sees handle set and updates nothing.
+        status = await self._execute(
+            "UPDATE links SET handle = $2, device = $3, token = $4, approved_ms = $5"
+            " WHERE code = $1 AND handle IS NULL AND expires_ms > $5",
+            code,
+            handle,
+            device,
+            token,
+            now_ms,
+        )
+        return status.endswith(" 1")
+
+    async def take_link_token(self, link_id: str) -> str | None:
+        async def run(c: Conn) -> str | None:
+            token = await c.fetchval(
+                "SELECT token FROM links WHERE id = $1 AND token IS NOT NULL FOR UPDATE",
+                link_id,
+            )
+            if token is not None:
+                await c.execute("UPDATE links SET token = NULL WHERE id = $1", link_id)
+            return None if token is None else str(token)
+
+        return await self._tx(run)
+
+    async def purge_links(self, before_ms: int, limit: int) -> int:
+        status = await self._execute(
+            "DELETE FROM links WHERE id IN (SELECT id FROM links WHERE expires_ms < $1"
+            " LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            before_ms,
+            limit,
+        )
+        return int(status.rsplit(" ", 1)[-1])
+
+    # ------------------------------------------------------------ notices
+
+    async def create_notice(self, notice: NoticeRecord) -> None:
+        await self._execute(
+            "INSERT INTO notices (id, text, level, at_ms, expires_ms) VALUES ($1, $2, $3, $4, $5)",
+            notice.id,
+            notice.text,
+            notice.level,
+            notice.at_ms,
+            notice.expires_ms,
+        )
+
+    async def current_notices(self, now_ms: int) -> list[NoticeRecord]:
+        rows = await self._fetch(
+            "SELECT id, text, level, at_ms, expires_ms FROM notices"
+            " WHERE expires_ms > $1 ORDER BY at_ms, id",
+            now_ms,
+        )
+        return [NoticeRecord(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def end_notice(self, notice_id: str) -> bool:
+        status = await self._execute("DELETE FROM notices WHERE id = $1", notice_id)
+        return status.endswith(" 1")
+
+    async def purge_notices(self, before_ms: int) -> int:
+        status = await self._execute("DELETE FROM notices WHERE expires_ms < $1", before_ms)
+        return int(status.rsplit(" ", 1)[-1])

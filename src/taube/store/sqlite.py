@@ -42,7 +42,9 @@ from taube.store.base import (
     IdentityKeyMismatch,
     KeysIncomplete,
     KeysStatusRecord,
+    LinkRecord,
     NewMessage,
+    NoticeRecord,
     PrekeyRecord,
     SchemaTooNew,
     SendResult,
@@ -961,3 +963,121 @@ class SqliteStore(Store):
             ).fetchall()
         )
         return [r[0] for r in rows]
+
+    # ------------------------------------------------------------ device links
+
+    _LINK_COLUMNS = (
+        "id, code, secret_hash, device_name, created_ms, expires_ms, handle, device, token,"
+        " approved_ms"
+    )
+
+    @staticmethod
+    def _link(row: tuple[Any, ...] | None) -> LinkRecord | None:
+        if row is None:
+            return None
+        return LinkRecord(row[0], row[1], bytes(row[2]), *row[3:])
+
+    async def create_link(self, link: LinkRecord) -> bool:
+        return await self._write(
+            lambda c: (
+                c.execute(
+                    "INSERT INTO links (id, code, secret_hash, device_name, created_ms,"
+                    " expires_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (
+                        link.id,
+                        link.code,
+                        link.secret_hash,
+                        link.device_name,
+                        link.created_ms,
+                        link.expires_ms,
+                    ),
+                ).rowcount
+                == 1
+            )
+        )
+
+    async def get_link(self, link_id: str) -> LinkRecord | None:
+        return self._link(
+            await self._read(
+                lambda c: c.execute(
+                    f"SELECT {self._LINK_COLUMNS} FROM links WHERE id = ?", (link_id,)
+                ).fetchone()
+            )
+        )
+
+    async def link_by_code(self, code: str) -> LinkRecord | None:
+        return self._link(
+            await self._read(
+                lambda c: c.execute(
+                    f"SELECT {self._LINK_COLUMNS} FROM links WHERE code = ?", (code,)
+                ).fetchone()
+            )
+        )
+
+    async def approve_link(
+        self, code: str, handle: str, device: int, token: str, now_ms: int
+    ) -> bool:
+        return await self._write(
+            lambda c: (
+                c.execute(
+                    "UPDATE links SET handle = ?, device = ?, token = ?, approved_ms = ?"
+                    " WHERE code = ? AND handle IS NULL AND expires_ms > ?",
+                    (handle, device, token, now_ms, code, now_ms),
+                ).rowcount
+                == 1
+            )
+        )
+
+    async def take_link_token(self, link_id: str) -> str | None:
+        def run(c: sqlite3.Connection) -> str | None:
+            # One transaction of the one writer: nobody takes it in between.
+            row = c.execute(
+                "SELECT token FROM links WHERE id = ? AND token IS NOT NULL", (link_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            c.execute("UPDATE links SET token = NULL WHERE id = ?", (link_id,))
+            return str(row[0])
+
+        return await self._write(run)
+
+    async def purge_links(self, before_ms: int, limit: int) -> int:
+        return await self._write(
+            lambda c: (
+                c.execute(
+                    "DELETE FROM links WHERE id IN"
+                    " (SELECT id FROM links WHERE expires_ms < ? LIMIT ?)",
+                    (before_ms, limit),
+                ).rowcount
+            )
+        )
+
+    # ------------------------------------------------------------ notices
+
+    async def create_notice(self, notice: NoticeRecord) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "INSERT INTO notices (id, text, level, at_ms, expires_ms) VALUES (?, ?, ?, ?, ?)",
+                (notice.id, notice.text, notice.level, notice.at_ms, notice.expires_ms),
+            )
+        )
+
+    async def current_notices(self, now_ms: int) -> list[NoticeRecord]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT id, text, level, at_ms, expires_ms FROM notices"
+                " WHERE expires_ms > ? ORDER BY at_ms, id",
+                (now_ms,),
+            ).fetchall()
+        )
+        return [NoticeRecord(*row) for row in rows]
+
+    async def end_notice(self, notice_id: str) -> bool:
+        return await self._write(
+            lambda c: c.execute("DELETE FROM notices WHERE id = ?", (notice_id,)).rowcount == 1
+        )
+
+    async def purge_notices(self, before_ms: int) -> int:
+        return await self._write(
+            lambda c: c.execute("DELETE FROM notices WHERE expires_ms < ?", (before_ms,)).rowcount
+        )
