@@ -1,5 +1,8 @@
 # Taube: `make run` serves on http://127.0.0.1:8080, `make test` runs the whole suite.
-# Both set up what is missing first (a virtualenv in .venv with the project and its dev tools).
+# Both set up what is missing first: a virtualenv in .venv with the project and its dev
+# tools, and the web client (web/, TypeScript, built with npm into the Python package).
+# `make test` also installs Debian's Chromium where it is missing (the browser tests
+# drive it with Playwright; Playwright's own browser download is not used).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -8,9 +11,15 @@ STAMP  := $(VENV)/.installed
 DATA   ?= ./data
 ARGS   ?=
 
-.PHONY: run test lint typecheck fmt clean setup
+WEB_BUILT := src/taube/web/static/.built
+WEB_DEPS  := web/node_modules/.installed
+WEB_SRC   := $(shell find web/src web/public -type f 2>/dev/null) web/package.json \
+             $(wildcard web/*.mjs web/tsconfig*.json)
+CHROMIUM  ?= /usr/bin/chromium
 
-setup: $(STAMP)
+.PHONY: run test lint typecheck fmt clean setup web web-test chromium
+
+setup: $(STAMP) $(WEB_BUILT)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +27,30 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $(WEB_DEPS)
+
+$(WEB_BUILT): $(WEB_DEPS) $(WEB_SRC)
+	cd web && npm run --silent build
+	touch $(WEB_BUILT)
+
+web: $(WEB_BUILT)
+
+# The browser's cryptography against the shared vectors, under Node.
+web-test: $(WEB_DEPS)
+	cd web && npm run --silent test:crypto
+
+chromium:
+	@test -x $(CHROMIUM) || command -v chromium >/dev/null || { \
+		echo "installing Debian's chromium for the browser tests"; \
+		apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }
+
+run: $(STAMP) $(WEB_BUILT)
 	$(BIN)/taube serve --host 127.0.0.1 --port 8080 --data $(DATA) $(ARGS)
 
-test: $(STAMP) lint
+test: $(STAMP) $(WEB_BUILT) chromium lint web-test
 	$(BIN)/pytest -q $(ARGS)
 
 lint: $(STAMP)
@@ -35,7 +64,8 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix src tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info \
+		web/node_modules web/build src/taube/web/static
 
 # Benchmarks (docs/performance.md): never part of `make test`. Each workload gets a fresh
 # server on a free port, pinned to core 0, with the load generator on core 1.

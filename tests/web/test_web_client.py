@@ -1,0 +1,271 @@
+"""The web client in a real Chromium against a real server (issue: "Web client").
+
+Two browsers chat with ticks, typing, replies, reactions, edits, deletes, polls and
+an image; a browser and the ``taube`` command line chat both ways; a browser is
+linked as a new device by code; messages written while the server is down wait in
+the browser's outbox and go out once, in order; an operator's notice shows as a
+banner. Screenshots of the main screens land in build/test-artifacts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Locator, Page, expect
+
+from tests.serverproc import UNIT_S, ServerProcess
+from tests.web.conftest import TIMEOUT_MS, PageFactory, screenshot
+
+PASSWORD = "correct horse battery"
+ADMIN_TOKEN = "admin-token-for-tests-0123456789"
+STORED = re.compile(r"^(sent|delivered|read)$")
+CODE = re.compile(r"^\s*[0-9A-Z]{4}-[0-9A-Z]{4}\s*$")
+
+
+def cli(server: ServerProcess, profile: Path, *args: str, stdin: str | None = None) -> str:
+    env = {**os.environ, "TAUBE_SERVER": server.url, "TAUBE_ADMIN_TOKEN": ADMIN_TOKEN}
+    done = subprocess.run(
+        [sys.executable, "-m", "taube.cli", "--profile", str(profile), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60 * UNIT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def acli(server: ServerProcess, profile: Path, *args: str, stdin: str | None = None) -> str:
+    return await asyncio.to_thread(cli, server, profile, *args, stdin=stdin)
+
+
+async def register(page: Page, handle: str) -> None:
+    await page.get_by_test_id("register-handle").fill(handle)
+    await page.get_by_test_id("register-password").fill(PASSWORD)
+    await page.get_by_test_id("register-submit").click()
+    await expect(page.get_by_test_id("chat-list")).to_be_visible()
+
+
+async def open_chat(page: Page, handle: str) -> None:
+    item = page.locator(f'[data-testid="chat-item"][data-conversation="@{handle}"]')
+    if await item.count() == 0:
+        await page.get_by_test_id("new-chat").click()
+        await page.get_by_test_id("new-chat-handle").fill(handle)
+        await page.get_by_test_id("new-chat-submit").click()
+    else:
+        await item.first.click()
+    await expect(page.get_by_test_id("composer")).to_be_visible()
+
+
+async def write(page: Page, text: str) -> None:
+    await page.get_by_test_id("composer").fill(text)
+    await page.get_by_test_id("composer").press("Enter")
+
+
+def bubble(page: Page, text: str) -> Locator:
+    """The last message whose own text contains ``text`` (not a quote of it)."""
+    own_text = page.get_by_test_id("message-text").filter(has_text=text)
+    return page.get_by_test_id("message").filter(has=own_text).last
+
+
+async def message_action(page: Page, text: str, action: str) -> None:
+    """Open a message's actions (hover, or its ⋯ menu) and pick one."""
+    message = bubble(page, text)
+    await message.hover()
+    button = message.get_by_test_id(action)
+    if not await button.is_visible():
+        await message.get_by_test_id("message-menu").click()
+    await button.click()
+
+
+async def test_two_browsers_chat_with_ticks_typing_and_every_kind_of_message(
+    new_page: PageFactory, tmp_path: Path
+) -> None:
+    alice, bob = await new_page(), await new_page()
+    await register(alice, "alice")
+    await register(bob, "bob")
+    await screenshot(alice, "01-chat-list-empty")
+    await open_chat(alice, "bob")
+    await write(alice, "Hallo Bob")
+    sent = bubble(alice, "Hallo Bob")
+    await expect(sent).to_have_attribute("data-status", STORED)
+    # Bob's chat list shows the chat with an unread badge; opening it reads it.
+    item = bob.locator('[data-testid="chat-item"][data-conversation="@alice"]')
+    await expect(item.get_by_test_id("unread-badge")).to_have_text("1")
+    await screenshot(bob, "02-chat-list-unread")
+    await item.click()
+    await expect(bubble(bob, "Hallo Bob")).to_be_visible()
+    await expect(bubble(alice, "Hallo Bob")).to_have_attribute("data-status", "read")
+    # Typing shows on the other side.
+    await bob.get_by_test_id("composer").press_sequentially("Moment", delay=30)
+    await expect(alice.get_by_test_id("typing-indicator")).to_be_visible()
+    await bob.get_by_test_id("composer").fill("")
+
+    # Reply, reaction, edit, delete for everyone.
+    await message_action(bob, "Hallo Bob", "reply-button")
+    await write(bob, "Hallo Alice")
+    await expect(bubble(alice, "Hallo Alice").get_by_test_id("reply-quote")).to_contain_text(
+        "Hallo Bob"
+    )
+    await message_action(bob, "Hallo Bob", "react-button")
+    await bob.get_by_role("button", name="👍").first.click()
+    await expect(bubble(alice, "Hallo Bob").get_by_test_id("reaction")).to_have_attribute(
+        "data-emoji", "👍"
+    )
+    await message_action(alice, "Hallo Bob", "edit-button")
+    await alice.get_by_test_id("edit-input").fill("Hallo Bob, wie geht's?")
+    await alice.get_by_test_id("edit-submit").click()
+    edited = bubble(bob, "wie geht's?")
+    await expect(edited.get_by_test_id("edited-mark")).to_be_visible()
+    await write(alice, "Das war falsch")
+    await expect(bubble(bob, "Das war falsch")).to_be_visible()
+    await message_action(alice, "Das war falsch", "delete-button")
+    await expect(bob.get_by_test_id("deleted-text").last).to_be_visible()
+
+    # A poll: bob votes, alice sees the count.
+    await alice.get_by_test_id("poll-button").click()
+    await alice.get_by_test_id("poll-question").fill("Wann essen?")
+    await alice.get_by_test_id("poll-options").fill("18 Uhr\n19 Uhr")
+    await alice.get_by_test_id("poll-submit").click()
+    poll = bob.get_by_test_id("poll").last
+    await expect(poll).to_contain_text("Wann essen?")
+    await poll.locator('[data-testid="poll-option"][data-index="1"]').click()
+    await expect(
+        alice.get_by_test_id("poll").last.locator('[data-testid="poll-option"][data-index="1"]')
+    ).to_contain_text("1")
+
+    # An image: encrypted, uploaded, shown inline on the other side.
+    png = tmp_path / "punkt.png"
+    png.write_bytes(_tiny_png())
+    await alice.get_by_test_id("attach-input").set_input_files(str(png))
+    image = bob.get_by_test_id("attachment-image").last
+    await expect(image).to_be_visible()
+    assert await image.evaluate("img => img.naturalWidth") == 1
+    await screenshot(bob, "03-conversation")
+    await screenshot(alice, "04-conversation-sender")
+
+
+async def test_a_browser_and_the_command_line_chat_both_ways(
+    new_page: PageFactory, server: ServerProcess, tmp_path: Path
+) -> None:
+    bob = tmp_path / "bob-cli"
+    await acli(server, bob, "register", "bob", "--password-stdin", stdin=PASSWORD + "\n")
+    alice = await new_page()
+    await register(alice, "alice")
+    await open_chat(alice, "bob")
+    await write(alice, "Hallo von Chromium")
+    got = await acli(server, bob, "listen", "--json", "--count", "1", "--timeout", "20")
+    message = json.loads(got.splitlines()[0])
+    assert (message["text"], message["from"], message["encrypted"]) == (
+        "Hallo von Chromium",
+        "alice",
+        True,
+    )
+    await acli(server, bob, "send", "@alice", "Hallo von der Kommandozeile")
+    await expect(bubble(alice, "Hallo von der Kommandozeile")).to_be_visible()
+
+
+async def test_linking_this_browser_as_a_new_device_by_code(
+    new_page: PageFactory, server: ServerProcess, tmp_path: Path
+) -> None:
+    bob, carol = tmp_path / "bob-cli", tmp_path / "carol-cli"
+    await acli(server, bob, "register", "bob", "--password-stdin", stdin=PASSWORD + "\n")
+    await acli(server, carol, "register", "carol", "--password-stdin", stdin=PASSWORD + "\n")
+    page = await new_page()
+    await page.get_by_test_id("show-link").click()
+    code = page.get_by_test_id("link-code")
+    await expect(code).to_have_text(CODE)
+    await screenshot(page, "05-link-device")
+    await acli(server, bob, "link", (await code.inner_text()).strip())
+    await expect(page.get_by_test_id("chat-list")).to_be_visible()
+    await acli(server, carol, "send", "@bob", "Hallo Bobs neues Gerät")
+    item = page.locator('[data-testid="chat-item"][data-conversation="@carol"]')
+    await item.click()
+    await expect(bubble(page, "Hallo Bobs neues Gerät")).to_be_visible()
+
+
+async def test_messages_written_while_the_server_is_down_go_out_once_in_order(
+    new_page: PageFactory, server: ServerProcess, tmp_path: Path
+) -> None:
+    bob = tmp_path / "bob-cli"
+    await acli(server, bob, "register", "bob", "--password-stdin", stdin=PASSWORD + "\n")
+    alice = await new_page()
+    await register(alice, "alice")
+    await open_chat(alice, "bob")
+    await write(alice, "vorher")
+    await expect(bubble(alice, "vorher")).to_have_attribute("data-status", STORED)
+    await asyncio.to_thread(server.stop)
+    await expect(alice.get_by_test_id("connection-banner")).to_be_visible()
+    for text in ("eins", "zwei", "drei"):
+        await write(alice, text)
+        await expect(bubble(alice, text)).to_have_attribute("data-status", "pending")
+    await screenshot(alice, "06-offline-pending")
+    await asyncio.to_thread(server.start)
+    for text in ("eins", "zwei", "drei"):
+        await expect(bubble(alice, text)).to_have_attribute(
+            "data-status", STORED, timeout=int(30_000 * UNIT_S)
+        )
+    got = await acli(server, bob, "listen", "--json", "--count", "4", "--timeout", "20")
+    texts = [json.loads(line)["text"] for line in got.splitlines()]
+    assert texts == ["vorher", "eins", "zwei", "drei"]
+
+
+@pytest.fixture
+def admin_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    proc = ServerProcess(tmp_path / "admin-server", settings={"admin": {"token": ADMIN_TOKEN}})
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+async def test_an_operator_notice_shows_as_a_banner(
+    browser: Browser, admin_server: ServerProcess, tmp_path: Path
+) -> None:
+    context = await browser.new_context()
+    try:
+        page = await context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        await page.goto(admin_server.url + "/")
+        await register(page, "alice")
+        await acli(
+            admin_server,
+            tmp_path / "operator",
+            "notice",
+            "Wartung heute um 22 Uhr",
+            "--level",
+            "warning",
+        )
+        banner = page.get_by_test_id("banner")
+        await expect(banner).to_contain_text("Wartung heute um 22 Uhr")
+        await expect(banner).to_have_attribute("data-level", "warning")
+        await screenshot(page, "07-notice-banner")
+    finally:
+        await context.close()
+
+
+def _tiny_png() -> bytes:
+    """A valid 1x1 PNG."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xff\x00\x00\xff")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
