@@ -10,10 +10,12 @@ from typing import Any
 
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
+import msgspec
 import pytest
 
 from taube.protocol.frames import Notice
 from taube.server.config import load_config
+from taube.status.signing import verify_notice
 from tests.conftest import drop_schema, fresh_name, nats_url, postgres_dsn
 from tests.serverproc import UNIT_S, ServerProcess
 from tests.wire import connect, http, quiet, register
@@ -115,12 +117,21 @@ async def test_a_notice_reaches_every_connected_device_and_later_ones_after_read
     expected = Notice(
         id=info["id"], text="Maintenance at 22:00", level="warning", at_ms=info["at_ms"]
     )
+    _, key = await http(session, "GET", f"{base}/v1/status/key")
     got = await asyncio.gather(a.next(), b.next())
-    assert got == [expected, expected]
+    for frame in got:
+        assert isinstance(frame, Notice)
+        assert msgspec.structs.replace(frame, signature=None) == expected
+        # Signed by the status key: a forged banner would not verify.
+        assert verify_notice(msgspec.structs.asdict(frame), key["public_key"])
+        forged = {**msgspec.structs.asdict(frame), "text": "Log in at evil.example"}
+        assert not verify_notice(forged, key["public_key"])
     assert await quiet(a) == []  # once
 
     late = await connect(session, admin_server.ws_url, bob.token)
-    assert await late.next() == expected  # right after ready
+    again = await late.next()  # right after ready
+    assert isinstance(again, Notice)
+    assert msgspec.structs.replace(again, signature=None) == expected
     assert await quiet(late) == []
     status, body = await http(session, "GET", f"{base}/v1/notices", token=alice.token)
     assert (status, body) == (200, {"notices": [info]})

@@ -23,18 +23,21 @@ from taube.store.base import (
     GroupRecord,
     HandleTaken,
     IdentityKeyMismatch,
+    IncidentUpdateRecord,
     KeysIncomplete,
     KeysStatusRecord,
     LinkRecord,
     NewMessage,
     NoticeRecord,
     PrekeyRecord,
+    ProbeMinuteRecord,
     SchemaTooNew,
     SignedPrekeyRecord,
     Store,
     StoreUnavailable,
     TooManyPrekeys,
     UserRecord,
+    WebhookDeliveryRecord,
 )
 from taube.store.postgres import PostgresStore
 from taube.store.sqlite import SqliteStore
@@ -813,3 +816,93 @@ async def test_notices_are_current_until_they_expire_or_end(store: Store) -> Non
     assert await store.current_notices(1500) == [second]
     assert await store.purge_notices(4000) == 1
     assert await store.current_notices(0) == []
+
+
+# ---------------------------------------------------------------- status
+
+
+async def test_probe_minutes_are_replaced_whole_and_summed(store: Store) -> None:
+    row = ProbeMinuteRecord(60_000, "n1", "send", 3, 2, 2, '{"4":2}', 61_000)
+    await store.put_probe_minutes(
+        [row, ProbeMinuteRecord(60_000, "n2", "send", 5, 5, 4, "{}", 62_000)]
+    )
+    await store.put_probe_minutes([ProbeMinuteRecord(60_000, "n1", "send", 4, 4, 3, "{}", 63_000)])
+    rows = sorted(await store.probe_minutes(60_000), key=lambda r: r.node)
+    assert [(r.node, r.count, r.ok, r.updated_ms) for r in rows] == [
+        ("n1", 4, 4, 63_000),
+        ("n2", 5, 5, 62_000),
+    ]
+    assert await store.probe_minutes(120_000) == []
+    assert await store.probe_nodes(0) == {"n1": 63_000, "n2": 62_000}
+    assert await store.probe_totals("send", 0) == (9, 9, 7)
+    assert await store.probe_totals("api", 0) == (0, 0, 0)
+
+
+async def test_minute_verdicts_count_per_day(store: Store) -> None:
+    day = 86_400_000
+    assert await store.last_status_minute() is None
+    await store.put_status_minutes(
+        [(0, "send", "operational"), (60_000, "send", "major_outage"), (day, "send", "degraded")]
+    )
+    await store.put_status_minutes([(60_000, "send", "operational")])  # replaced
+    assert sorted(await store.status_minute_counts(0)) == [
+        ("send", 0, "operational", 2),
+        ("send", day, "degraded", 1),
+    ]
+    assert await store.last_status_minute() == day
+    assert await store.purge_status(day) == 2
+    assert await store.status_minute_counts(0) == [("send", day, "degraded", 1)]
+
+
+async def test_incidents_keep_every_update_and_stay_resolved(store: Store) -> None:
+    first = IncidentUpdateRecord(1_000, "investigating", "looking", "op")
+    opened = await store.create_incident(
+        "Slow", "minor", ["send"], first, automatic=True, key="canary"
+    )
+    assert (opened.id, opened.status, opened.updates, opened.key) == (
+        opened.id, "investigating", (first,), "canary",
+    )  # fmt: skip
+    other = await store.create_incident("Other", "major", [], first)
+    assert other.id > opened.id
+    assert not other.automatic
+    update = IncidentUpdateRecord(2_000, "identified", "found it", "op")
+    changed = await store.update_incident(
+        opened.id, update, impact="major", components=["send", "bus"]
+    )
+    assert changed is not None
+    assert (changed.status, changed.impact, changed.components) == (
+        "identified",
+        "major",
+        ("send", "bus"),
+    )
+    done = await store.update_incident(
+        opened.id, IncidentUpdateRecord(3_000, "resolved", "ok", "op")
+    )
+    assert done is not None
+    assert done.resolved_ms == 3_000
+    assert len(done.updates) == 3
+    assert await store.update_incident(opened.id, update) is None  # resolved stays resolved
+    assert await store.update_incident(999, update) is None
+    written = await store.set_incident_text(opened.id, postmortem="pm", notice_id="n")
+    assert written is not None
+    assert (written.postmortem, written.notice_id) == ("pm", "n")
+    assert [i.id for i in await store.open_incidents()] == [other.id]
+    assert [i.id for i in await store.resolved_incidents(0, 10)] == [opened.id]
+    assert await store.get_incident(opened.id) == written
+
+
+async def test_maintenance_webhooks_deliveries_and_reports(store: Store) -> None:
+    m = await store.create_maintenance("Upgrade", 10, 20, ["store"], "brief", 5)
+    assert await store.maintenance_windows(15) == [m]
+    assert await store.maintenance_windows(20) == []
+    hook = await store.create_webhook("http://x/hook", "s" * 16, 1)
+    assert await store.webhooks() == [hook]
+    entry = WebhookDeliveryRecord(hook.id, "incident.opened", 1, None, "refused", 7, False)
+    await store.log_webhook_delivery(entry)
+    assert await store.webhook_deliveries(10) == [entry]
+    assert await store.delete_webhook(hook.id)
+    assert not await store.delete_webhook(hook.id)
+    for _ in range(3):
+        await store.add_report(60_000, "send")
+    await store.add_report(60_000, "connect")
+    assert sorted(await store.report_counts(0)) == [(60_000, "connect", 1), (60_000, "send", 3)]

@@ -4,17 +4,21 @@ Two browsers chat with ticks, typing, replies, reactions, edits, deletes, polls 
 an image; a browser and the ``taube`` command line chat both ways; a browser is
 linked as a new device by code; messages written while the server is down wait in
 the browser's outbox and go out once, in order; an operator's notice shows as a
-banner. Screenshots of the main screens land in build/test-artifacts.
+banner; the account's devices are listed and revoked; blocking; disappearing
+messages; the status page's incident in the connection banner. Screenshots of the
+main screens land in build/test-artifacts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -253,6 +257,195 @@ async def test_an_operator_notice_shows_as_a_banner(
         await screenshot(page, "07-notice-banner")
     finally:
         await context.close()
+
+
+async def chat_menu(page: Page, action: str) -> None:
+    """Pick an entry of the open chat's header menu (the "⋯" button)."""
+    await page.get_by_test_id("chat-menu").click()
+    await page.get_by_test_id(action).click()
+
+
+async def test_the_devices_dialog_lists_a_command_line_login_and_revokes_it(
+    new_page: PageFactory, server: ServerProcess, tmp_path: Path
+) -> None:
+    alice = await new_page()
+    await register(alice, "alice")
+    await acli(
+        server,
+        tmp_path / "alice-cli",
+        "login",
+        "alice",
+        "--device-name",
+        "laptop shell",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    await alice.get_by_test_id("devices-button").click()
+    items = alice.get_by_test_id("device-item")
+    await expect(items).to_have_count(2)
+    this = alice.locator('[data-testid="device-item"][data-current="true"]')
+    await expect(this.get_by_test_id("this-device")).to_have_text("this browser")
+    await expect(this.get_by_test_id("revoke-device")).to_have_count(0)
+    other = items.filter(has_text="laptop shell")
+    await expect(other).to_contain_text("last seen")
+    await screenshot(alice, "08-devices")
+    await other.get_by_test_id("revoke-device").click()
+    await other.get_by_test_id("confirm-revoke").click()
+    await expect(items).to_have_count(1)
+    await expect(items.first).to_have_attribute("data-current", "true")
+    # The revoked command line is logged out for good.
+    env = {**os.environ, "TAUBE_SERVER": server.url}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "taube.cli", "--profile", str(tmp_path / "alice-cli"), "devices"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60 * UNIT_S,
+        check=False,
+    )
+    assert done.returncode != 0
+
+
+async def test_blocking_a_command_line_user_hides_their_messages_until_unblocked(
+    new_page: PageFactory, server: ServerProcess, tmp_path: Path
+) -> None:
+    bob = tmp_path / "bob-cli"
+    await acli(server, bob, "register", "bob", "--password-stdin", stdin=PASSWORD + "\n")
+    alice = await new_page()
+    await register(alice, "alice")
+    await acli(server, bob, "send", "@alice", "Hallo Alice")
+    await alice.locator('[data-testid="chat-item"][data-conversation="@bob"]').click()
+    await expect(bubble(alice, "Hallo Alice")).to_be_visible()
+
+    await chat_menu(alice, "block-button")
+    notice = alice.get_by_test_id("blocked-notice")
+    await expect(notice).to_contain_text("You blocked @bob. Unblock to send.")
+    await expect(alice.get_by_test_id("composer")).to_be_hidden()
+    await expect(alice.get_by_test_id("system-line").last).to_have_text("You blocked @bob.")
+    await screenshot(alice, "09-blocked")
+    await acli(server, bob, "send", "@alice", "Bist du da?")
+
+    await notice.get_by_test_id("unblock-button").click()
+    await expect(alice.get_by_test_id("composer")).to_be_visible()
+    await expect(notice).to_be_hidden()
+    await chat_menu(alice, "block-button")  # the menu offers blocking again
+    await expect(notice).to_be_visible()
+    await notice.get_by_test_id("unblock-button").click()
+    await acli(server, bob, "send", "@alice", "Wieder da")
+    await expect(bubble(alice, "Wieder da")).to_be_visible()
+    # Messages come in order: what bob wrote while blocked never arrives.
+    await expect(alice.get_by_test_id("message-text").filter(has_text="Bist du da?")).to_have_count(
+        0
+    )
+
+
+async def test_a_chat_timer_marks_new_messages_and_expired_ones_disappear(
+    new_page: PageFactory, server: ServerProcess, tmp_path: Path
+) -> None:
+    bob = tmp_path / "bob-cli"
+    await acli(server, bob, "register", "bob", "--password-stdin", stdin=PASSWORD + "\n")
+    alice = await new_page()
+    await register(alice, "alice")
+    await open_chat(alice, "bob")
+    await chat_menu(alice, "disappearing-button")
+    options = alice.get_by_test_id("disappearing-option")
+    await expect(options).to_have_count(4)
+    await expect(
+        alice.locator('[data-testid="disappearing-option"][data-seconds="0"]')
+    ).to_have_attribute("aria-checked", "true")
+    await screenshot(alice, "10-disappearing-dialog")
+    await alice.locator('[data-testid="disappearing-option"][data-seconds="86400"]').click()
+    await expect(alice.get_by_test_id("system-line").last).to_have_text(
+        "You turned on disappearing messages: 1 day"
+    )
+    await expect(alice.get_by_test_id("disappearing-badge")).to_have_attribute(
+        "data-seconds", "86400"
+    )
+    await write(alice, "Geheim")
+    secret = bubble(alice, "Geheim")
+    await expect(secret.get_by_test_id("expiry-mark")).to_be_visible()
+    await expect(secret).to_have_attribute("data-status", STORED)
+    await screenshot(alice, "11-disappearing-chat")
+
+    # Bob's command line got the timer and a message that carries it.
+    await acli(server, bob, "listen", "--json", "--count", "2", "--timeout", "20")
+    got = await acli(server, bob, "history", "@alice", "--json", "--offline")
+    items = [json.loads(line) for line in got.splitlines()]
+    [geheim] = [i for i in items if i["text"] == "Geheim"]
+    assert geheim["expires_at_ms"] - geheim["sent_at_ms"] == 86_400_000
+    # The browser counts from its own clock at sending (the server stamps a moment later).
+    expires = int(await secret.get_attribute("data-expires-at") or 0)
+    assert abs(expires - geheim["expires_at_ms"]) < 10_000
+
+    # A short timer from bob: his next message goes from the view and the device.
+    await acli(server, bob, "disappearing", "@alice", "3s")
+    await expect(alice.get_by_test_id("system-line").last).to_have_text(
+        "@bob turned on disappearing messages: 3 seconds"
+    )
+    await expect(alice.get_by_test_id("disappearing-badge")).to_have_attribute("data-seconds", "3")
+    await acli(server, bob, "send", "@alice", "Gleich weg")
+    await expect(bubble(alice, "Gleich weg")).to_be_visible()
+    await expect(bubble(alice, "Gleich weg")).to_have_count(0, timeout=int(15_000 * UNIT_S))
+    await alice.reload()
+    await alice.locator('[data-testid="chat-item"][data-conversation="@bob"]').click()
+    await expect(bubble(alice, "Geheim")).to_be_visible()
+    await expect(alice.get_by_test_id("message-text").filter(has_text="Gleich weg")).to_have_count(
+        0
+    )
+
+
+async def test_the_connection_banner_names_the_incident_from_the_status_page(
+    new_page: PageFactory, server: ServerProcess, tmp_path: Path
+) -> None:
+    bob = tmp_path / "bob-cli"
+    await acli(server, bob, "register", "bob", "--password-stdin", stdin=PASSWORD + "\n")
+    alice = await new_page()
+    await register(alice, "alice")
+    await open_chat(alice, "bob")
+    now_ms = int(time.time() * 1000)
+    started = now_ms - now_ms % 60_000 - 10 * 60_000
+    since = datetime.datetime.fromtimestamp(started / 1000, datetime.UTC).strftime("%H:%M")
+    document = {
+        "version": 1,
+        "generated_ms": now_ms,
+        "verdict": "partial_outage",
+        "incidents": {
+            "open": [
+                {
+                    "id": 7,
+                    "title": "Messages are delayed",
+                    "started_ms": started,
+                    "updates": [{"at_ms": started, "text": "We are looking into it."}],
+                }
+            ],
+            "recent": [],
+        },
+    }
+    await alice.route(
+        "**/status.json",
+        lambda route: route.fulfill(
+            status=200, content_type="application/json", body=json.dumps(document)
+        ),
+    )
+    await asyncio.to_thread(server.stop)
+    banner = alice.get_by_test_id("connection-banner")
+    await expect(banner).to_contain_text("Can't reach the server. Reconnecting…")
+    await expect(banner).to_contain_text(
+        f"It's not you: Messages are delayed (incident #7, since {since} UTC)",
+        timeout=int(30_000 * UNIT_S),
+    )
+    await expect(banner).to_have_attribute("data-incident", "7")
+    await write(alice, "trotzdem")
+    queued = bubble(alice, "trotzdem")
+    await expect(queued).to_have_attribute("data-status", "pending")
+    await expect(queued).to_have_attribute("data-queued-during", "7")
+    await expect(queued).to_have_attribute("title", "queued during incident #7")
+    await screenshot(alice, "12-incident-banner")
+    await asyncio.to_thread(server.start)
+    await expect(queued).to_have_attribute("data-status", STORED, timeout=int(30_000 * UNIT_S))
+    await expect(queued).not_to_have_attribute("data-queued-during", "7")
+    await expect(banner).to_have_count(0)
 
 
 def _tiny_png() -> bytes:

@@ -32,6 +32,7 @@ from taube.client import (
     SendFailed,
     SendTimeout,
     ServerError,
+    ServiceStatus,
     TaubeApiError,
     Typing,
     decode_content,
@@ -94,8 +95,13 @@ def open_api(args: argparse.Namespace) -> Api:
     return Api(explicit_servers(args) or session.servers, session.token)
 
 
+def given_status_url(args: argparse.Namespace) -> str | None:
+    """``--status-url`` or TAUBE_STATUS_URL, else None (the profile's is used)."""
+    return getattr(args, "status_url", None) or os.environ.get("TAUBE_STATUS_URL") or None
+
+
 def make_client(args: argparse.Namespace) -> Client:
-    return Client(profile_dir(args), explicit_servers(args))
+    return Client(profile_dir(args), explicit_servers(args), status_url=given_status_url(args))
 
 
 def read_password(args: argparse.Namespace, *, confirm: bool) -> str:
@@ -158,6 +164,7 @@ async def register(args: argparse.Namespace) -> int:
         servers=servers_for_login(args),
         profile=profile_dir(args),
         device_name=args.device_name,
+        status_url=given_status_url(args),
     )
     print(f"registered @{session.handle}, logged in as device {session.device}")
     return EXIT_OK
@@ -171,6 +178,7 @@ async def login(args: argparse.Namespace) -> int:
         servers=servers_for_login(args),
         profile=profile_dir(args),
         device_name=args.device_name,
+        status_url=given_status_url(args),
     )
     print(f"logged in as @{session.handle}, device {session.device}")
     return EXIT_OK
@@ -278,30 +286,60 @@ async def flush_outbox(client: Client, seconds: float) -> int:
     failed: list[TaubeApiError] = []
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
-    while waiting:
-        try:
-            await client.wait_sent(waiting, timeout=max(0.0, deadline - loop.time()))
-            waiting = []
-        except TaubeApiError as exc:
-            failed.append(exc)
-            waiting = [i for i in waiting if i != exc.ref]
-        except SendTimeout as exc:
-            where = ", ".join(client.servers)
-            for error in failed:
-                note(f"error: {error.code}: {error.message} (message {error.ref})")
-            raise CliError(
-                "client.timeout",
-                f"could not reach {where} in {seconds:g}s: {len(exc.pending)} message(s) "
-                f"still queued in the outbox; they will be sent by the next command that "
-                f"connects (e.g. `taube outbox flush`)",
-                EXIT_UNAVAILABLE,
-            ) from None
+    # While no server answers, say what the status document says (not a bare error).
+    watcher = asyncio.create_task(_print_service_status(client))
+    try:
+        while waiting:
+            try:
+                await client.wait_sent(waiting, timeout=max(0.0, deadline - loop.time()))
+                waiting = []
+            except TaubeApiError as exc:
+                failed.append(exc)
+                waiting = [i for i in waiting if i != exc.ref]
+            except SendTimeout as exc:
+                for error in failed:
+                    note(f"error: {error.code}: {error.message} (message {error.ref})")
+                raise CliError(
+                    "client.timeout", _still_queued(client, len(exc.pending), seconds),
+                    EXIT_UNAVAILABLE,
+                ) from None  # fmt: skip
+    finally:
+        watcher.cancel()
     if failed:
         for error in failed[:-1]:
             note(f"error: {error.code}: {error.message} (message {error.ref})")
         last = failed[-1]
         raise CliError(last.code, f"{last.message} (message {last.ref})", EXIT_ERROR)
     return EXIT_OK
+
+
+def _queued_during(status: ServiceStatus | None) -> str:
+    if status is None or not status.incidents:
+        return ""
+    return f" during incident {status.incidents[0].ref}"
+
+
+def _still_queued(client: Client, n: int, seconds: float) -> str:
+    status = client.service_status
+    where = ", ".join(client.servers)
+    later = (
+        "they will be sent after recovery by the next command that connects "
+        "(e.g. `taube outbox flush`)"
+    )
+    if status is None:
+        return f"could not reach {where} in {seconds:g}s: {n} message(s) still queued; {later}"
+    return f"{status.text}. {n} message(s) still queued{_queued_during(status)}; {later}"
+
+
+def service_status_line(status: ServiceStatus) -> str:
+    return f"status: {status.text}"
+
+
+async def _print_service_status(client: Client) -> None:
+    while True:
+        status = await client.wait_service_status()
+        extra = f" — your messages stay queued{_queued_during(status)}"
+        note(service_status_line(status) + extra)
 
 
 async def outbox_list(args: argparse.Namespace) -> int:
@@ -312,7 +350,8 @@ async def outbox_list(args: argparse.Namespace) -> int:
         preview = (text if text is not None else "(unsupported content)").replace("\n", " ")
         if len(preview) > 60:
             preview = preview[:57] + "..."
-        print(f"{e.id}  {render.local_time(e.created_ms)}  {e.to}  {preview}")
+        during = f"  (queued during incident {e.incident})" if e.incident else ""
+        print(f"{e.id}  {render.local_time(e.created_ms)}  {e.to}  {preview}{during}")
     note(f"{len(entries)} message(s) queued")
     return EXIT_OK
 
@@ -331,6 +370,7 @@ async def listen(args: argparse.Namespace) -> int:
         raise CliError("client.usage", "--count must be at least 1", EXIT_USAGE)
     received = 0
     ever_connected = False
+    cut_off = False  # a status was shown: repeated "disconnected" lines add nothing
     async with make_client(args) as client:
         me = client.handle
         try:
@@ -352,16 +392,20 @@ async def listen(args: argparse.Namespace) -> int:
                             out(render.group_json(event) if args.json else None,
                                 render.group_line(event))  # fmt: skip
                         case Connected():
-                            ever_connected = True
+                            ever_connected, cut_off = True, False
                             note(f"connected to {event.server} as @{event.handle}")
-                        case Disconnected():
+                        case Disconnected() if not cut_off:
                             note(f"disconnected: {event.reason}; retrying in {event.retry_in:.1f}s")
+                        case ServiceStatus():
+                            cut_off = True  # stderr: stdout stays messages for scripts
+                            note(service_status_line(event) + "; still trying to connect")
                         case SendFailed():
                             note(f"error: {event.code}: {event.message} (message {event.id})")
                         case ServerError():
                             note(f"error: {event.code}: {event.message}")
                         case Notice():
-                            note(f"notice ({event.level}): {event.text}")
+                            signed = ", signed" if event.signed else ""
+                            note(f"notice ({event.level}{signed}): {event.text}")
                         case SecurityCodeChanged():
                             note(render.security_code_changed(event.user))
                         case Typing() if not args.json:

@@ -16,8 +16,10 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from taube.cli import commands, rich
+from taube.cli import status as status_cli
 from taube.cli.commands import EXIT_AUTH, EXIT_ERROR, EXIT_UNAVAILABLE, EXIT_USAGE, CliError
 from taube.client import (
     NotLoggedIn,
@@ -43,6 +45,8 @@ examples:
   seq 1 10 | taube send @bob --stdin
   taube listen --json --count 10
   taube group create friends @bob @carol
+  taube status
+  taube status export ./public --every 30s
   taube bench --server http://127.0.0.1:8080 --pairs 100 --duration 20s
 
 exit codes: 0 ok, 1 refused or failed, 2 usage, 3 server unreachable or
@@ -68,6 +72,13 @@ def _common() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="profile folder holding this device's session and outbox "
         "(env TAUBE_PROFILE; default $XDG_DATA_HOME/taube or ~/.local/share/taube)",
+    )
+    group.add_argument(
+        "--status-url",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="where to read the signed status document when no server answers, e.g. an "
+        "exported copy (env TAUBE_STATUS_URL; saved in the profile by login/register)",
     )
     return common
 
@@ -375,8 +386,104 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=commands.notice)
 
+    _add_status(sub, add)
     _add_bench(add(sub, "bench", BENCH_HELP))
     return parser
+
+
+def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser], add: Any) -> None:
+    p = add(
+        sub,
+        "status",
+        "Show the service's status: components, 90-day uptime, latency, objectives, "
+        "incidents, maintenance (signed; read from the status URL when no server answers).",
+    )
+    p.add_argument(
+        "--json", action="store_true", help='the document plus {"fresh", "verified"}, one line'
+    )
+    p.add_argument(
+        "--max-age", default="2m", help="older documents are stale: status unknown (default 2m)"
+    )
+    p.set_defaults(func=status_cli.status, status_command=None)
+    ssub = p.add_subparsers(dest="status_command", metavar="ACTION")
+    sp = add(
+        ssub,
+        "export",
+        "Write index.html, status.css, status.json and feed.atom into DIR (atomically), "
+        "for any static host outside the nodes' blast radius.",
+    )
+    sp.add_argument("dir", metavar="DIR")
+    sp.add_argument("--every", metavar="DURATION", help="keep exporting this often, e.g. 30s")
+    sp.add_argument("--count", type=int, metavar="N", help="with --every: stop after N rounds")
+    sp.add_argument(
+        "--max-age",
+        default="2m",
+        help="with --every, while no node answers: once the copy is this old its page "
+        "says status unknown (default 2m)",
+    )
+    sp.set_defaults(func=status_cli.status_export)
+
+    p = add(sub, "report", "Tell the operators you have trouble (counted; spikes open incidents).")
+    p.add_argument("kind", choices=("send", "receive", "connect"), help="what does not work")
+    p.add_argument("--detail", default="", help="a few words (optional)")
+    p.set_defaults(func=status_cli.report)
+
+    def admin(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser.add_argument(
+            "--admin-token", default="", help="the server's [admin] token (env TAUBE_ADMIN_TOKEN)"
+        )
+        return parser
+
+    p = add(sub, "incident", "Open, update and resolve incidents (operators: admin token).")
+    isub = p.add_subparsers(dest="incident_command", metavar="ACTION", required=True)
+    ip = admin(add(isub, "open", "Open an incident; prints its id."))
+    ip.add_argument("title", metavar="TITLE")
+    ip.add_argument("--impact", choices=("minor", "major", "critical"), default="minor")
+    ip.add_argument(
+        "--component", action="append", default=[], metavar="ID", help="affected (repeatable)"
+    )
+    ip.add_argument("--text", required=True, help="what users notice, in plain words")
+    ip.set_defaults(func=status_cli.incident_open)
+    ip = admin(add(isub, "update", "Add an update to an incident's timeline."))
+    ip.add_argument("id", metavar="ID")
+    ip.add_argument("--status", choices=("investigating", "identified", "monitoring"),
+                    required=True)  # fmt: skip
+    ip.add_argument("--text", required=True)
+    ip.set_defaults(func=status_cli.incident_update)
+    ip = admin(add(isub, "resolve", "Resolve an incident; prints the post-mortem template."))
+    ip.add_argument("id", metavar="ID")
+    ip.add_argument("--text", required=True)
+    ip.set_defaults(func=status_cli.incident_resolve)
+    ip = admin(add(isub, "postmortem", "Publish an incident's post-mortem."))
+    ip.add_argument("id", metavar="ID")
+    ip.add_argument("--file", metavar="F", help="read it from this file ('-': stdin)")
+    ip.add_argument("--text", metavar="T", help="or give it here")
+    ip.set_defaults(func=status_cli.incident_postmortem)
+
+    p = add(sub, "maintenance", "Announce scheduled maintenance (operators: admin token).")
+    msub = p.add_subparsers(dest="maintenance_command", metavar="ACTION", required=True)
+    mp = admin(add(msub, "schedule", "Schedule maintenance; prints its id."))
+    mp.add_argument("title", metavar="TITLE")
+    mp.add_argument("--start", required=True, metavar="ISO", help="e.g. 2025-05-03T22:00Z")
+    mp.add_argument("--end", required=True, metavar="ISO")
+    mp.add_argument("--component", action="append", default=[], metavar="ID")
+    mp.add_argument("--text", default="")
+    mp.set_defaults(func=status_cli.maintenance_schedule)
+
+    p = add(sub, "webhook", "Tell other systems about incidents (operators: admin token).")
+    wsub = p.add_subparsers(dest="webhook_command", metavar="ACTION", required=True)
+    wp = admin(add(wsub, "add", "Subscribe URL; deliveries are signed with SECRET (HMAC)."))
+    wp.add_argument("url", metavar="URL")
+    wp.add_argument("--secret", required=True)
+    wp.set_defaults(func=status_cli.webhook_add)
+    wp = admin(add(wsub, "list", "List the subscriptions."))
+    wp.set_defaults(func=status_cli.webhook_list)
+    wp = admin(add(wsub, "remove", "Remove a subscription."))
+    wp.add_argument("id", metavar="ID")
+    wp.set_defaults(func=status_cli.webhook_remove)
+    wp = admin(add(wsub, "deliveries", "The delivery log: attempts, answers, retries."))
+    wp.add_argument("--json", action="store_true", help="one JSON object per line")
+    wp.set_defaults(func=status_cli.webhook_deliveries)
 
 
 BENCH_HELP = (

@@ -58,10 +58,25 @@ from taube.client.events import (
     SendFailed,
     Sent,
     ServerError,
+    ServiceStatus,
     Typing,
 )
 from taube.client.history import ChatSummary, HistoryItem, PollTally
-from taube.client.profile import OutboxEntry, Profile, StoredSession, default_profile_dir
+from taube.client.profile import (
+    OutboxEntry,
+    Profile,
+    StatusState,
+    StoredSession,
+    default_profile_dir,
+)
+from taube.client.status import (
+    Incident,
+    StatusDocument,
+    StatusForged,
+    StatusUnavailable,
+    StatusView,
+    fetch_status,
+)
 
 __all__ = [
     "AnyContent",
@@ -81,6 +96,7 @@ __all__ = [
     "GroupChange",
     "HistoryItem",
     "InboxEvent",
+    "Incident",
     "Message",
     "MessageRef",
     "NotLoggedIn",
@@ -99,6 +115,12 @@ __all__ = [
     "Sent",
     "ServerError",
     "ServerUnreachable",
+    "ServiceStatus",
+    "StatusDocument",
+    "StatusForged",
+    "StatusState",
+    "StatusUnavailable",
+    "StatusView",
     "StoredSession",
     "TaubeApiError",
     "TaubeClientError",
@@ -111,6 +133,7 @@ __all__ = [
     "decode_content",
     "default_profile_dir",
     "encode_content",
+    "fetch_status",
     "login",
     "logout",
     "normalize_servers",

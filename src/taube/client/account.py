@@ -1,7 +1,9 @@
 """Getting a session into a profile: register, log in, log out.
 
 These talk HTTP only; the device token they receive goes straight into the
-profile (never into logs or exception messages). A new device makes its
+profile (never into logs or exception messages), with the servers' status key
+(``GET /v1/status/key``: what status documents and notices are checked against)
+and, when given, the status URL to read when no server answers. A new device makes its
 end-to-end encryption keys at once and uploads their public halves, so that
 others can write to it before it ever connects.
 """
@@ -30,12 +32,15 @@ async def register(
     servers: Sequence[str] | str,
     profile: Profile | Path | str | None = None,
     device_name: str = "",
+    status_url: str | None = None,
 ) -> StoredSession:
     """Create an account, log this device in, and save the session in the profile."""
     urls = normalize_servers(servers)
     async with Api(urls) as api:
         created = await api.register(handle, password, device_name)
+        status_key = await _status_key(api)
     session = _save(profile, urls, created.handle, created.device, created.token)
+    _save_status(profile, status_key, status_url)
     await _upload_keys(profile, session)
     return session
 
@@ -47,12 +52,15 @@ async def login(
     servers: Sequence[str] | str,
     profile: Profile | Path | str | None = None,
     device_name: str = "",
+    status_url: str | None = None,
 ) -> StoredSession:
     """Log a new device into an existing account and save the session in the profile."""
     urls = normalize_servers(servers)
     async with Api(urls) as api:
         created = await api.login(handle, password, device_name)
+        status_key = await _status_key(api)
     session = _save(profile, urls, created.handle, created.device, created.token)
+    _save_status(profile, status_key, status_url)
     await _upload_keys(profile, session)
     return session
 
@@ -93,6 +101,25 @@ async def _upload_keys(profile: Profile | Path | str | None, session: StoredSess
                 # The client uploads them when it connects; until then nobody can
                 # start a session with this device.
                 log.warning("could not upload this device's keys yet: %s", exc)
+
+
+async def _status_key(api: Api) -> str | None:
+    try:
+        return await api.status_key()
+    except (TaubeClientError, aiohttp.ClientError, TimeoutError) as exc:
+        # An older server, or a hiccup: the client learns it when it connects.
+        log.warning("could not learn the servers' status key yet: %s", exc)
+        return None
+
+
+def _save_status(
+    profile: Profile | Path | str | None, status_key: str | None, status_url: str | None
+) -> None:
+    with _opened(profile) as prof:
+        if status_key is not None:
+            prof.save_status_key(status_key)
+        if status_url:
+            prof.save_status_url(status_url)
 
 
 def _save(

@@ -238,6 +238,103 @@ class Api:
         path = f"/v1/admin/notices/{quote(notice_id, safe='')}"
         await self._request("DELETE", path, auth=False, extra_headers=_bearer(admin_token))
 
+    # ------------------------------------------------------------------ status and incidents
+
+    async def status_key(self) -> str:
+        """The base64 Ed25519 key status documents and notices are signed with."""
+        return (await self._call("GET", "/v1/status/key", api.StatusKey, auth=False)).public_key
+
+    async def report(
+        self, kind: api.ReportKind, detail: str = "", *, with_token: bool = True
+    ) -> None:
+        """Tell the operators "I can't send / receive / connect". Counted per minute
+        against a baseline; a spike opens an incident."""
+        body = api.ReportCreate(kind=kind, detail=detail)
+        await self._request("POST", "/v1/reports", body, auth=with_token and bool(self._token))
+
+    # The operator's incident calls take the admin token, like the notices above.
+
+    async def open_incident(
+        self,
+        admin_token: str,
+        title: str,
+        impact: api.Impact,
+        components: Sequence[str],
+        text: str,
+    ) -> api.Incident:
+        body = api.IncidentCreate(
+            title=title, impact=impact, components=list(components), text=text
+        )
+        return await self._admin(admin_token, "POST", "/v1/admin/incidents", api.Incident, body)
+
+    async def update_incident(
+        self, admin_token: str, incident: str, status: api.OpenIncidentStatus, text: str
+    ) -> api.Incident:
+        body = api.IncidentUpdateCreate(status=status, text=text)
+        path = _incident_path(incident, "updates")
+        return await self._admin(admin_token, "POST", path, api.Incident, body)
+
+    async def resolve_incident(
+        self, admin_token: str, incident: str, text: str
+    ) -> api.ResolvedIncident:
+        """Resolve it; the answer carries ``postmortem_template`` to fill in."""
+        path = _incident_path(incident, "resolve")
+        body = api.IncidentResolve(text=text)
+        return await self._admin(admin_token, "POST", path, api.ResolvedIncident, body)
+
+    async def set_postmortem(self, admin_token: str, incident: str, text: str) -> None:
+        path = _incident_path(incident, "postmortem")
+        body = api.PostmortemPut(text=text)
+        await self._request("PUT", path, body, auth=False, extra_headers=_bearer(admin_token))
+
+    async def schedule_maintenance(
+        self,
+        admin_token: str,
+        title: str,
+        starts_ms: int,
+        ends_ms: int,
+        components: Sequence[str],
+        text: str,
+    ) -> api.Maintenance:
+        body = api.MaintenanceCreate(
+            title=title,
+            starts_ms=starts_ms,
+            ends_ms=ends_ms,
+            components=list(components),
+            text=text,
+        )
+        path = "/v1/admin/maintenance"
+        return await self._admin(admin_token, "POST", path, api.Maintenance, body)
+
+    async def add_webhook(self, admin_token: str, url: str, secret: str) -> api.Webhook:
+        body = api.WebhookCreate(url=url, secret=secret)
+        return await self._admin(admin_token, "POST", "/v1/admin/webhooks", api.Webhook, body)
+
+    async def webhooks(self, admin_token: str) -> list[api.Webhook]:
+        path = "/v1/admin/webhooks"
+        return (await self._admin(admin_token, "GET", path, api.WebhookList)).webhooks
+
+    async def remove_webhook(self, admin_token: str, webhook: str) -> None:
+        path = f"/v1/admin/webhooks/{quote(webhook, safe='')}"
+        await self._request("DELETE", path, auth=False, extra_headers=_bearer(admin_token))
+
+    async def webhook_deliveries(self, admin_token: str) -> list[api.WebhookDelivery]:
+        path = "/v1/admin/webhooks/deliveries"
+        return (await self._admin(admin_token, "GET", path, api.WebhookDeliveryList)).deliveries
+
+    async def _admin(
+        self,
+        admin_token: str,
+        method: str,
+        path: str,
+        result: type[T],
+        body: msgspec.Struct | None = None,
+    ) -> T:
+        raw = await self._request(
+            method, path, body, auth=False, extra_headers=_bearer(admin_token)
+        )
+        return _decode(raw, result)
+
     # ------------------------------------------------------------------ groups
 
     async def create_group(self, name: str, members: Sequence[str] = ()) -> api.GroupInfo:
@@ -331,6 +428,10 @@ class Api:
                     ) from exc
                 errors.append(f"{self.servers[index]}: {type(exc).__name__} {exc}")
         raise ServerUnreachable("no server answered (" + "; ".join(errors) + ")")
+
+
+def _incident_path(incident: str, action: str) -> str:
+    return f"/v1/admin/incidents/{quote(incident.strip().removeprefix('#'), safe='')}/{action}"
 
 
 def _bearer(token: str) -> dict[str, str]:

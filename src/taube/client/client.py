@@ -14,7 +14,13 @@ Tasks while the client is open:
   device (:mod:`taube.client.e2ee`) and transmits them in order, within a window;
 * the *persister* commits outbox removals (after ``sent``) and the acked seq
   to the profile, then tells the server. Batching these keeps SQLite commits
-  off the per-frame path without ever acking ahead of the disk.
+  off the per-frame path without ever acking ahead of the disk;
+* after repeated failures to connect, a *status check* reads the signed status
+  document (nodes first, then the status URL) and tells the application what it
+  says (:class:`~taube.client.events.ServiceStatus`) instead of leaving it with a
+  bare connection error; the outbox marks what is queued during a known incident,
+  and the device reports the trouble (``POST /v1/reports``, at most once per
+  ``report_every_s``) as soon as any node answers.
 
 Guarantees: a message given to :meth:`Client.send` is on disk before its id is
 returned and leaves the outbox only after the server's ``sent`` (or a
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -76,9 +83,18 @@ from taube.client.errors import (
 from taube.client.history import ChatSummary, HistoryItem
 from taube.client.inbox import InboxCursor
 from taube.client.outbox import OutboxQueue
-from taube.client.profile import OutboxEntry, Profile, StoredSession
+from taube.client.profile import OutboxEntry, Profile, StatusState, StoredSession
+from taube.client.status import (
+    StatusForged,
+    StatusUnavailable,
+    StatusView,
+    fetch_status,
+    headline,
+    verify_notice,
+)
 from taube.crypto import CryptoError, SafetyNumber
 from taube.protocol import frames as fr
+from taube.protocol.api import ReportKind
 from taube.protocol.ids import normalize_handle, parse_address, uuid7
 
 log = logging.getLogger("taube.client")
@@ -121,6 +137,18 @@ class ClientOptions:
     send_window: int = 128
     max_queued_events: int = 10_000
     max_pending_frames: int = 1_000
+    status_after_failures: int = 3
+    """Read the status document after this many failed connection attempts in a row..."""
+    status_after_s: float = 10.0
+    """...or after this long without a connection, whichever comes first."""
+    status_recheck_s: float = 30.0
+    """While still cut off, read it again this often."""
+    status_max_age_s: float = 120.0
+    """An older status document is stale: its verdict shows as ``unknown``."""
+    report_every_s: float = 600.0
+    """Report trouble to the operators (``POST /v1/reports``) at most this often."""
+    report_max_delay_s: float = 300.0
+    """A report that found no node to take it for this long is dropped."""
 
 
 @dataclass(slots=True)
@@ -168,10 +196,12 @@ class Client:
         servers: Sequence[str] | str | None = None,
         *,
         options: ClientOptions | None = None,
+        status_url: str | None = None,
     ) -> None:
         self._profile_path: Path | str | None = (
             profile.path if isinstance(profile, Profile) else profile
         )
+        self._status_url_override = status_url or None
         self._servers_override = normalize_servers(servers) if servers else None
         self.options = options or ClientOptions()
         self.servers: tuple[str, ...] = ()
@@ -211,6 +241,13 @@ class Client:
         self._expiry_changed = asyncio.Event()
         self._sealed: dict[str, list[fr.DevicePayload]] = {}  # encrypted, not yet stored
         self._stale_tries: dict[str, int] = {}
+        self._status_state = StatusState()
+        self._service_status: ev.ServiceStatus | None = None
+        self._status_changed = asyncio.Event()
+        self._status_task: asyncio.Task[None] | None = None
+        self._status_checked_at: float | None = None
+        self._pending_report: tuple[ReportKind, str, float] | None = None  # kind, detail, since
+        self._send_refusals = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -236,6 +273,7 @@ class Client:
             self.servers = self._servers_override or session.servers
             last_seq = await self._db(self._profile.last_seq)
             pending = await self._db(self._profile.outbox)
+            self._status_state = await self._db(self._profile.status_state)
         except BaseException:
             await self._close_profile()
             raise
@@ -270,6 +308,9 @@ class Client:
             # Commit what is due while the socket may still be open, so the
             # server learns the ack (and senders get "delivered") right away.
             await asyncio.wait_for(self._persist_once(), timeout=5)
+        if self._status_task is not None:
+            self._tasks.append(self._status_task)
+            self._status_task = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -302,6 +343,46 @@ class Client:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    # ------------------------------------------------------------------ service status
+
+    @property
+    def status_url(self) -> str | None:
+        """Where the status document is read when no server answers (None: nodes only)."""
+        return self._status_url_override or self._status_state.status_url
+
+    @property
+    def service_status(self) -> ev.ServiceStatus | None:
+        """The latest :class:`~taube.client.events.ServiceStatus` while cut off, else None."""
+        return self._service_status
+
+    async def wait_service_status(self, timeout: float | None = None) -> ev.ServiceStatus:  # noqa: ASYNC109
+        """Wait for the next :class:`~taube.client.events.ServiceStatus` (not acking
+        anything, unlike :meth:`events`); raises TimeoutError when ``timeout`` runs out."""
+        async with asyncio.timeout(timeout):
+            await self._status_changed.wait()
+        assert self._service_status is not None
+        return self._service_status
+
+    async def check_status(self) -> StatusView:
+        """Read and check the status document now (nodes first, then the status URL).
+
+        Raises :class:`~taube.client.status.StatusForged` or
+        :class:`~taube.client.status.StatusUnavailable`.
+        """
+        assert self._http is not None
+        return await fetch_status(
+            self._http,
+            self.servers,
+            self.status_url,
+            self._status_state.public_key,
+            max_age_s=self.options.status_max_age_s,
+        )
+
+    async def report(self, kind: ReportKind, detail: str = "") -> None:
+        """Tell the operators "I can't send / receive / connect" now (not rate-limited:
+        this is the user's own report)."""
+        await self.api.report(kind, detail)
 
     async def wait_connected(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Wait until a connection is ready; raises ServerUnreachable on timeout."""
@@ -619,6 +700,8 @@ class Client:
     async def _run(self) -> None:
         attempt = 0
         index = 0
+        failures = 0
+        down_since: float | None = None
         while True:
             server = self.servers[index]
             try:
@@ -628,6 +711,11 @@ class Client:
                 return
             if outcome.ready:
                 attempt = 0
+                failures, down_since = 0, None
+            else:
+                failures += 1
+                down_since = down_since if down_since is not None else time.monotonic()
+                self._cut_off(failures, time.monotonic() - down_since, outcome.reason)
             if outcome.immediate:
                 delay = 0.0
             elif outcome.retry_after > 0:
@@ -717,6 +805,7 @@ class Client:
         await self._ensure_keys()
         with contextlib.suppress(TaubeClientError, aiohttp.ClientError, TimeoutError):
             await self.blocked()
+        await self._back_online()
         self._connected.set()
         log.info("connected to %s as @%s device %d", server, ready.handle, ready.device)
         self._emit(ev.Connected(server, ready.handle, ready.device))
@@ -794,6 +883,7 @@ class Client:
                     self._inbox_queued += 1
                     self._queue.put_nowait(_inbox_event(frame))
             case fr.Sent(id=message_id):
+                self._send_refusals = 0
                 self._sealed.pop(message_id, None)
                 self._stale_tries.pop(message_id, None)
                 await self._require_e2ee().sent(message_id)
@@ -822,6 +912,9 @@ class Client:
                 if code in TRANSIENT_CODES:
                     # Keep it queued; reconnect later and retransmit in order. Not
                     # "ready" for the runner: without a hint the backoff keeps growing.
+                    self._send_refusals += 1
+                    if self._send_refusals >= self.options.status_after_failures:
+                        self._want_report("send", f"{self._send_refusals} sends refused: {code}")
                     await ws.close()
                     return _Outcome(
                         False,
@@ -843,13 +936,148 @@ class Client:
                 self._emit(ev.Presence(frame.user, frame.online, frame.last_seen_ms))
             case fr.Notice():
                 if frame.id not in self._notices_seen:
-                    self._notices_seen.add(frame.id)
-                    self._emit(ev.Notice(frame.id, frame.text, frame.level, frame.at_ms))
+                    signed = self._check_notice(frame)
+                    if signed is not None:
+                        self._notices_seen.add(frame.id)
+                        self._emit(
+                            ev.Notice(frame.id, frame.text, frame.level, frame.at_ms, signed)
+                        )
             case fr.KeysLow():
                 self._tasks.append(asyncio.create_task(self._ensure_keys()))
             case fr.Ready() | fr.Pong():
                 pass
         return None
+
+    def _check_notice(self, frame: fr.Notice) -> bool | None:
+        """True: signed with the status key; False: unsigned (or no key known yet);
+        None: the signature does not verify, so the notice must not be shown."""
+        key = self._status_state.public_key
+        if not frame.signature or not key:
+            return False
+        if verify_notice(frame, key):
+            return True
+        log.warning("dropped notice %s: its signature does not verify (forged?)", frame.id)
+        return None
+
+    # ------------------------------------------------------------------ cut off
+
+    def _cut_off(self, failures: int, down_s: float, reason: str) -> None:
+        """After a failed attempt: once it is clearly not a blip, read the status."""
+        options = self.options
+        if failures < options.status_after_failures and down_s < options.status_after_s:
+            return
+        self._want_report("connect", f"{failures} failed attempts: {reason}")
+        due = (
+            self._status_checked_at is None
+            or time.monotonic() - self._status_checked_at >= options.status_recheck_s
+        )
+        if due and (self._status_task is None or self._status_task.done()):
+            self._status_checked_at = time.monotonic()
+            self._status_task = asyncio.create_task(self._status_check(), name="taube-status")
+
+    async def _status_check(self) -> None:
+        try:
+            view = await self.check_status()
+        except StatusForged as exc:
+            log.warning("ignored a status document: %s", exc)
+            status = ev.ServiceStatus(
+                "unknown", (), False, False,
+                "status unknown: the status document failed its signature check and was "
+                "ignored; messages stay queued",
+            )  # fmt: skip
+        except StatusUnavailable as exc:
+            log.info("no status document: %s", exc)
+            status = ev.ServiceStatus(
+                "unknown", (), False, False,
+                "cannot reach any Taube server nor its status page (is this device "
+                "online?); messages stay queued and are sent when a server answers",
+            )  # fmt: skip
+        except Exception:
+            log.exception("cannot read the status document")
+            return
+        else:
+            status = service_status_event(view)
+            if view.verified and view.fresh:
+                # Mark what waits in the outbox; a fresh all-clear forgets the incident.
+                opened = view.open_incidents
+                await self._set_incident(opened[0].ref if opened else None)
+        if self._connected.is_set():
+            return  # came back meanwhile: old news
+        previous = self._service_status
+        self._service_status = status
+        if previous is None or _status_key(previous) != _status_key(status):
+            self._emit(status)
+            self._status_changed.set()
+            self._status_changed = asyncio.Event()
+        await self._flush_report()
+
+    async def _set_incident(self, incident: str | None) -> None:
+        if self._status_state.incident == incident:
+            return
+        marked = await self._db(self._require_profile().set_incident, incident)
+        self._status_state = dataclasses.replace(self._status_state, incident=incident)
+        if marked:
+            log.info("%d queued message(s) marked as queued during incident %s", marked, incident)
+
+    async def _back_online(self) -> None:
+        """Connected: the cut-off is over; learn the status key, send a pending report."""
+        self._service_status = None
+        if self._status_task is not None:
+            self._status_task.cancel()
+            self._status_task = None
+        self._status_checked_at = None
+        await self._set_incident(None)
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(asyncio.create_task(self._learn_status_key(), name="taube-status-key"))
+        self._tasks.append(asyncio.create_task(self._flush_report(), name="taube-report"))
+
+    async def _learn_status_key(self) -> None:
+        # Our own server is the root of trust for the key (as for everything it serves);
+        # learning it again on each connect follows an operator's key rotation.
+        try:
+            async with asyncio.timeout(self.options.connect_timeout):
+                key = await self.api.status_key()
+        except (TaubeClientError, aiohttp.ClientError, TimeoutError) as exc:
+            log.info("cannot learn the status key now: %s", exc)
+            return
+        if key != self._status_state.public_key:
+            await self._db(self._require_profile().save_status_key, key)
+            self._status_state = dataclasses.replace(self._status_state, public_key=key)
+
+    def _want_report(self, kind: ReportKind, detail: str) -> None:
+        if self._pending_report is None:
+            self._pending_report = (kind, detail[:200], time.monotonic())
+
+    async def _flush_report(self) -> None:
+        """Send the pending trouble report to any node that answers, rate-limited."""
+        pending = self._pending_report
+        if pending is None:
+            return
+        kind, detail, since = pending
+        if time.monotonic() - since > self.options.report_max_delay_s:
+            self._pending_report = None
+            return
+        now_ms = int(time.time() * 1000)
+        if now_ms - self._status_state.last_report_ms < self.options.report_every_s * 1000:
+            self._pending_report = None
+            return
+        # Written down before sending: a process that ends mid-request must not report
+        # again at once (the rate limit holds across CLI runs); undone if it failed.
+        before = self._status_state.last_report_ms
+        await self._note_report(now_ms)
+        try:
+            async with asyncio.timeout(self.options.connect_timeout):
+                await self.api.report(kind, detail)
+        except (TaubeClientError, aiohttp.ClientError, TimeoutError) as exc:
+            log.info("cannot report %s trouble yet: %s", kind, exc)
+            await self._note_report(before)
+            return
+        self._pending_report = None
+        log.info("reported %s trouble to the operators", kind)
+
+    async def _note_report(self, at_ms: int) -> None:
+        self._status_state = dataclasses.replace(self._status_state, last_report_ms=at_ms)
+        await self._db(self._require_profile().set_last_report, at_ms)
 
     def _fail(self, ref: str, error: TaubeApiError) -> None:
         """A queued message is refused for good: it leaves the outbox, the app hears why."""
@@ -1098,6 +1326,22 @@ def _inbox_event(frame: fr.Receipt | fr.GroupEvent) -> ev.InboxEvent:
                 name=frame.name,
                 at_ms=frame.at_ms,
             )
+
+
+def service_status_event(view: StatusView) -> ev.ServiceStatus:
+    """The event for a checked document; an unverified one lends no words of its own."""
+    return ev.ServiceStatus(
+        verdict=view.verdict,
+        incidents=view.open_incidents if view.verified else (),
+        fresh=view.fresh,
+        verified=view.verified,
+        text=headline(view),
+        generated_ms=view.document.generated_ms,
+    )
+
+
+def _status_key(status: ev.ServiceStatus) -> tuple[object, ...]:
+    return (status.verdict, status.fresh, status.verified, status.text)
 
 
 def _describe(exc: BaseException) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from taube.client.content import AnyContent, Unsupported, content_text
+from taube.client.status import Incident
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,29 @@ class Notice:
     text: str
     level: str
     at_ms: int
+    signed: bool = False
+    """Its signature verified with the servers' status key. A notice whose signature
+    does not verify is dropped (logged), never handed to the application."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    """What the status document says while this client cannot connect to any server.
+
+    Show ``text`` instead of a bare connection error ("It's not you: incident #12 since
+    07:12 UTC, delivery delayed"). ``verdict`` is the one to show (``unknown`` once the
+    document is stale, unless it reports an outage); ``verified`` is False when the
+    document could not be checked with a key this device trusts, and then ``incidents``
+    is empty (their words could be anyone's). Emitted again when the picture changes;
+    the next :class:`Connected` ends it.
+    """
+
+    verdict: str
+    incidents: tuple[Incident, ...]
+    fresh: bool
+    verified: bool
+    text: str
+    generated_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +196,7 @@ Event = (
     | Connected
     | Disconnected
     | Notice
+    | ServiceStatus
     | SecurityCodeChanged
     | ServerError
 )

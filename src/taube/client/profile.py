@@ -14,6 +14,10 @@ Invariants:
   ``sent`` (or refused the message for good).
 * ``last_seq`` only grows (``MAX``), so acks persisted out of order are harmless;
   the one exception is :meth:`Profile.reset_last_seq` (the server lost our place).
+* Status state (the status key learned from the servers, the status URL, the
+  incident known while the servers are unreachable, when the device last reported
+  trouble) is one row; outbox entries queued while an incident is known are marked
+  with it (``outbox_incident``) until they leave the outbox.
 * A new session resets ``last_seq`` (a new device has a new inbox) and wipes the
   encryption state (a new device has new keys); a session for a different handle
   also empties the outbox, so that one user's queued messages are never sent as
@@ -62,6 +66,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload    BLOB NOT NULL,
     created_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS status_state (
+    only_row       INTEGER PRIMARY KEY CHECK (only_row = 1),
+    public_key     TEXT,
+    status_url     TEXT,
+    incident       TEXT,
+    last_report_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS outbox_incident (
+    id       TEXT PRIMARY KEY,
+    incident TEXT NOT NULL
+);
 """
 
 
@@ -95,6 +110,21 @@ class OutboxEntry:
     to: str
     payload: bytes
     created_ms: int
+    incident: str | None = None
+    """``#12`` when it was queued while that incident was known (servers unreachable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusState:
+    """What the device knows about the service's status (see :mod:`taube.client.status`)."""
+
+    public_key: str | None = None
+    """The servers' Ed25519 status key (base64), learned at login and on connect."""
+    status_url: str | None = None
+    """Where to read the status document when no server answers."""
+    incident: str | None = None
+    """The open incident (``#12``) known while the servers were unreachable."""
+    last_report_ms: int = 0
 
 
 class Profile:
@@ -197,19 +227,30 @@ class Profile:
     # ------------------------------------------------------------------ outbox
 
     def outbox_add(self, entries: list[OutboxEntry]) -> None:
-        """Append entries in order, in one transaction (all or none are queued)."""
+        """Append entries in order, in one transaction (all or none are queued); while
+        an incident is known they are marked as queued during it."""
         with self._transaction():
             self._conn.executemany(
                 "INSERT OR IGNORE INTO outbox (id, recipient, payload, created_ms) "
                 "VALUES (?, ?, ?, ?)",
                 [(e.id, e.to, e.payload, e.created_ms) for e in entries],
             )
+            incident = self.status_state().incident
+            if incident is not None:
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO outbox_incident VALUES (?, ?)",
+                    [(e.id, incident) for e in entries],
+                )
 
     def outbox(self) -> list[OutboxEntry]:
         rows = self._conn.execute(
-            "SELECT id, recipient, payload, created_ms FROM outbox ORDER BY pos"
+            "SELECT o.id, o.recipient, o.payload, o.created_ms, i.incident FROM outbox o "
+            "LEFT JOIN outbox_incident i ON i.id = o.id ORDER BY o.pos"
         ).fetchall()
-        return [OutboxEntry(str(r[0]), str(r[1]), bytes(r[2]), int(r[3])) for r in rows]
+        return [
+            OutboxEntry(str(r[0]), str(r[1]), bytes(r[2]), int(r[3]), r[4] and str(r[4]))
+            for r in rows
+        ]
 
     def outbox_count(self) -> int:
         row = self._conn.execute("SELECT COUNT(*) FROM outbox").fetchone()
@@ -218,6 +259,44 @@ class Profile:
     def outbox_remove(self, ids: list[str]) -> None:
         with self._transaction():
             self._conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+            self._conn.executemany("DELETE FROM outbox_incident WHERE id = ?", [(i,) for i in ids])
+
+    # ------------------------------------------------------------------ status
+
+    def status_state(self) -> StatusState:
+        row = self._conn.execute(
+            "SELECT public_key, status_url, incident, last_report_ms FROM status_state "
+            "WHERE only_row = 1"
+        ).fetchone()
+        if row is None:
+            return StatusState()
+        return StatusState(row[0], row[1], row[2], int(row[3]))
+
+    def save_status_key(self, public_key: str) -> None:
+        self._set_status("public_key", public_key)
+
+    def save_status_url(self, url: str | None) -> None:
+        self._set_status("status_url", url)
+
+    def set_last_report(self, at_ms: int) -> None:
+        self._set_status("last_report_ms", at_ms)
+
+    def set_incident(self, incident: str | None) -> int:
+        """Remember the open incident (``#12``), or forget it (None). Entries already
+        queued and not yet marked are marked with it; returns how many were."""
+        with self._transaction():
+            self._set_status("incident", incident)
+            if incident is None:
+                return 0
+            cursor = self._conn.execute(
+                "INSERT OR IGNORE INTO outbox_incident SELECT id, ? FROM outbox", (incident,)
+            )
+            return cursor.rowcount
+
+    def _set_status(self, column: str, value: str | int | None) -> None:
+        # ``column`` is one of our own names above, never input.
+        self._conn.execute("INSERT OR IGNORE INTO status_state (only_row) VALUES (1)")
+        self._conn.execute(f"UPDATE status_state SET {column} = ? WHERE only_row = 1", (value,))
 
     # ------------------------------------------------------------------ helpers
 

@@ -10,6 +10,12 @@ hands a new notice's frame to its listener (the gateway, which forwards it to al
 its connections). Every ``refresh_s`` each node also reads the store again and
 announces what it missed (the bus is a doorbell). Expired notices are left out when
 read and deleted by the retention job.
+
+Frames carry a ``signature`` made by ``sign`` (the status key: taube.status.signing,
+passed in by the composition root), so that clients can refuse forged banners. Every
+node of a cluster has the same key, and Ed25519 signatures are deterministic, so
+each node signs the same notice alike. Incidents post and end notices through
+``post`` and ``end`` like the operator does (taube.status.incidents).
 """
 
 from __future__ import annotations
@@ -36,17 +42,37 @@ REFRESH_S = 30.0
 _ENDED = b"end:"
 _record_decoder = msgspec.json.Decoder(NoticeRecord)
 
+NoticeSigner = Callable[[NoticeRecord], str | None]
+"""Signs a notice's ``id``, ``text``, ``level`` and ``at_ms`` (base64), or None."""
 
-def notice_frame(record: NoticeRecord) -> bytes:
+
+def _unsigned(record: NoticeRecord) -> None:
+    return None
+
+
+def notice_frame(record: NoticeRecord, sign: NoticeSigner = _unsigned) -> bytes:
     return encode_frame(
-        Notice(id=record.id, text=record.text, level=record.level, at_ms=record.at_ms)
+        Notice(
+            id=record.id,
+            text=record.text,
+            level=record.level,
+            at_ms=record.at_ms,
+            signature=sign(record),
+        )
     )
 
 
 class Notices:
     def __init__(
-        self, store: Store, bus: Bus, clock: Clock, *, refresh_s: float = REFRESH_S
+        self,
+        store: Store,
+        bus: Bus,
+        clock: Clock,
+        *,
+        refresh_s: float = REFRESH_S,
+        sign: NoticeSigner = _unsigned,
     ) -> None:
+        self.sign = sign
         self._store = store
         self._bus = bus
         self._clock = clock
@@ -84,8 +110,8 @@ class Notices:
         await self._bus.publish(NOTICES_SUBJECT, msgspec.json.encode(record))
         return record
 
-    async def end(self, notice_id: str) -> None:
-        if not await self._store.end_notice(notice_id):
+    async def end(self, notice_id: str, *, missing_ok: bool = False) -> None:
+        if not await self._store.end_notice(notice_id) and not missing_ok:
             raise TaubeError("notice.not_found")
         self._current.pop(notice_id, None)
         await self._bus.publish(NOTICES_SUBJECT, _ENDED + notice_id.encode())
@@ -104,7 +130,7 @@ class Notices:
     def _add(self, record: NoticeRecord) -> None:
         if record.id in self._current or record.expires_ms <= self._clock():
             return
-        frame = notice_frame(record)
+        frame = notice_frame(record, self.sign)
         self._current[record.id] = (record, frame)
         try:
             self._listener(frame)

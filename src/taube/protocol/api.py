@@ -268,6 +268,180 @@ class NoticeList(Body, frozen=True):
     notices: list[NoticeInfo]
 
 
+# ---------------------------------------------------------------- status and incidents
+
+ComponentStatus = Literal["operational", "degraded", "partial_outage", "major_outage", "unknown"]
+IncidentStatus = Literal["investigating", "identified", "monitoring", "resolved"]
+OpenIncidentStatus = Literal["investigating", "identified", "monitoring"]
+Impact = Literal["minor", "major", "critical"]
+ComponentId = Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
+ComponentList = Annotated[list[ComponentId], msgspec.Meta(max_length=64)]
+IncidentText = Annotated[str, msgspec.Meta(max_length=5000)]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class IncidentCreate(Body, frozen=True):
+    """``POST /v1/admin/incidents``: open an incident (status ``investigating``)."""
+
+    title: Title
+    impact: Impact = "minor"
+    components: ComponentList = []
+    text: IncidentText = ""
+
+
+class IncidentUpdateCreate(Body, frozen=True):
+    """``POST /v1/admin/incidents/{id}/updates``: a new status and what to say."""
+
+    status: OpenIncidentStatus
+    text: IncidentText = ""
+
+
+class IncidentResolve(Body, frozen=True):
+    text: IncidentText = ""
+
+
+class PostmortemPut(Body, frozen=True):
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=100_000)]
+
+
+class IncidentUpdateInfo(Body, frozen=True):
+    at_ms: int
+    status: str
+    text: str
+    by: str
+
+
+class Incident(Body, frozen=True):
+    id: int
+    title: str
+    status: IncidentStatus
+    impact: Impact
+    components: list[str]
+    started_ms: int
+    resolved_ms: int | None
+    automatic: bool
+    updates: list[IncidentUpdateInfo]
+    postmortem: str | None
+
+
+class ResolvedIncident(Incident, frozen=True):
+    """A resolved incident, with a post-mortem template to fill in
+    (``PUT /v1/admin/incidents/{id}/postmortem``)."""
+
+    postmortem_template: str
+
+
+class MaintenanceCreate(Body, frozen=True):
+    title: Title
+    starts_ms: Annotated[int, msgspec.Meta(ge=0)]
+    ends_ms: Annotated[int, msgspec.Meta(ge=0)]
+    components: ComponentList = []
+    text: IncidentText = ""
+
+
+class Maintenance(Body, frozen=True):
+    id: int
+    title: str
+    starts_ms: int
+    ends_ms: int
+    components: list[str]
+    text: str
+
+
+class WebhookCreate(Body, frozen=True):
+    url: Annotated[str, msgspec.Meta(min_length=8, max_length=2000, pattern="^https?://")]
+    secret: Annotated[str, msgspec.Meta(min_length=16, max_length=200)]
+
+
+class Webhook(Body, frozen=True):
+    id: int
+    url: str
+
+
+class WebhookList(Body, frozen=True):
+    webhooks: list[Webhook]
+
+
+class WebhookDelivery(Body, frozen=True):
+    webhook_id: int
+    event: str
+    attempt: int
+    status_code: int | None
+    error: str | None
+    at_ms: int
+    delivered: bool
+
+
+class WebhookDeliveryList(Body, frozen=True):
+    deliveries: list[WebhookDelivery]
+
+
+ReportKind = Literal["send", "receive", "connect"]
+
+
+class ReportCreate(Body, frozen=True):
+    """``POST /v1/reports``: a user says something does not work for them."""
+
+    kind: ReportKind
+    detail: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class StatusKey(Body, frozen=True):
+    """The status document's (and notices') Ed25519 public key, base64."""
+
+    public_key: str
+
+
+class StatusDay(Body, frozen=True):
+    date: str
+    status: ComponentStatus
+    uptime: float | None
+
+
+class StatusComponent(Body, frozen=True):
+    id: str
+    name: str
+    status: ComponentStatus
+    uptime_90d: float | None
+    days: list[StatusDay]
+
+
+class StatusLatency(Body, frozen=True):
+    p50_ms: float | None
+    p99_ms: float | None
+    window_s: int
+
+
+class StatusSlo(Body, frozen=True):
+    component: str
+    objective: str
+    target: float
+    achieved: float | None
+    budget_left: float | None
+
+
+class StatusIncidents(Body, frozen=True):
+    open: list[Incident]
+    recent: list[Incident]
+
+
+class StatusDocument(Body, frozen=True):
+    """``GET /status.json``: signed (``signature``, Ed25519 over the canonical JSON of
+    the rest; taube.status.signing) so that a copy hosted anywhere can be trusted."""
+
+    version: int
+    generated_ms: int
+    node: str
+    verdict: ComponentStatus
+    components: list[StatusComponent]
+    latency: StatusLatency
+    slos: list[StatusSlo]
+    incidents: StatusIncidents
+    maintenance: list[Maintenance]
+    public_key: str
+    signature: str
+
+
 class Problem(Body, frozen=True, omit_defaults=True):
     """RFC 9457 problem details, with Taube's stable ``code``."""
 

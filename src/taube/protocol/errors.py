@@ -72,6 +72,10 @@ _SPECS = [
     ErrorSpec("link.used", 409, "This link was approved already."),
     ErrorSpec("admin.invalid_token", 401, "The admin token is missing or wrong."),
     ErrorSpec("notice.not_found", 404, "No such notice (or it ended)."),
+    # Status and incidents.
+    ErrorSpec("incident.not_found", 404, "No such incident."),
+    ErrorSpec("incident.resolved", 409, "This incident is resolved; open a new one."),
+    ErrorSpec("webhook.not_found", 404, "No such webhook."),
     # Load and availability.
     ErrorSpec("rate.limited", 429, "Too many requests; retry later."),
     ErrorSpec("server.overloaded", 503, "The server is shedding load; retry later.", 1013),

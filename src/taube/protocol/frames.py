@@ -218,12 +218,15 @@ class Notice(ServerFrame, tag="notice", frozen=True):
     """A notice from the server's operator (maintenance, an outage), for the user to see.
     Ephemeral; sent to every connected device when posted, and after ``ready`` for each
     notice still current. ``level`` is ``info``, ``warning`` or ``outage`` (treat other
-    values as ``info``). The same ``id`` may arrive twice: show it once."""
+    values as ``info``). The same ``id`` may arrive twice: show it once. ``signature``:
+    base64 Ed25519 over the canonical JSON of ``{id, text, level, at_ms}`` by the
+    server's status key (docs/status.md), so that a client can refuse a forged banner."""
 
     id: str
     text: str
     level: str
     at_ms: int
+    signature: str | None = None
 
 
 AnyServerFrame = (

@@ -18,6 +18,7 @@ from taube.protocol.ids import group_address, normalize_handle
 from taube.server.gateway import SERVICES
 from taube.server.http import Route, json_response, read_body
 from taube.server.services import Services
+from taube.status.canary import is_canary_handle
 from taube.store.base import (
     BlobRecord,
     BundleRecord,
@@ -78,6 +79,8 @@ def admit_login(request: web.Request) -> None:
 async def register(request: web.Request) -> web.Response:
     admit_login(request)
     req = await read_body(request, body.RegisterRequest)
+    if is_canary_handle(req.handle):
+        raise TaubeError("account.invalid_handle", "Handles starting with _canary are reserved.")
     device, token = await services(request).accounts.register(
         req.handle, req.password, req.device_name
     )

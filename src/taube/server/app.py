@@ -39,8 +39,13 @@ from taube.server.gateway import CONNECTIONS, SERVICES, Connections, websocket_h
 from taube.server.http import problem_middleware
 from taube.server.openapi import openapi_document
 from taube.server.services import NodeState, Services
+from taube.server.status_api import STATUS_ROUTES, add_status_pages
 from taube.server.web import add_web_routes
-from taube.store.base import SchemaTooNew, Store, StoreUnavailable
+from taube.status.reports import ReportRule
+from taube.status.service import StatusService, StatusSettings
+from taube.status.signing import Signer, load_or_create_seed, notice_fields, parse_seed
+from taube.status.verdict import Thresholds
+from taube.store.base import NoticeRecord, SchemaTooNew, Store, StoreUnavailable
 from taube.store.sqlite import SqliteStore
 
 log = logging.getLogger("taube.server")
@@ -67,6 +72,54 @@ def make_bus(config: Config, on_reconnect: Callable[[], None] | None = None) -> 
     )
 
 
+SIGNING_KEY_FILE = "status-signing.key"
+STATUS_RETENTION_DAYS = 90
+
+
+def status_seed(config: Config) -> bytes:
+    """The configured status signing key, or the one kept in the data folder (made on
+    first start, mode 0600), so that a single node works out of the box."""
+    if config.status_signing_key:
+        return parse_seed(config.status_signing_key)
+    return load_or_create_seed(config.data_dir / SIGNING_KEY_FILE)
+
+
+def probe_base_url(config: Config) -> str:
+    """Where this node's canaries reach its own gateway."""
+    host = config.host
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.port}"
+
+
+def status_settings(config: Config) -> StatusSettings:
+    return StatusSettings(
+        node=config.node_name,
+        base_url=probe_base_url(config),
+        canary_interval_s=config.status_canary_interval_s,
+        probe_timeout_s=config.status_probe_timeout_s,
+        canaries=config.status_canaries,
+        thresholds=Thresholds(degraded_p99_ms=config.status_degraded_p99_ms),
+        quorum=config.status_quorum,
+        recover_after_s=config.status_recover_after_s,
+        slo_send_target=config.status_slo_send_target,
+        slo_send_within_ms=config.status_slo_send_within_ms,
+        reports=ReportRule(
+            window_min=config.status_report_window_min,
+            factor=config.status_report_spike_factor,
+            min_count=config.status_report_min_count,
+        ),
+        node_forget_h=config.status_node_forget_h,
+        public_url=config.status_public_url,
+        webhook_backoff_s=config.status_webhook_backoff_s,
+        webhook_max_attempts=config.status_webhook_max_attempts,
+    )
+
+
 def build_services(
     config: Config,
     clock: Clock = system_clock,
@@ -89,6 +142,23 @@ def build_services(
             config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism
         ),
         token_idle_ms=int(config.token_idle_days * 24 * 3600 * 1000),
+    )
+    seed = status_seed(config)
+    signer = Signer(seed)
+
+    def sign_notice(record: NoticeRecord) -> str:
+        return signer.sign(notice_fields(record.id, record.text, record.level, record.at_ms))
+
+    notices = Notices(store, bus, clock, sign=sign_notice)
+    status = StatusService(
+        status_settings(config),
+        store=store,
+        bus=bus,
+        clock=clock,
+        accounts=accounts,
+        notices=notices,
+        signer=signer,
+        seed=seed,
     )
     return Services(
         config=config,
@@ -118,7 +188,8 @@ def build_services(
         ),
         blocks=Blocks(store, bus, clock, directory, presence),
         links=Links(store, bus, clock, accounts, ttl_ms=int(config.link_ttl_s * 1000)),
-        notices=Notices(store, bus, clock),
+        notices=notices,
+        status=status,
         node=NodeState(
             Admission(
                 sessions_per_s=config.max_sessions_per_s,
@@ -132,6 +203,9 @@ def build_services(
             link_approvals=RateLimits(
                 per_s=config.link_approvals_per_min / 60.0, burst=config.link_approvals_per_min
             ),
+            reports=RateLimits(
+                per_s=config.status_reports_per_min / 60.0, burst=config.status_reports_per_min
+            ),
         ),
     )
 
@@ -144,10 +218,11 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
     app = web.Application(middlewares=[problem_middleware], client_max_size=config.max_body_bytes)
     app[SERVICES] = services
     app[CONNECTIONS] = connections
-    for route in ROUTES:
+    for route in [*ROUTES, *STATUS_ROUTES]:
         app.router.add_route(route.method, route.path, route.handler)
     app.router.add_get("/v1/ws", websocket_handler)
-    document = msgspec.json.encode(openapi_document(ROUTES))
+    add_status_pages(app)
+    document = msgspec.json.encode(openapi_document([*ROUTES, *STATUS_ROUTES]))
 
     async def openapi(request: web.Request) -> web.Response:
         return web.Response(body=document, content_type="application/json")
@@ -164,6 +239,7 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
         await services.links.start()
         services.notices.listen(connections.broadcast)
         await services.notices.start()
+        await services.status.start()
         retention = asyncio.create_task(purge_old_messages(services))
         log.info(
             "node %s: store %s, bus %s",
@@ -175,6 +251,7 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
         retention.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await retention
+        await services.status.stop()
         # The store first: queued commits finish and their doorbells still ring.
         await services.store.close()
         await services.notices.stop()
@@ -221,6 +298,12 @@ async def purge_old_messages(services: Services) -> None:
             await services.store.purge_notices(services.clock())
             if links:
                 log.info("retention: deleted %d expired device links", links)
+            day_ms = 24 * 3600 * 1000
+            status_rows = await services.store.purge_status(
+                services.clock() - STATUS_RETENTION_DAYS * day_ms
+            )
+            if status_rows:
+                log.info("retention: deleted %d status rows older than 90 days", status_rows)
             blobs, uploads = await services.blobs.sweep()
             if blobs or uploads:
                 log.info("retention: deleted %d blobs and %d stale uploads", blobs, uploads)

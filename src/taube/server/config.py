@@ -83,6 +83,36 @@ class Config:
     admin_token: str = field(default="", repr=False)
     """The operator's bearer token for ``/v1/admin/*`` (service notices); empty: the
     admin API is off (its routes answer 404). Kept out of ``repr`` (and so out of logs)."""
+    # [status]: docs/status.md. Keys drop the prefix: [status] quorum is status_quorum.
+    status_canary_interval_s: float = 5.0
+    """How often each node's canaries probe the real path."""
+    status_probe_timeout_s: float = 10.0
+    """A canary message not delivered (or a check not answered) within this failed."""
+    status_canaries: bool = True
+    """Run this node's prober (off: the node judges and serves the page, but measures nothing)."""
+    status_signing_key: str = field(default="", repr=False)
+    """Base64 Ed25519 seed (32 bytes) signing the status document and notices; empty: one
+    is made in <data_dir>/status-signing.key. A cluster must set the same key everywhere."""
+    status_public_url: str = ""
+    """Where the exported status page lives (shown to clients, links in the feed)."""
+    status_slo_send_target: float = 0.9995
+    status_slo_send_within_ms: int = 5000
+    status_degraded_p99_ms: float = 2000.0
+    """Canary p99 latency above this is "degraded"."""
+    status_quorum: int = 0
+    """Probers that must agree on a component's status; 0: a majority of the nodes seen
+    reporting in the last five minutes."""
+    status_recover_after_s: float = 180.0
+    """An automatic incident resolves after its components measured good this long."""
+    status_report_window_min: int = 60
+    status_report_spike_factor: float = 5.0
+    status_report_min_count: int = 10
+    status_reports_per_min: float = 5.0
+    """User reports a client address (and an account) may send per minute, per node."""
+    status_node_forget_h: float = 24.0
+    """A node silent this long leaves the page (until then it shows as down)."""
+    status_webhook_backoff_s: float = 1.0
+    status_webhook_max_attempts: int = 6
 
     @property
     def uses_postgres(self) -> bool:
@@ -132,8 +162,28 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "blobs": ("dir", "max_bytes", "max_chunk_bytes", "retention_days", "upload_retention_days"),
     # [admin] token is admin_token (env TAUBE_ADMIN_TOKEN).
     "admin": ("token",),
+    # [status] quorum is status_quorum (env TAUBE_STATUS_QUORUM).
+    "status": (
+        "canary_interval_s",
+        "probe_timeout_s",
+        "canaries",
+        "signing_key",
+        "public_url",
+        "slo_send_target",
+        "slo_send_within_ms",
+        "degraded_p99_ms",
+        "quorum",
+        "recover_after_s",
+        "report_window_min",
+        "report_spike_factor",
+        "report_min_count",
+        "reports_per_min",
+        "node_forget_h",
+        "webhook_backoff_s",
+        "webhook_max_attempts",
+    ),
 }
-_PREFIX = {"blobs": "blob_", "admin": "admin_"}
+_PREFIX = {"blobs": "blob_", "admin": "admin_", "status": "status_"}
 _TYPES = {f.name: f.type for f in fields(Config)}
 POSITIVE = (
     "max_body_bytes", "max_group_members", "max_unacked_items", "token_idle_days",
@@ -141,7 +191,11 @@ POSITIVE = (
     "argon2_parallelism", "max_sessions_per_s", "max_logins_per_s", "max_handshakes",
     "key_fetches_per_min", "max_one_time_prekeys", "blob_max_bytes", "blob_max_chunk_bytes",
     "blob_retention_days", "blob_upload_retention_days", "link_ttl_s", "link_starts_per_min",
-    "link_approvals_per_min",
+    "link_approvals_per_min", "status_canary_interval_s", "status_probe_timeout_s",
+    "status_slo_send_within_ms", "status_degraded_p99_ms", "status_recover_after_s",
+    "status_report_window_min", "status_report_spike_factor", "status_report_min_count",
+    "status_reports_per_min", "status_node_forget_h", "status_webhook_backoff_s",
+    "status_webhook_max_attempts",
 )  # fmt: skip
 
 
@@ -154,6 +208,13 @@ def _coerce(key: str, value: Any) -> Any:
             return int(value)
         if kind == "float":
             return float(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ValueError
+            return text in {"true", "1", "yes"}
         if kind == "Path":
             return Path(str(value))
         if not isinstance(value, str):
@@ -241,6 +302,17 @@ def load_config(
         raise ConfigError("min_one_time_prekeys must not be negative")
     if config.argon2_memory_kib < 8 * config.argon2_parallelism:
         raise ConfigError("argon2_memory_kib must be at least 8 x argon2_parallelism")
+    if not 0 < config.status_slo_send_target < 1:
+        raise ConfigError("status slo_send_target must be between 0 and 1 (e.g. 0.9995)")
+    if config.status_quorum < 0:
+        raise ConfigError("status quorum must not be negative (0: a majority of the nodes)")
+    if config.status_signing_key:
+        from taube.status.signing import parse_seed
+
+        try:
+            parse_seed(config.status_signing_key)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     if config.log_level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError("log_level must be debug, info, warning or error")
     return config

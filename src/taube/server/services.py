@@ -18,6 +18,7 @@ from taube.core.notices import Notices
 from taube.core.presence import PresenceService
 from taube.server.admission import Admission, RateLimits
 from taube.server.config import Config
+from taube.status.service import StatusService
 from taube.store.base import Store
 
 
@@ -32,6 +33,8 @@ class NodeState:
     """Device links started, per client address."""
     link_approvals: RateLimits
     """Link approvals tried, per account."""
+    reports: RateLimits
+    """User reports (``POST /v1/reports``), per client address and per account."""
     draining: bool = False
 
 
@@ -51,4 +54,5 @@ class Services:
     blocks: Blocks
     links: Links
     notices: Notices
+    status: StatusService
     node: NodeState

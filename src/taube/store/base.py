@@ -30,6 +30,10 @@ tests/integration/test_store_contract.py checks them):
   pending, unexpired link), and its token is handed out at most once
   (``take_link_token`` clears it in the statement that reads it).
 - Notices are current from their creation until ``expires_ms`` or ``end_notice``.
+- Status: a prober's row for (minute, node, component) is replaced whole by
+  ``put_probe_minutes``; a minute's verdict per component is written at most once per
+  (minute, component) (a rewrite replaces it). Incident ids grow; every update of an
+  incident is kept in order. ``add_report`` adds one to a shared per-minute count.
 """
 
 from __future__ import annotations
@@ -217,6 +221,77 @@ class NoticeRecord:
     level: str
     at_ms: int
     expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeMinuteRecord:
+    """One prober node's canary results for one component in one minute."""
+
+    minute_ms: int
+    node: str
+    component: str
+    count: int
+    ok: int
+    within: int
+    hist: str
+    """Latency histogram as JSON (taube.status.aggregates)."""
+    updated_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentUpdateRecord:
+    at_ms: int
+    status: str
+    text: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRecord:
+    id: int
+    title: str
+    status: str
+    impact: str
+    components: tuple[str, ...]
+    started_ms: int
+    resolved_ms: int | None = None
+    automatic: bool = False
+    key: str | None = None
+    """What opened an automatic incident (``canary``, ``reports``); None if manual."""
+    postmortem: str | None = None
+    notice_id: str | None = None
+    """The service notice that currently tells clients about it."""
+    updates: tuple[IncidentUpdateRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceRecord:
+    id: int
+    title: str
+    starts_ms: int
+    ends_ms: int
+    components: tuple[str, ...]
+    text: str
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRecord:
+    id: int
+    url: str
+    secret: str
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDeliveryRecord:
+    webhook_id: int
+    event: str
+    attempt: int
+    status_code: int | None
+    error: str | None
+    at_ms: int
+    delivered: bool
 
 
 Appended = list[tuple[DeviceKey, InboxItem]]
@@ -494,3 +569,123 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def purge_notices(self, before_ms: int) -> int:
         """Delete the notices that expired before ``before_ms``; how many."""
+
+    # ---------------------------------------------------------------- status
+
+    @abc.abstractmethod
+    async def put_probe_minutes(self, rows: Sequence[ProbeMinuteRecord]) -> None:
+        """Insert or replace each (minute, node, component) row."""
+
+    @abc.abstractmethod
+    async def probe_minutes(self, since_ms: int) -> list[ProbeMinuteRecord]:
+        """Rows of minutes starting at or after ``since_ms``."""
+
+    @abc.abstractmethod
+    async def probe_nodes(self, since_ms: int) -> dict[str, int]:
+        """Nodes with rows of minutes since ``since_ms``: their latest ``updated_ms``."""
+
+    @abc.abstractmethod
+    async def probe_totals(self, component: str, since_ms: int) -> tuple[int, int, int]:
+        """(count, ok, within) summed over every node's rows of ``component``."""
+
+    @abc.abstractmethod
+    async def put_status_minutes(self, rows: Sequence[tuple[int, str, str]]) -> None:
+        """(minute, component, status): insert or replace."""
+
+    @abc.abstractmethod
+    async def status_minute_counts(self, since_ms: int) -> list[tuple[str, int, str, int]]:
+        """(component, UTC day start, status, minutes) for minutes since ``since_ms``."""
+
+    @abc.abstractmethod
+    async def last_status_minute(self) -> int | None:
+        """The newest minute with a verdict, or None."""
+
+    @abc.abstractmethod
+    async def create_incident(
+        self,
+        title: str,
+        impact: str,
+        components: Sequence[str],
+        first: IncidentUpdateRecord,
+        *,
+        automatic: bool = False,
+        key: str | None = None,
+    ) -> IncidentRecord:
+        """A new open incident (status and start from ``first``), with a new id."""
+
+    @abc.abstractmethod
+    async def update_incident(
+        self,
+        incident_id: int,
+        update: IncidentUpdateRecord,
+        *,
+        impact: str | None = None,
+        components: Sequence[str] | None = None,
+        title: str | None = None,
+    ) -> IncidentRecord | None:
+        """Append ``update`` and take its status (``resolved`` sets ``resolved_ms``);
+        None if there is no such incident or it is resolved already."""
+
+    @abc.abstractmethod
+    async def set_incident_text(
+        self,
+        incident_id: int,
+        *,
+        postmortem: str | None = None,
+        notice_id: str | None = None,
+    ) -> IncidentRecord | None:
+        """Set the post-mortem and/or the current notice id (None leaves it)."""
+
+    @abc.abstractmethod
+    async def get_incident(self, incident_id: int) -> IncidentRecord | None: ...
+
+    @abc.abstractmethod
+    async def open_incidents(self) -> list[IncidentRecord]:
+        """Unresolved incidents, oldest first."""
+
+    @abc.abstractmethod
+    async def resolved_incidents(self, since_ms: int, limit: int) -> list[IncidentRecord]:
+        """Incidents resolved since ``since_ms``, newest first, at most ``limit``."""
+
+    @abc.abstractmethod
+    async def create_maintenance(
+        self,
+        title: str,
+        starts_ms: int,
+        ends_ms: int,
+        components: Sequence[str],
+        text: str,
+        now_ms: int,
+    ) -> MaintenanceRecord: ...
+
+    @abc.abstractmethod
+    async def maintenance_windows(self, ends_after_ms: int) -> list[MaintenanceRecord]:
+        """Windows ending after ``ends_after_ms``, by start."""
+
+    @abc.abstractmethod
+    async def create_webhook(self, url: str, secret: str, now_ms: int) -> WebhookRecord: ...
+
+    @abc.abstractmethod
+    async def webhooks(self) -> list[WebhookRecord]: ...
+
+    @abc.abstractmethod
+    async def delete_webhook(self, webhook_id: int) -> bool: ...
+
+    @abc.abstractmethod
+    async def log_webhook_delivery(self, entry: WebhookDeliveryRecord) -> None: ...
+
+    @abc.abstractmethod
+    async def webhook_deliveries(self, limit: int) -> list[WebhookDeliveryRecord]:
+        """The newest ``limit`` entries, oldest first."""
+
+    @abc.abstractmethod
+    async def add_report(self, minute_ms: int, kind: str) -> None: ...
+
+    @abc.abstractmethod
+    async def report_counts(self, since_ms: int) -> list[tuple[int, str, int]]:
+        """(minute, kind, count) for minutes since ``since_ms``."""
+
+    @abc.abstractmethod
+    async def purge_status(self, before_ms: int) -> int:
+        """Delete probe rows, verdict minutes, report counts and delivery log entries
+        older than ``before_ms``; how many rows."""

@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import re
 import zlib
@@ -65,12 +66,16 @@ from taube.store.base import (
     GroupRecord,
     HandleTaken,
     IdentityKeyMismatch,
+    IncidentRecord,
+    IncidentUpdateRecord,
     KeysIncomplete,
     KeysStatusRecord,
     LinkRecord,
+    MaintenanceRecord,
     NewMessage,
     NoticeRecord,
     PrekeyRecord,
+    ProbeMinuteRecord,
     SchemaTooNew,
     SendResult,
     SignedPrekeyRecord,
@@ -78,6 +83,8 @@ from taube.store.base import (
     StoreUnavailable,
     TooManyPrekeys,
     UserRecord,
+    WebhookDeliveryRecord,
+    WebhookRecord,
 )
 from taube.store.rows import (
     KIND_MESSAGE,
@@ -1443,3 +1450,295 @@ class PostgresStore(Store):
     async def purge_notices(self, before_ms: int) -> int:
         status = await self._execute("DELETE FROM notices WHERE expires_ms < $1", before_ms)
         return int(status.rsplit(" ", 1)[-1])
+
+    # ------------------------------------------------------------ status
+
+    async def put_probe_minutes(self, rows: Sequence[ProbeMinuteRecord]) -> None:
+        if not rows:
+            return
+        await self._execute(
+            "INSERT INTO status_probes (minute_ms, node, component, count, ok, within, hist,"
+            " updated_ms) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[],"
+            " $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $8::bigint[])"
+            " ON CONFLICT (minute_ms, node, component) DO UPDATE SET count = EXCLUDED.count,"
+            " ok = EXCLUDED.ok, within = EXCLUDED.within, hist = EXCLUDED.hist,"
+            " updated_ms = EXCLUDED.updated_ms",
+            [r.minute_ms for r in rows],
+            [r.node for r in rows],
+            [r.component for r in rows],
+            [r.count for r in rows],
+            [r.ok for r in rows],
+            [r.within for r in rows],
+            [r.hist for r in rows],
+            [r.updated_ms for r in rows],
+        )
+
+    async def probe_minutes(self, since_ms: int) -> list[ProbeMinuteRecord]:
+        rows = await self._fetch(
+            "SELECT minute_ms, node, component, count, ok, within, hist, updated_ms"
+            " FROM status_probes WHERE minute_ms >= $1",
+            since_ms,
+        )
+        return [ProbeMinuteRecord(*tuple(r)) for r in rows]
+
+    async def probe_nodes(self, since_ms: int) -> dict[str, int]:
+        rows = await self._fetch(
+            "SELECT node, max(updated_ms) FROM status_probes WHERE minute_ms >= $1 GROUP BY node",
+            since_ms,
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    async def probe_totals(self, component: str, since_ms: int) -> tuple[int, int, int]:
+        row = await self._fetchrow(
+            "SELECT coalesce(sum(count), 0), coalesce(sum(ok), 0), coalesce(sum(within), 0)"
+            " FROM status_probes WHERE component = $1 AND minute_ms >= $2",
+            component,
+            since_ms,
+        )
+        return int(row[0]), int(row[1]), int(row[2])
+
+    async def put_status_minutes(self, rows: Sequence[tuple[int, str, str]]) -> None:
+        if not rows:
+            return
+        await self._execute(
+            "INSERT INTO status_minutes (minute_ms, component, status)"
+            " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])"
+            " ON CONFLICT (minute_ms, component) DO UPDATE SET status = EXCLUDED.status",
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+        )
+
+    async def status_minute_counts(self, since_ms: int) -> list[tuple[str, int, str, int]]:
+        rows = await self._fetch(
+            "SELECT component, minute_ms - minute_ms % 86400000 AS day, status, count(*)"
+            " FROM status_minutes WHERE minute_ms >= $1 GROUP BY component, day, status",
+            since_ms,
+        )
+        return [(str(r[0]), int(r[1]), str(r[2]), int(r[3])) for r in rows]
+
+    async def last_status_minute(self) -> int | None:
+        value = await self._fetchval("SELECT max(minute_ms) FROM status_minutes")
+        return None if value is None else int(value)
+
+    _INCIDENT_COLUMNS = (
+        "id, title, status, impact, components, started_ms, resolved_ms, automatic, key,"
+        " postmortem, notice_id"
+    )
+
+    @staticmethod
+    async def _incidents(c: Conn, where: str, *args: Any) -> list[IncidentRecord]:
+        rows = await c.fetch(
+            f"SELECT {PostgresStore._INCIDENT_COLUMNS} FROM incidents {where}", *args
+        )
+        if not rows:
+            return []
+        updates: dict[int, list[IncidentUpdateRecord]] = defaultdict(list)
+        for u in await c.fetch(
+            "SELECT incident, at_ms, status, text, author FROM incident_updates"
+            " WHERE incident = ANY($1::bigint[]) ORDER BY incident, n",
+            [r[0] for r in rows],
+        ):
+            updates[u[0]].append(IncidentUpdateRecord(u[1], u[2], u[3], u[4]))
+        return [
+            IncidentRecord(
+                id=r[0], title=r[1], status=r[2], impact=r[3],
+                components=tuple(json.loads(r[4])), started_ms=r[5], resolved_ms=r[6],
+                automatic=bool(r[7]), key=r[8], postmortem=r[9], notice_id=r[10],
+                updates=tuple(updates[r[0]]),
+            )
+            for r in rows
+        ]  # fmt: skip
+
+    @staticmethod
+    async def _append_update(c: Conn, incident_id: int, u: IncidentUpdateRecord) -> None:
+        # The incident's row is locked by the caller: update numbers cannot collide.
+        await c.execute(
+            "INSERT INTO incident_updates (incident, n, at_ms, status, text, author)"
+            " SELECT $1, coalesce(max(n), 0) + 1, $2, $3, $4, $5 FROM incident_updates"
+            " WHERE incident = $1",
+            incident_id,
+            u.at_ms,
+            u.status,
+            u.text,
+            u.by,
+        )
+
+    async def create_incident(
+        self,
+        title: str,
+        impact: str,
+        components: Sequence[str],
+        first: IncidentUpdateRecord,
+        *,
+        automatic: bool = False,
+        key: str | None = None,
+    ) -> IncidentRecord:
+        async def run(c: Conn) -> IncidentRecord:
+            incident_id = int(
+                await c.fetchval(
+                    "INSERT INTO incidents (title, status, impact, components, started_ms,"
+                    " automatic, key) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                    title, first.status, impact, json.dumps(list(components)), first.at_ms,
+                    automatic, key,
+                )
+            )  # fmt: skip
+            await self._append_update(c, incident_id, first)
+            return (await self._incidents(c, "WHERE id = $1", incident_id))[0]
+
+        return await self._tx(run)
+
+    async def update_incident(
+        self,
+        incident_id: int,
+        update: IncidentUpdateRecord,
+        *,
+        impact: str | None = None,
+        components: Sequence[str] | None = None,
+        title: str | None = None,
+    ) -> IncidentRecord | None:
+        async def run(c: Conn) -> IncidentRecord | None:
+            status = await c.execute(
+                "UPDATE incidents SET status = $1, resolved_ms = $2,"
+                " impact = coalesce($3, impact), components = coalesce($4, components),"
+                " title = coalesce($5, title) WHERE id = $6 AND resolved_ms IS NULL",
+                update.status,
+                update.at_ms if update.status == "resolved" else None,
+                impact,
+                None if components is None else json.dumps(list(components)),
+                title,
+                incident_id,
+            )
+            if not str(status).endswith(" 1"):
+                return None
+            await self._append_update(c, incident_id, update)
+            return (await self._incidents(c, "WHERE id = $1", incident_id))[0]
+
+        return await self._tx(run)
+
+    async def set_incident_text(
+        self,
+        incident_id: int,
+        *,
+        postmortem: str | None = None,
+        notice_id: str | None = None,
+    ) -> IncidentRecord | None:
+        async def run(c: Conn) -> IncidentRecord | None:
+            await c.execute(
+                "UPDATE incidents SET postmortem = coalesce($1, postmortem),"
+                " notice_id = coalesce($2, notice_id) WHERE id = $3",
+                postmortem,
+                notice_id,
+                incident_id,
+            )
+            found = await self._incidents(c, "WHERE id = $1", incident_id)
+            return found[0] if found else None
+
+        return await self._tx(run)
+
+    async def get_incident(self, incident_id: int) -> IncidentRecord | None:
+        async with self._connection() as c:
+            found = await self._incidents(c, "WHERE id = $1", incident_id)
+        return found[0] if found else None
+
+    async def open_incidents(self) -> list[IncidentRecord]:
+        async with self._connection() as c:
+            return await self._incidents(c, "WHERE resolved_ms IS NULL ORDER BY id")
+
+    async def resolved_incidents(self, since_ms: int, limit: int) -> list[IncidentRecord]:
+        async with self._connection() as c:
+            return await self._incidents(
+                c, "WHERE resolved_ms >= $1 ORDER BY resolved_ms DESC, id DESC LIMIT $2",
+                since_ms, limit,
+            )  # fmt: skip
+
+    async def create_maintenance(
+        self,
+        title: str,
+        starts_ms: int,
+        ends_ms: int,
+        components: Sequence[str],
+        text: str,
+        now_ms: int,
+    ) -> MaintenanceRecord:
+        maintenance_id = await self._fetchval(
+            "INSERT INTO maintenance (title, starts_ms, ends_ms, components, text, created_ms)"
+            " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            title, starts_ms, ends_ms, json.dumps(list(components)), text, now_ms,
+        )  # fmt: skip
+        return MaintenanceRecord(
+            int(maintenance_id), title, starts_ms, ends_ms, tuple(components), text, now_ms
+        )
+
+    async def maintenance_windows(self, ends_after_ms: int) -> list[MaintenanceRecord]:
+        rows = await self._fetch(
+            "SELECT id, title, starts_ms, ends_ms, components, text, created_ms"
+            " FROM maintenance WHERE ends_ms > $1 ORDER BY starts_ms, id",
+            ends_after_ms,
+        )
+        return [
+            MaintenanceRecord(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6])
+            for r in rows
+        ]
+
+    async def create_webhook(self, url: str, secret: str, now_ms: int) -> WebhookRecord:
+        webhook_id = await self._fetchval(
+            "INSERT INTO webhooks (url, secret, created_ms) VALUES ($1, $2, $3) RETURNING id",
+            url,
+            secret,
+            now_ms,
+        )
+        return WebhookRecord(int(webhook_id), url, secret, now_ms)
+
+    async def webhooks(self) -> list[WebhookRecord]:
+        rows = await self._fetch("SELECT id, url, secret, created_ms FROM webhooks ORDER BY id")
+        return [WebhookRecord(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def delete_webhook(self, webhook_id: int) -> bool:
+        status = await self._execute("DELETE FROM webhooks WHERE id = $1", webhook_id)
+        return status.endswith(" 1")
+
+    async def log_webhook_delivery(self, entry: WebhookDeliveryRecord) -> None:
+        await self._execute(
+            "INSERT INTO webhook_deliveries (webhook_id, event, attempt, status_code, error,"
+            " at_ms, delivered) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            entry.webhook_id, entry.event, entry.attempt, entry.status_code, entry.error,
+            entry.at_ms, entry.delivered,
+        )  # fmt: skip
+
+    async def webhook_deliveries(self, limit: int) -> list[WebhookDeliveryRecord]:
+        rows = await self._fetch(
+            "SELECT webhook_id, event, attempt, status_code, error, at_ms, delivered"
+            " FROM webhook_deliveries ORDER BY id DESC LIMIT $1",
+            limit,
+        )
+        return [
+            WebhookDeliveryRecord(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]))
+            for r in reversed(rows)
+        ]
+
+    async def add_report(self, minute_ms: int, kind: str) -> None:
+        await self._execute(
+            "INSERT INTO status_reports (minute_ms, kind, count) VALUES ($1, $2, 1)"
+            " ON CONFLICT (minute_ms, kind) DO UPDATE SET count = status_reports.count + 1",
+            minute_ms,
+            kind,
+        )
+
+    async def report_counts(self, since_ms: int) -> list[tuple[int, str, int]]:
+        rows = await self._fetch(
+            "SELECT minute_ms, kind, count FROM status_reports WHERE minute_ms >= $1", since_ms
+        )
+        return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    async def purge_status(self, before_ms: int) -> int:
+        total = 0
+        for table, column in (
+            ("status_probes", "minute_ms"),
+            ("status_minutes", "minute_ms"),
+            ("status_reports", "minute_ms"),
+            ("webhook_deliveries", "at_ms"),
+        ):
+            status = await self._execute(f"DELETE FROM {table} WHERE {column} < $1", before_ms)
+            total += int(status.rsplit(" ", 1)[-1])
+        return total

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,18 +41,24 @@ from taube.store.base import (
     GroupRecord,
     HandleTaken,
     IdentityKeyMismatch,
+    IncidentRecord,
+    IncidentUpdateRecord,
     KeysIncomplete,
     KeysStatusRecord,
     LinkRecord,
+    MaintenanceRecord,
     NewMessage,
     NoticeRecord,
     PrekeyRecord,
+    ProbeMinuteRecord,
     SchemaTooNew,
     SendResult,
     SignedPrekeyRecord,
     Store,
     TooManyPrekeys,
     UserRecord,
+    WebhookDeliveryRecord,
+    WebhookRecord,
 )
 from taube.store.rows import (
     KIND_MESSAGE,
@@ -1081,3 +1088,315 @@ class SqliteStore(Store):
         return await self._write(
             lambda c: c.execute("DELETE FROM notices WHERE expires_ms < ?", (before_ms,)).rowcount
         )
+
+    # ------------------------------------------------------------ status
+
+    async def put_probe_minutes(self, rows: Sequence[ProbeMinuteRecord]) -> None:
+        await self._write(
+            lambda c: c.executemany(
+                "INSERT OR REPLACE INTO status_probes (minute_ms, node, component, count, ok,"
+                " within, hist, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (r.minute_ms, r.node, r.component, r.count, r.ok, r.within, r.hist,
+                     r.updated_ms)
+                    for r in rows
+                ],
+            )
+        )  # fmt: skip
+
+    async def probe_minutes(self, since_ms: int) -> list[ProbeMinuteRecord]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT minute_ms, node, component, count, ok, within, hist, updated_ms"
+                " FROM status_probes WHERE minute_ms >= ?",
+                (since_ms,),
+            ).fetchall()
+        )
+        return [ProbeMinuteRecord(*row) for row in rows]
+
+    async def probe_nodes(self, since_ms: int) -> dict[str, int]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT node, max(updated_ms) FROM status_probes WHERE minute_ms >= ?"
+                " GROUP BY node",
+                (since_ms,),
+            ).fetchall()
+        )
+        return {str(node): int(at) for node, at in rows}
+
+    async def probe_totals(self, component: str, since_ms: int) -> tuple[int, int, int]:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT coalesce(sum(count), 0), coalesce(sum(ok), 0), coalesce(sum(within), 0)"
+                " FROM status_probes WHERE component = ? AND minute_ms >= ?",
+                (component, since_ms),
+            ).fetchone()
+        )
+        return int(row[0]), int(row[1]), int(row[2])
+
+    async def put_status_minutes(self, rows: Sequence[tuple[int, str, str]]) -> None:
+        await self._write(
+            lambda c: c.executemany(
+                "INSERT OR REPLACE INTO status_minutes (minute_ms, component, status)"
+                " VALUES (?, ?, ?)",
+                list(rows),
+            )
+        )
+
+    async def status_minute_counts(self, since_ms: int) -> list[tuple[str, int, str, int]]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT component, minute_ms - minute_ms % 86400000 AS day, status, count(*)"
+                " FROM status_minutes WHERE minute_ms >= ? GROUP BY component, day, status",
+                (since_ms,),
+            ).fetchall()
+        )
+        return [(str(c), int(d), str(s), int(n)) for c, d, s, n in rows]
+
+    async def last_status_minute(self) -> int | None:
+        row = await self._read(
+            lambda c: c.execute("SELECT max(minute_ms) FROM status_minutes").fetchone()
+        )
+        return None if row[0] is None else int(row[0])
+
+    _INCIDENT_COLUMNS = (
+        "id, title, status, impact, components, started_ms, resolved_ms, automatic, key,"
+        " postmortem, notice_id"
+    )
+
+    @staticmethod
+    def _incidents(
+        c: sqlite3.Connection, where: str, args: tuple[Any, ...]
+    ) -> list[IncidentRecord]:
+        rows = c.execute(
+            f"SELECT {SqliteStore._INCIDENT_COLUMNS} FROM incidents {where}", args
+        ).fetchall()
+        found = []
+        for row in rows:
+            updates = tuple(
+                IncidentUpdateRecord(*u)
+                for u in c.execute(
+                    "SELECT at_ms, status, text, author FROM incident_updates"
+                    " WHERE incident = ? ORDER BY n",
+                    (row[0],),
+                ).fetchall()
+            )
+            found.append(
+                IncidentRecord(
+                    id=row[0], title=row[1], status=row[2], impact=row[3],
+                    components=tuple(json.loads(row[4])), started_ms=row[5],
+                    resolved_ms=row[6], automatic=bool(row[7]), key=row[8],
+                    postmortem=row[9], notice_id=row[10], updates=updates,
+                )
+            )  # fmt: skip
+        return found
+
+    @staticmethod
+    def _append_update(c: sqlite3.Connection, incident_id: int, u: IncidentUpdateRecord) -> None:
+        c.execute(
+            "INSERT INTO incident_updates (incident, n, at_ms, status, text, author)"
+            " SELECT ?, coalesce(max(n), 0) + 1, ?, ?, ?, ? FROM incident_updates"
+            " WHERE incident = ?",
+            (incident_id, u.at_ms, u.status, u.text, u.by, incident_id),
+        )
+
+    async def create_incident(
+        self,
+        title: str,
+        impact: str,
+        components: Sequence[str],
+        first: IncidentUpdateRecord,
+        *,
+        automatic: bool = False,
+        key: str | None = None,
+    ) -> IncidentRecord:
+        def run(c: sqlite3.Connection) -> IncidentRecord:
+            cursor = c.execute(
+                "INSERT INTO incidents (title, status, impact, components, started_ms,"
+                " automatic, key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (title, first.status, impact, json.dumps(list(components)), first.at_ms,
+                 int(automatic), key),
+            )  # fmt: skip
+            incident_id = int(cursor.lastrowid or 0)
+            self._append_update(c, incident_id, first)
+            return self._incidents(c, "WHERE id = ?", (incident_id,))[0]
+
+        return await self._write(run)
+
+    async def update_incident(
+        self,
+        incident_id: int,
+        update: IncidentUpdateRecord,
+        *,
+        impact: str | None = None,
+        components: Sequence[str] | None = None,
+        title: str | None = None,
+    ) -> IncidentRecord | None:
+        def run(c: sqlite3.Connection) -> IncidentRecord | None:
+            changed = c.execute(
+                "UPDATE incidents SET status = ?, resolved_ms = ?, impact = coalesce(?, impact),"
+                " components = coalesce(?, components), title = coalesce(?, title)"
+                " WHERE id = ? AND resolved_ms IS NULL",
+                (
+                    update.status,
+                    update.at_ms if update.status == "resolved" else None,
+                    impact,
+                    None if components is None else json.dumps(list(components)),
+                    title,
+                    incident_id,
+                ),
+            ).rowcount
+            if changed != 1:
+                return None
+            self._append_update(c, incident_id, update)
+            return self._incidents(c, "WHERE id = ?", (incident_id,))[0]
+
+        return await self._write(run)
+
+    async def set_incident_text(
+        self,
+        incident_id: int,
+        *,
+        postmortem: str | None = None,
+        notice_id: str | None = None,
+    ) -> IncidentRecord | None:
+        def run(c: sqlite3.Connection) -> IncidentRecord | None:
+            c.execute(
+                "UPDATE incidents SET postmortem = coalesce(?, postmortem),"
+                " notice_id = coalesce(?, notice_id) WHERE id = ?",
+                (postmortem, notice_id, incident_id),
+            )
+            found = self._incidents(c, "WHERE id = ?", (incident_id,))
+            return found[0] if found else None
+
+        return await self._write(run)
+
+    async def get_incident(self, incident_id: int) -> IncidentRecord | None:
+        found = await self._read(lambda c: self._incidents(c, "WHERE id = ?", (incident_id,)))
+        return found[0] if found else None
+
+    async def open_incidents(self) -> list[IncidentRecord]:
+        return await self._read(
+            lambda c: self._incidents(c, "WHERE resolved_ms IS NULL ORDER BY id", ())
+        )
+
+    async def resolved_incidents(self, since_ms: int, limit: int) -> list[IncidentRecord]:
+        return await self._read(
+            lambda c: self._incidents(
+                c, "WHERE resolved_ms >= ? ORDER BY resolved_ms DESC, id DESC LIMIT ?",
+                (since_ms, limit),
+            )
+        )  # fmt: skip
+
+    async def create_maintenance(
+        self,
+        title: str,
+        starts_ms: int,
+        ends_ms: int,
+        components: Sequence[str],
+        text: str,
+        now_ms: int,
+    ) -> MaintenanceRecord:
+        def run(c: sqlite3.Connection) -> MaintenanceRecord:
+            cursor = c.execute(
+                "INSERT INTO maintenance (title, starts_ms, ends_ms, components, text,"
+                " created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                (title, starts_ms, ends_ms, json.dumps(list(components)), text, now_ms),
+            )
+            return MaintenanceRecord(
+                int(cursor.lastrowid or 0), title, starts_ms, ends_ms, tuple(components), text,
+                now_ms,
+            )  # fmt: skip
+
+        return await self._write(run)
+
+    async def maintenance_windows(self, ends_after_ms: int) -> list[MaintenanceRecord]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT id, title, starts_ms, ends_ms, components, text, created_ms"
+                " FROM maintenance WHERE ends_ms > ? ORDER BY starts_ms, id",
+                (ends_after_ms,),
+            ).fetchall()
+        )
+        return [
+            MaintenanceRecord(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6])
+            for r in rows
+        ]
+
+    async def create_webhook(self, url: str, secret: str, now_ms: int) -> WebhookRecord:
+        def run(c: sqlite3.Connection) -> WebhookRecord:
+            cursor = c.execute(
+                "INSERT INTO webhooks (url, secret, created_ms) VALUES (?, ?, ?)",
+                (url, secret, now_ms),
+            )
+            return WebhookRecord(int(cursor.lastrowid or 0), url, secret, now_ms)
+
+        return await self._write(run)
+
+    async def webhooks(self) -> list[WebhookRecord]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT id, url, secret, created_ms FROM webhooks ORDER BY id"
+            ).fetchall()
+        )
+        return [WebhookRecord(*row) for row in rows]
+
+    async def delete_webhook(self, webhook_id: int) -> bool:
+        return await self._write(
+            lambda c: c.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,)).rowcount == 1
+        )
+
+    async def log_webhook_delivery(self, entry: WebhookDeliveryRecord) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "INSERT INTO webhook_deliveries (webhook_id, event, attempt, status_code, error,"
+                " at_ms, delivered) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (entry.webhook_id, entry.event, entry.attempt, entry.status_code, entry.error,
+                 entry.at_ms, int(entry.delivered)),
+            )
+        )  # fmt: skip
+
+    async def webhook_deliveries(self, limit: int) -> list[WebhookDeliveryRecord]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT webhook_id, event, attempt, status_code, error, at_ms, delivered"
+                " FROM webhook_deliveries ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        )
+        return [
+            WebhookDeliveryRecord(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]))
+            for r in reversed(rows)
+        ]
+
+    async def add_report(self, minute_ms: int, kind: str) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "INSERT INTO status_reports (minute_ms, kind, count) VALUES (?, ?, 1)"
+                " ON CONFLICT (minute_ms, kind) DO UPDATE SET count = count + 1",
+                (minute_ms, kind),
+            )
+        )
+
+    async def report_counts(self, since_ms: int) -> list[tuple[int, str, int]]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT minute_ms, kind, count FROM status_reports WHERE minute_ms >= ?",
+                (since_ms,),
+            ).fetchall()
+        )
+        return [(int(m), str(k), int(n)) for m, k, n in rows]
+
+    async def purge_status(self, before_ms: int) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            total = 0
+            for table, column in (
+                ("status_probes", "minute_ms"),
+                ("status_minutes", "minute_ms"),
+                ("status_reports", "minute_ms"),
+                ("webhook_deliveries", "at_ms"),
+            ):
+                total += c.execute(f"DELETE FROM {table} WHERE {column} < ?", (before_ms,)).rowcount
+            return total
+
+        return await self._write(run)

@@ -78,6 +78,38 @@ export interface DeviceInfo {
   current: boolean;
 }
 
+export interface StatusIncident {
+  id: number;
+  title: string;
+  started_ms: number;
+  updates: { at_ms?: number; text?: string; status?: string }[];
+}
+export interface StatusDocument {
+  verdict: string;
+  generated_ms: number;
+  open: StatusIncident[];
+}
+
+/** The fields of `/status.json` this client shows; throws on anything malformed. */
+export function parseStatus(raw: unknown): StatusDocument {
+  const o = raw as Record<string, unknown> | null;
+  if (typeof o !== "object" || o === null || typeof o.verdict !== "string") throw new Error("not a status document");
+  const incidents = (o.incidents ?? {}) as Record<string, unknown>;
+  const open = Array.isArray(incidents.open) ? incidents.open : [];
+  return {
+    verdict: o.verdict,
+    generated_ms: typeof o.generated_ms === "number" ? o.generated_ms : 0,
+    open: open
+      .filter((i): i is Record<string, unknown> => typeof i === "object" && i !== null && typeof (i as Record<string, unknown>).id === "number")
+      .map((i) => ({
+        id: i.id as number,
+        title: typeof i.title === "string" ? i.title : "",
+        started_ms: typeof i.started_ms === "number" ? i.started_ms : 0,
+        updates: Array.isArray(i.updates) ? (i.updates as StatusIncident["updates"]) : [],
+      })),
+  };
+}
+
 async function problem(res: Response): Promise<ApiError> {
   let body: Record<string, unknown> = {};
   try {
@@ -147,6 +179,26 @@ export class Api {
   }
   revokeDevice(id: number): Promise<void> {
     return this.request("DELETE", `/v1/devices/${id}`);
+  }
+  async blocks(): Promise<string[]> {
+    return (await this.request<{ handles: string[] }>("GET", "/v1/blocks")).handles;
+  }
+  block(handle: string): Promise<void> {
+    return this.request("PUT", `/v1/blocks/${encodeURIComponent(handle)}`);
+  }
+  unblock(handle: string): Promise<void> {
+    return this.request("DELETE", `/v1/blocks/${encodeURIComponent(handle)}`);
+  }
+  /** The public status document (docs/status.md), without this device's token. */
+  async statusDocument(): Promise<StatusDocument> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.base}/status.json`, { cache: "no-store", credentials: "omit" });
+    } catch (e) {
+      throw new ApiError("network", `cannot reach the status page: ${e instanceof Error ? e.message : e}`, 0);
+    }
+    if (!res.ok) throw await problem(res);
+    return parseStatus(await res.json());
   }
   user(handle: string): Promise<{ handle: string; devices: number[] }> {
     return this.request("GET", `/v1/users/${encodeURIComponent(handle)}`);

@@ -14,7 +14,7 @@
  */
 
 import { CryptoError, decryptAttachment, encryptAttachment } from "../crypto/index.js";
-import { Api, ApiError, SESSION_CODES, type DeviceSession, type GroupInfo } from "./api.js";
+import { Api, ApiError, SESSION_CODES, type DeviceSession, type GroupInfo, type StatusDocument, type StatusIncident } from "./api.js";
 import {
   type AnyContent,
   type Attachment,
@@ -34,6 +34,9 @@ const AUTH_CLOSE_CODES = new Set([4001, 4003]);
 const MAX_STALE_RETRIES = 3;
 const SEND_WINDOW = 128;
 const CHUNK_BYTES = 4 * 1024 * 1024;
+/** How long the server may be unreachable before the status page is asked why. */
+export const STATUS_AFTER_MS = 10_000;
+const STATUS_EVERY_MS = 30_000;
 
 export interface OutboxEntry {
   id: string;
@@ -61,6 +64,9 @@ export type ClientEvent =
   | { type: "sendFailed"; id: string; to: string; code: string; message: string }
   | { type: "incoming"; row: Row }
   | { type: "group"; conv: string }
+  | { type: "blocks" }
+  | { type: "expired"; rows: { k: string; c: string }[] }
+  | { type: "status"; status: StatusDocument | null }
   | { type: "fatal"; message: string };
 
 class Signal {
@@ -144,6 +150,14 @@ export class Client {
   notices = new Map<string, Notice>();
   presence = new Map<string, { online: boolean; lastSeen: number | null }>();
   groups = new Map<string, GroupInfo>();
+  /** Users this account blocked (GET /v1/blocks on every connection, kept on the device). */
+  blockedUsers = new Set<string>();
+  /** The status page's answer while the server cannot be reached (null: none, or it failed too). */
+  status: StatusDocument | null = null;
+  private downSince: number | null = null;
+  private statusAskedAt = 0;
+  private statusBusy = false;
+  private timers: ReturnType<typeof setInterval>[] = [];
   private listeners: ((e: ClientEvent) => void)[] = [];
   private ws: WebSocket | null = null;
   private outbox = new OutboxQueue();
@@ -179,6 +193,7 @@ export class Client {
     const last = db.get<number>("last_seq") ?? 0;
     this.seen = this.taken = this.acked = last;
     for (const e of db.get<OutboxEntry[]>("outbox") ?? []) this.outbox.add(e);
+    for (const b of db.get<string[]>("blocks") ?? []) this.blockedUsers.add(b);
   }
 
   on(listener: (e: ClientEvent) => void): () => void {
@@ -200,6 +215,10 @@ export class Client {
 
   /** Start connecting in the background (sending works at once, through the outbox). */
   start(): void {
+    this.downSince = Date.now();
+    this.timers.push(setInterval(() => void this.checkStatus(), 1000));
+    this.timers.push(setInterval(() => void this.purgeExpired(), 1000));
+    void this.purgeExpired();
     void this.run();
     void this.refreshGroups().catch(() => undefined);
     void this.e2ee.prune().catch(() => undefined);
@@ -210,6 +229,8 @@ export class Client {
 
   close(): void {
     this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
     this.ws?.close();
     this.runWake.notify();
     this.outboxWake.notify();
@@ -232,6 +253,7 @@ export class Client {
     }
     const now = Date.now();
     const entry: OutboxEntry = { id: uuid7(now), to, payload: b64encode(encodeContent(item)), created: now };
+    const incident = this.incident();
     const admins = item.type === "delete" ? await this.admins(to) : undefined;
     this.outbox.add(entry);
     this.db.set("outbox", [...this.outbox.entries.values()]);
@@ -244,6 +266,7 @@ export class Client {
       content: item,
       admins,
       status: "pending",
+      queuedDuring: incident?.id,
     });
     if (recorded && !recorded.chat.name && address.kind === "group") {
       recorded.chat.name = this.groups.get(to)?.name;
@@ -275,6 +298,93 @@ export class Client {
   }
   setDisappearing(conv: string, seconds: number): Promise<string> {
     return this.send(conv, { type: "disappearing", seconds });
+  }
+
+  // ---------------------------------------------------------------- blocking
+
+  isBlocked(handle: string): boolean {
+    return this.blockedUsers.has(normalizeHandle(handle));
+  }
+
+  /** The server stops delivering their 1:1 messages and hides our presence from them;
+   * this client drops their 1:1 messages too, should a server deliver them anyway. */
+  async block(handle: string): Promise<void> {
+    const user = normalizeHandle(handle);
+    await this.api.block(user);
+    this.blockedUsers.add(user);
+    await this.blocksChanged(user, `You blocked @${user}.`);
+  }
+
+  async unblock(handle: string): Promise<void> {
+    const user = normalizeHandle(handle);
+    await this.api.unblock(user);
+    this.blockedUsers.delete(user);
+    await this.blocksChanged(user, `You unblocked @${user}.`);
+  }
+
+  async refreshBlocks(): Promise<string[]> {
+    const handles = await this.api.blocks();
+    const before = [...this.blockedUsers].sort().join(",");
+    this.blockedUsers = new Set(handles);
+    if ([...this.blockedUsers].sort().join(",") !== before) {
+      this.db.set("blocks", [...this.blockedUsers]);
+      await this.db.commit();
+      this.emit({ type: "blocks" });
+    }
+    return handles;
+  }
+
+  private async blocksChanged(user: string, line: string): Promise<void> {
+    this.db.set("blocks", [...this.blockedUsers]);
+    const row = this.history.systemLine(`@${user}`, line);
+    await this.db.commit();
+    this.emit({ type: "rows", conv: `@${user}`, rows: [row], added: row });
+    this.emit({ type: "blocks" });
+  }
+
+  // ---------------------------------------------------------------- disappearing
+
+  /** Remove messages whose time has come, from the store and (by the event) the view. */
+  private async purgeExpired(): Promise<void> {
+    const next = this.history.nextExpiry();
+    if (next === null || next > Date.now()) return;
+    try {
+      const rows = await this.history.purgeDue();
+      if (rows.length > 0) {
+        this.emit({ type: "expired", rows });
+        this.emit({ type: "chats" });
+      }
+    } catch (e) {
+      console.warn("cannot remove expired messages now; will retry", e);
+    }
+  }
+
+  // ---------------------------------------------------------------- status page
+
+  /** The open incident the status page reported while the server cannot be reached. */
+  incident(): StatusIncident | null {
+    if (this.connected || this.status === null) return null;
+    return this.status.open[0] ?? null;
+  }
+
+  /** After STATUS_AFTER_MS without a connection, ask `/status.json` why (every 30 s). */
+  private async checkStatus(): Promise<void> {
+    const now = Date.now();
+    if (this.closed || this.connected || this.downSince === null || this.statusBusy) return;
+    if (now - this.downSince < STATUS_AFTER_MS || now - this.statusAskedAt < STATUS_EVERY_MS) return;
+    this.statusBusy = true;
+    this.statusAskedAt = now;
+    let status: StatusDocument | null;
+    try {
+      status = await this.api.statusDocument();
+    } catch {
+      status = null; // the status page cannot be reached either
+    } finally {
+      this.statusBusy = false;
+    }
+    if (this.connected) return;
+    this.status = status;
+    this.emit({ type: "status", status });
   }
 
   /** Encrypt and upload a file (needs the server now), then send it through the outbox. */
@@ -450,6 +560,7 @@ export class Client {
       else if (outcome.retryAfter && outcome.retryAfter > 0) delay = outcome.retryAfter;
       else delay = backoffDelay(attempt++);
       if (!outcome.ready) this.serverDown = true;
+      this.downSince ??= Date.now();
       this.emit({ type: "disconnected", reason: outcome.reason, delay });
       await this.runWake.wait(delay * 1000);
     }
@@ -569,8 +680,19 @@ export class Client {
       if (this.taken > this.acked) this.schedulePersist(0);
     }
     this.seen = Math.max(this.acked, Math.min(this.seen, this.taken));
+    try {
+      await this.refreshBlocks();
+    } catch (e) {
+      console.warn("cannot load the block list now", e);
+    }
     this.connected = true;
     if (this.serverDown) this.serverDown = false;
+    this.downSince = null;
+    this.statusAskedAt = 0;
+    if (this.status !== null) {
+      this.status = null;
+      this.emit({ type: "status", status: null });
+    }
     if (this.watching !== null) this.trySend({ type: "watch", users: this.watching });
     while (this.pendingFrames.length > 0) {
       const f = this.pendingFrames.shift()!;
@@ -743,6 +865,8 @@ export class Client {
     const conv = String(frame.conversation);
     const id = String(frame.id);
     const t = Number(frame.sent_at_ms);
+    // Blocked: the server should not even have sent it.
+    if (this.blockedUsers.has(sender) && conv === `@${sender}`) return;
     let payload: Uint8Array;
     try {
       payload = b64decode(String(frame.payload ?? ""));

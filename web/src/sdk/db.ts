@@ -184,6 +184,8 @@ export class Db {
 
   async deleteMsgs(keys: string[]): Promise<void> {
     if (keys.length === 0) return;
+    for (const k of keys) this.msgDirty.delete(k);
+    await this.chain;
     const tx = this.idb.transaction("msgs", "readwrite");
     for (const k of keys) tx.objectStore("msgs").delete(k);
     await done(tx);

@@ -21,6 +21,7 @@ import type { Db, MsgRecord } from "./db.js";
 
 export const EDIT_WINDOW_MS = 15 * 60 * 1000;
 export const DELETE_WINDOW_MS = 2 * 24 * 3600 * 1000;
+const EXPIRING = "expiring";
 
 export type Status = "pending" | "sent" | "delivered" | "read" | "failed";
 const RANK: Record<Status, number> = { failed: -1, pending: 0, sent: 1, delivered: 2, read: 3 };
@@ -45,6 +46,8 @@ export interface Row extends MsgRecord {
   reactions: Record<string, { emoji: string; id: string }>;
   votes: Record<string, { options: number[]; id: string }>;
   undecryptable?: boolean;
+  /** Written while the server could not be reached during this incident (its id). */
+  queuedDuring?: number;
 }
 
 export interface Chat {
@@ -193,6 +196,7 @@ export class History {
     content: AnyContent;
     admins?: Set<string>;
     status?: Status;
+    queuedDuring?: number;
   }): Promise<Recorded | null> {
     const { conv, sender, id, t, content } = args;
     const k = rowKey(sender, id);
@@ -239,6 +243,8 @@ export class History {
         };
         if (content.type === "unsupported" && content.wireType === "undecryptable") row.undecryptable = true;
         if (mine) row.status = args.status ?? "sent";
+        if (mine && args.queuedDuring !== undefined) row.queuedDuring = args.queuedDuring;
+        if (expiresAt !== null) this.noteExpiry(k, expiresAt);
         const stub = this.db.get<Stub>(`stub:${k}`);
         if (stub) {
           if (stub.conv === conv) {
@@ -423,8 +429,72 @@ export class History {
 
   async purgeExpired(rows: Row[], now = Date.now()): Promise<Row[]> {
     const gone = rows.filter((r) => r.expiresAt != null && r.expiresAt <= now);
-    for (const r of gone) this.cache.delete(r.k);
+    if (gone.length === 0) return gone;
+    const index = { ...this.expiring() };
+    for (const r of gone) {
+      this.cache.delete(r.k);
+      delete index[r.k];
+    }
+    this.db.set(EXPIRING, index);
     await this.db.deleteMsgs(gone.map((r) => r.k));
+    await this.db.commit();
+    return gone;
+  }
+
+  /** Which stored rows expire when (key -> ms): kept beside the encrypted rows so a
+   * timer can find them without reading every chat. */
+  private expiring(): Record<string, number> {
+    return this.db.get<Record<string, number>>(EXPIRING) ?? {};
+  }
+
+  private noteExpiry(k: string, at: number): void {
+    this.db.set(EXPIRING, { ...this.expiring(), [k]: at });
+  }
+
+  /** The earliest expiry of any stored row, or null (for a purge timer). */
+  nextExpiry(): number | null {
+    let min: number | null = null;
+    for (const at of Object.values(this.expiring())) if (min === null || at < min) min = at;
+    return min;
+  }
+
+  /** Remove every row that expired by `now` from the store, with its chat's preview;
+   * returns the rows removed (key and conversation). Commits. */
+  async purgeDue(now = Date.now()): Promise<{ k: string; c: string }[]> {
+    const index = this.expiring();
+    const due = Object.entries(index).filter(([, at]) => at <= now).map(([k]) => k);
+    if (due.length === 0) return [];
+    const gone: { k: string; c: string }[] = [];
+    for (const k of due) {
+      const row = await this.get(k);
+      if (row) gone.push({ k, c: row.c });
+      this.cache.delete(k);
+    }
+    const rest = { ...index };
+    for (const k of due) delete rest[k];
+    this.db.set(EXPIRING, rest);
+    for (const g of gone) {
+      const chat = this.chat(g.c);
+      if (chat.lastK === g.k) {
+        chat.lastText = "";
+        chat.lastSender = "";
+        chat.lastMine = false;
+        delete chat.lastK;
+        this.saveChat(chat);
+      }
+      if (chat.toRead) {
+        for (const [sender, ids] of Object.entries(chat.toRead)) {
+          const kept = ids.filter((id) => rowKey(sender, id) !== g.k);
+          if (kept.length !== ids.length) {
+            chat.toRead[sender] = kept;
+            chat.unread = Math.max(0, chat.unread - (ids.length - kept.length));
+            this.saveChat(chat);
+          }
+        }
+      }
+    }
+    await this.db.deleteMsgs(due);
+    await this.db.commit();
     return gone;
   }
 

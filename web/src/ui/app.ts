@@ -1,20 +1,61 @@
 /** The messenger UI: chat list, conversation, dialogs, banners. */
 
-import { ApiError, type GroupInfo } from "../sdk/api.js";
+import { ApiError, type DeviceInfo, type GroupInfo, type StatusDocument } from "../sdk/api.js";
 import type { Client, ClientEvent, Notice } from "../sdk/client.js";
 import type { Attachment, MessageRef } from "../sdk/content.js";
 import { UntrustedIdentity } from "../sdk/e2ee.js";
 import { type Chat, EDIT_WINDOW_MS, type Row, rowContent, rowKey, rowText, tally } from "../sdk/history.js";
-import { formatSize, normalizeHandle, parseAddress } from "../sdk/util.js";
-import { ICONS, clear, dayLabel, h, hueClass, icon, initials, qrSvg, shortTime, timeOf } from "./dom.js";
+import { formatDuration, formatSize, normalizeHandle, parseAddress } from "../sdk/util.js";
+import { ICONS, clear, dayLabel, h, hueClass, icon, initials, qrSvg, shortTime, timeOf, utcTime } from "./dom.js";
 
 const EMOJIS = ["👍", "❤️", "😂", "😮", "😢", "🙏"];
 const PAGE = 50;
 const TYPING_MS = 6000;
+/** The chat timer's choices (seconds; 0 is off). */
+const TIMERS: [string, number][] = [
+  ["Off", 0],
+  ["24 hours", 86400],
+  ["7 days", 7 * 86400],
+  ["90 days", 90 * 86400],
+];
+const VERDICTS: Record<string, string> = {
+  degraded: "degraded performance",
+  partial_outage: "partial outage",
+  major_outage: "major outage",
+};
+
+/** A status document older than this says nothing about now (docs/status.md, "Dead man's switch"). */
+const STATUS_STALE_MS = 5 * 60_000;
+
+/** What the connection banner says, from the status page's answer (null: the default). */
+export function statusLine(status: StatusDocument | null, now = Date.now()): { text: string; incident: number | null } | null {
+  if (status === null) return null;
+  const stale = status.generated_ms > 0 && now - status.generated_ms > STATUS_STALE_MS;
+  const asOf = stale ? ` (status as of ${utcTime(status.generated_ms)} UTC)` : "";
+  const incident = status.open[0];
+  if (incident) {
+    const since = incident.started_ms ? `, since ${utcTime(incident.started_ms)} UTC` : "";
+    return { text: `It's not you: ${incident.title} (incident #${incident.id}${since})${asOf}`, incident: incident.id };
+  }
+  if (status.verdict !== "operational" && status.verdict !== "unknown") {
+    return { text: `Taube has a problem: ${VERDICTS[status.verdict] ?? status.verdict.replace(/_/g, " ")}${asOf}`, incident: null };
+  }
+  if (stale && status.verdict === "operational") {
+    // Never shown as healthy: nobody regenerates the document when every node is down.
+    return { text: `Taube's status is unknown: last confirmed healthy at ${utcTime(status.generated_ms)} UTC`, incident: null };
+  }
+  return null;
+}
 
 function chatTitle(chat: Chat): string {
   if (chat.conv.startsWith("#")) return chat.name || "Group";
   return chat.conv.slice(1);
+}
+
+/** "today", "yesterday", "Monday", "3 March 2026": a day inside a sentence. */
+function relDay(ms: number): string {
+  const label = dayLabel(ms);
+  return label === "Today" || label === "Yesterday" ? label.toLowerCase() : label;
 }
 
 function statusIcon(status: Row["status"]): Element | null {
@@ -48,6 +89,8 @@ export class App {
   private typingIdle: ReturnType<typeof setTimeout> | null = null;
   private noticesDismissed = new Set<string>();
   private disconnectedSince: number | null = null;
+  private composerForm: HTMLFormElement | null = null;
+  private blockedNotice = h("div", { class: "blocked-notice", testid: "blocked-notice", role: "status", hidden: true });
 
   // persistent elements
   private bannerArea = h("div", { class: "banners" });
@@ -76,6 +119,11 @@ export class App {
     this.build();
     client.on((e) => this.onEvent(e));
     document.addEventListener("visibilitychange", () => this.maybeMarkRead());
+    document.addEventListener("click", (ev) => {
+      for (const m of document.querySelectorAll(".header-menu.open")) {
+        if (!m.parentElement?.contains(ev.target as Node)) this.closeMenu(m as HTMLElement);
+      }
+    });
     window.addEventListener("focus", () => this.maybeMarkRead());
     setInterval(() => this.tick(), 1000);
     this.renderChats();
@@ -100,6 +148,7 @@ export class App {
         this.iconButton(ICONS.group, "New group", "new-group", () => this.newGroupDialog()),
         this.iconButton(ICONS.moon, "Switch light or dark theme", "theme-toggle", () => this.toggleTheme()),
         this.iconButton(ICONS.bell, "Turn on notifications", "notifications-button", () => void this.askNotifications()),
+        this.iconButton(ICONS.devices, "Devices", "devices-button", () => void this.devicesDialog()),
         this.iconButton(ICONS.link, "Link a device", "link-device", () => this.approveLinkDialog()),
         this.iconButton(ICONS.logout, "Log out", "logout", () => void this.logout()),
       ),
@@ -178,7 +227,11 @@ export class App {
         this.renderBanners();
         break;
       case "rows":
-        if (e.conv === this.current) this.applyRows(e.rows, e.added);
+        if (e.conv === this.current) {
+          this.applyRows(e.rows, e.added);
+          // A chat timer set by anyone shows in the header at once.
+          if (e.added?.kind === "system" && e.added.sender !== "") this.renderHeader();
+        }
         break;
       case "chats":
         this.renderChats();
@@ -222,6 +275,23 @@ export class App {
           })
           .catch(() => undefined);
         break;
+      case "blocks":
+        if (this.current?.startsWith("@")) {
+          this.renderHeader();
+          this.renderComposerState();
+        }
+        break;
+      case "expired": {
+        const gone = new Set(e.rows.filter((r) => r.c === this.current).map((r) => r.k));
+        if (gone.size > 0) {
+          this.rows = this.rows.filter((r) => !gone.has(r.k));
+          for (const k of gone) this.messagesEl.querySelector(`[data-k="${CSS.escape(k)}"]`)?.remove();
+        }
+        break;
+      }
+      case "status":
+        this.renderBanners();
+        break;
       case "fatal":
         this.toast(e.message, true);
         this.onLogout();
@@ -264,11 +334,18 @@ export class App {
     }
     if (!this.client.connected && this.disconnectedSince !== null) {
       const waiting = this.client.pending().length;
+      const line = statusLine(this.client.status);
       this.bannerArea.append(
         h(
           "div",
-          { class: "banner connection", testid: "connection-banner", role: "status" },
-          h("span", {}, "Can't reach the server. Reconnecting…"),
+          {
+            class: line ? "banner connection known" : "banner connection",
+            testid: "connection-banner",
+            role: "status",
+            "data-incident": line?.incident ?? null,
+            "data-verdict": this.client.status?.verdict ?? null,
+          },
+          h("span", { class: "connection-text" }, line ? `${line.text}. Reconnecting…` : "Can't reach the server. Reconnecting…"),
           waiting > 0 ? h("span", { class: "small" }, ` ${waiting} message${waiting === 1 ? "" : "s"} waiting to be sent.`) : " Messages you write will be sent when it's back.",
         ),
       );
@@ -422,11 +499,13 @@ export class App {
       this.composer,
       h("button", { type: "submit", class: "send-button", "aria-label": "Send", title: "Send", testid: "send-button" }, icon(ICONS.send)),
     );
-    this.main.append(header, this.messagesEl, this.typingEl, h("div", { class: "composer-area" }, this.replyBar, form));
+    this.composerForm = form;
+    this.main.append(header, this.messagesEl, this.typingEl, h("div", { class: "composer-area" }, this.replyBar, form, this.blockedNotice));
     this.composer.value = chat.draft ?? "";
     this.autosize();
     this.setReply(null);
     this.renderHeader();
+    this.renderComposerState();
     this.renderTyping();
     clear(this.messagesEl);
     this.renderChats();
@@ -461,19 +540,121 @@ export class App {
     const chat = this.client.history.chat(conv);
     const title = chatTitle(chat);
     const isGroup = conv.startsWith("#");
+    const user = isGroup ? null : conv.slice(1);
+    const blocked = user !== null && this.client.isBlocked(user);
+    const timer = this.client.history.disappearing(conv);
     header.append(
       this.iconButton(ICONS.back, "Back to chats", "back-button", () => this.closeChat(), "icon-button back"),
       h("div", { class: `avatar ${hueClass(conv)}`, "aria-hidden": "true" }, isGroup ? icon(ICONS.group) : initials(title)),
-      h("div", { class: "conv-title" }, h("h2", {}, isGroup ? title : `@${title}`), this.presenceEl),
+      h(
+        "div",
+        { class: "conv-title" },
+        h(
+          "h2",
+          {},
+          isGroup ? title : `@${title}`,
+          timer
+            ? h("span", { class: "timer-badge", testid: "disappearing-badge", title: `Disappearing messages: ${formatDuration(timer)}`, "data-seconds": timer }, icon(ICONS.timer, "icon tiny"), ` ${formatDuration(timer)}`)
+            : null,
+          blocked ? h("span", { class: "badge blocked-badge" }, "blocked") : null,
+        ),
+        this.presenceEl,
+      ),
       h(
         "div",
         { class: "conv-actions" },
         isGroup
           ? this.iconButton(ICONS.info, "Group info", "group-info", () => void this.groupInfoDialog())
           : this.iconButton(ICONS.shield, "Safety number", "safety-button", () => void this.safetyDialog(conv.slice(1))),
+        this.headerMenu(conv, user, blocked),
       ),
     );
     this.renderPresence();
+  }
+
+  /** The "⋯" menu of a chat's header: disappearing messages, block or unblock. */
+  private headerMenu(conv: string, user: string | null, blocked: boolean): HTMLElement {
+    const items = h("div", { class: "header-menu", role: "menu", "aria-label": "Chat options", hidden: true });
+    const wrap = h("div", { class: "header-menu-wrap" });
+    const toggle = h(
+      "button",
+      {
+        type: "button",
+        class: "icon-button",
+        testid: "chat-menu",
+        "aria-label": "Chat options",
+        title: "Chat options",
+        "aria-haspopup": "menu",
+        "aria-expanded": "false",
+        onclick: () => {
+          if (items.classList.contains("open")) this.closeMenu(items);
+          else {
+            items.hidden = false;
+            items.classList.add("open");
+            toggle.setAttribute("aria-expanded", "true");
+            (items.querySelector("button") as HTMLButtonElement | null)?.focus();
+          }
+        },
+      },
+      icon(ICONS.more),
+    );
+    const item = (label: string, testid: string, paths: string[], run: () => void, cls = "menu-item"): HTMLButtonElement =>
+      h("button", { type: "button", class: cls, role: "menuitem", testid, onclick: () => {
+        this.closeMenu(items);
+        run();
+      } }, icon(paths, "icon tiny"), ` ${label}`);
+    const timer = this.client.history.disappearing(conv);
+    items.append(
+      item(timer ? `Disappearing messages: ${formatDuration(timer)}` : "Disappearing messages", "disappearing-button", ICONS.timer, () => this.disappearingDialog()),
+    );
+    if (user !== null && user !== this.client.handle) {
+      items.append(
+        item(blocked ? `Unblock @${user}` : `Block @${user}`, "block-button", ICONS.block, () => void this.toggleBlock(user), blocked ? "menu-item" : "menu-item danger"),
+      );
+    }
+    items.addEventListener("keydown", (ev) => {
+      if (ev.key === "Escape") {
+        this.closeMenu(items);
+        toggle.focus();
+      }
+    });
+    wrap.append(toggle, items);
+    return wrap;
+  }
+
+  private closeMenu(menu: HTMLElement): void {
+    menu.classList.remove("open");
+    menu.hidden = true;
+    menu.parentElement?.querySelector('[aria-expanded="true"]')?.setAttribute("aria-expanded", "false");
+  }
+
+  /** A blocked 1:1 chat shows a notice instead of the composer. */
+  private renderComposerState(): void {
+    const conv = this.current;
+    if (!conv || !this.composerForm) return;
+    const user = conv.startsWith("@") ? conv.slice(1) : null;
+    const blocked = user !== null && this.client.isBlocked(user);
+    this.composerForm.hidden = blocked;
+    this.blockedNotice.hidden = !blocked;
+    clear(this.blockedNotice);
+    if (blocked) {
+      this.setReply(null);
+      this.blockedNotice.append(
+        h("span", {}, `You blocked @${user}. Unblock to send.`),
+        h("button", { type: "button", class: "small", testid: "unblock-button", onclick: () => void this.toggleBlock(user) }, "Unblock"),
+      );
+    }
+  }
+
+  private async toggleBlock(user: string): Promise<void> {
+    const blocked = this.client.isBlocked(user);
+    try {
+      // The chat shows it (a system line, and the notice instead of the composer).
+      if (blocked) await this.client.unblock(user);
+      else await this.client.block(user);
+    } catch (e) {
+      this.toast(`Could not ${blocked ? "unblock" : "block"} @${user}: ${e instanceof Error ? e.message : e}`, true);
+    }
   }
 
   private renderPresence(): void {
@@ -574,10 +755,10 @@ export class App {
       const isSecurity = row.sender === "" && /security code changed/.test(row.text ?? "");
       return h(
         "div",
-        { class: "system-line", "data-k": row.k, role: isSecurity ? null : "note" },
+        { class: "system-line", testid: "system-line", "data-k": row.k, role: isSecurity ? null : "note" },
         isSecurity
           ? h("button", { type: "button", class: "link-button", onclick: () => void this.safetyDialog(row.c.slice(1)) }, icon(ICONS.shield, "icon tiny"), ` ${rowText(row)}`)
-          : h("span", {}, rowText(row)),
+          : h("span", {}, row.sender ? `${row.mine ? "You" : `@${row.sender}`} ${rowText(row)}` : rowText(row)),
       );
     }
     const conv = row.c;
@@ -601,6 +782,9 @@ export class App {
     const meta = h(
       "div",
       { class: "meta" },
+      row.expiresAt
+        ? h("span", { class: "expiry-mark", testid: "expiry-mark", title: `Disappears ${new Date(row.expiresAt).toLocaleString()}`, "aria-label": "Disappearing message" }, icon(ICONS.timer, "icon tiny"))
+        : null,
       row.editedAt ? h("span", { class: "edited-mark", testid: "edited-mark" }, "edited") : null,
       h("time", { datetime: new Date(row.t).toISOString(), title: new Date(row.t).toLocaleString() }, timeOf(row.t)),
       row.mine ? statusIcon(row.status) : null,
@@ -608,6 +792,7 @@ export class App {
     bubble.append(meta);
     const reactions = this.reactionsEl(row);
     const actions = this.actionsEl(row);
+    const queued = row.mine && row.status === "pending" ? row.queuedDuring : undefined;
     const wrap = h(
       "div",
       {
@@ -617,6 +802,9 @@ export class App {
         "data-id": row.id,
         "data-sender": row.sender,
         "data-status": row.mine ? (row.status ?? "sent") : null,
+        "data-expires-at": row.expiresAt ?? null,
+        "data-queued-during": queued ?? null,
+        title: queued ? `queued during incident #${queued}` : null,
       },
       h("div", { class: "bubble-row" }, bubble, actions),
       reactions,
@@ -1110,6 +1298,131 @@ export class App {
     this.formDialog("Edit message", [h("label", { for: "edit-input" }, "New text"), input], "Save", "edit-submit", async () => {
       await this.client.edit(row.c, { sender: row.sender, id: row.id }, input.value);
     });
+  }
+
+  private disappearingDialog(): void {
+    const conv = this.current;
+    if (!conv) return;
+    const now = this.client.history.disappearing(conv);
+    const error = h("p", { class: "form-error", role: "alert" });
+    this.dialog("Disappearing messages", (d) => {
+      const list = h("div", { class: "timer-options", role: "radiogroup", "aria-label": "Message timer" });
+      for (const [label, seconds] of TIMERS) {
+        list.append(
+          h(
+            "button",
+            {
+              type: "button",
+              class: seconds === now ? "timer-option chosen" : "timer-option",
+              role: "radio",
+              "aria-checked": seconds === now ? "true" : "false",
+              testid: "disappearing-option",
+              "data-seconds": seconds,
+              onclick: async () => {
+                if (seconds === now) {
+                  d.close();
+                  return;
+                }
+                try {
+                  await this.client.setDisappearing(conv, seconds);
+                  d.close();
+                  this.renderHeader();
+                } catch (e) {
+                  error.textContent = e instanceof Error ? e.message : String(e);
+                }
+              },
+            },
+            h("span", { class: "poll-check", "aria-hidden": "true" }, seconds === now ? "✓" : ""),
+            h("span", {}, label),
+          ),
+        );
+      }
+      return [
+        h("p", { class: "muted" }, "New messages in this chat disappear for everyone after the time you choose. Messages sent before stay."),
+        list,
+        error,
+        h("div", { class: "dialog-actions" }, h("button", { type: "button", onclick: () => d.close() }, "Close")),
+      ];
+    });
+  }
+
+  private async devicesDialog(): Promise<void> {
+    const list = h("ul", { class: "members devices", testid: "devices-list", "aria-label": "Devices" });
+    const error = h("p", { class: "form-error", role: "alert" });
+    const load = async (): Promise<void> => {
+      let devices: DeviceInfo[];
+      try {
+        devices = await this.client.api.devices();
+      } catch (e) {
+        error.textContent = `Cannot load the devices: ${e instanceof Error ? e.message : e}`;
+        return;
+      }
+      error.textContent = "";
+      clear(list);
+      for (const dev of devices) list.append(this.deviceItem(dev, load, error));
+    };
+    this.dialog("Devices", (d) => [
+      h("p", { class: "muted" }, `The devices logged in to @${this.client.handle}. Log out any you do not know.`),
+      list,
+      error,
+      h("div", { class: "dialog-actions" }, h("button", { type: "button", onclick: () => d.close() }, "Close")),
+    ]);
+    await load();
+  }
+
+  private deviceItem(dev: DeviceInfo, reload: () => Promise<void>, error: HTMLElement): HTMLElement {
+    const current = dev.current || dev.id === this.client.device;
+    const name = dev.name || `Device ${dev.id}`;
+    const seen = current
+      ? "active now"
+      : dev.last_active_ms
+        ? `last seen ${relDay(dev.last_active_ms)} at ${timeOf(dev.last_active_ms)}`
+        : "never used";
+    const actions = h("div", { class: "device-actions" });
+    const item = h(
+      "li",
+      { class: current ? "member device current" : "member device", testid: "device-item", "data-device": dev.id, "data-current": current ? "true" : null },
+      h("div", { class: `avatar small ${hueClass(`${dev.id}`)}`, "aria-hidden": "true" }, icon(ICONS.devices)),
+      h(
+        "div",
+        { class: "member-name" },
+        h("div", {}, h("strong", {}, name), ` · device ${dev.id} `, current ? h("span", { class: "badge", testid: "this-device" }, "this browser") : null),
+        h("div", { class: "muted small" }, `added ${relDay(dev.created_ms)} · ${seen}`),
+      ),
+      actions,
+    );
+    const plain = (): void => {
+      clear(actions);
+      actions.append(
+        current
+          ? h("button", { type: "button", class: "small danger", testid: "device-logout", onclick: () => void this.logout() }, "Log out")
+          : h("button", { type: "button", class: "small danger", testid: "revoke-device", "aria-label": `Log out ${name} (device ${dev.id})`, onclick: confirm }, "Log out"),
+      );
+    };
+    const confirm = (): void => {
+      clear(actions);
+      actions.append(
+        h("span", { class: "small" }, "Log it out? "),
+        h("button", { type: "button", class: "small", onclick: plain }, "Cancel"),
+        h("button", {
+          type: "button",
+          class: "small danger",
+          testid: "confirm-revoke",
+          onclick: async () => {
+            try {
+              await this.client.api.revokeDevice(dev.id);
+              this.toast(`${name} (device ${dev.id}) is logged out.`);
+              await reload();
+            } catch (e) {
+              error.textContent = e instanceof Error ? e.message : String(e);
+              plain();
+            }
+          },
+        }, "Log out"),
+      );
+    };
+    plain();
+    return item;
   }
 
   private approveLinkDialog(): void {

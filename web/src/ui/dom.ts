@@ -78,7 +78,15 @@ export const ICONS = {
   search: ["M11 4a7 7 0 1 0 0 14a7 7 0 1 0 0-14z", "M20 20l-4-4"],
   file: ["M6 3h8l4 4v14H6z", "M14 3v4h4"],
   lock: ["M6 11h12v10H6z", "M8.5 11V8a3.5 3.5 0 0 1 7 0v3"],
+  devices: ["M3 6h13v9H3z", "M1.5 18h16", "M18 8h4.5v12H18z", "M20.25 17.5v.01"],
+  timer: ["M12 5.5a7.5 7.5 0 1 0 0 15a7.5 7.5 0 1 0 0-15z", "M12 9v4l2.5 1.5", "M9.5 2.5h5", "M12 2.5v3"],
+  block: ["M12 3a9 9 0 1 0 0 18a9 9 0 1 0 0-18z", "M5.6 5.6l12.8 12.8"],
 };
+
+/** `HH:MM` in UTC. */
+export function utcTime(ms: number): string {
+  return new Date(ms).toISOString().slice(11, 16);
+}
 
 /** A QR code drawn as an SVG element through the DOM (bytes or text). */
 export function qrSvg(data: string | Uint8Array, label: string): SVGSVGElement {
