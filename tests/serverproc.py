@@ -19,6 +19,20 @@ UNIT_S = float(os.environ.get("TAUBE_TEST_TIME_UNIT", "1.0"))
 TEST_SETTINGS: dict[str, dict[str, object]] = {
     "auth": {"argon2_time_cost": 1, "argon2_memory_kib": 1024},
     "admission": {"max_logins_per_s": 100000, "max_sessions_per_s": 100000},
+    # Likewise the per-connection frame rate and connections per address (transport).
+    "limits": {"frames_per_s": 1e6, "frame_burst": 1e6, "max_connections_per_ip": 100000},
+    # Every test client is 127.0.0.1: the per-address and per-account rates stay out of
+    # the way except in tests/security, which sets its own.
+    "rate": {
+        "registrations_per_hour": 1e6,
+        "logins_per_min": 1e6,
+        "account_logins_per_min": 1e6,
+        "sends_per_s": 1e6,
+        "sends_burst": 1e6,
+        "groups_per_hour": 1e6,
+        "lookups_per_min": 1e6,
+        "lockout_after_ip": 100000,
+    },
 }
 
 

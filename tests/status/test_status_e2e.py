@@ -107,7 +107,8 @@ async def notices(client: Client, into: list[Notice]) -> None:
             into.append(event)
 
 
-@pytest.mark.slow
+@pytest.mark.chaos
+@pytest.mark.timeout(420)
 async def test_kill_9_opens_an_incident_tells_every_client_and_resolves_itself(
     make_cluster: MakeCluster, tmp_path: Path
 ) -> None:

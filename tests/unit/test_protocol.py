@@ -114,7 +114,7 @@ def test_error_table_is_consistent() -> None:
         assert 400 <= spec.http_status < 600
         assert (
             spec.ws_close is None
-            or spec.ws_close in {1009, 1011, 1012, 1013}
+            or spec.ws_close in {1008, 1009, 1011, 1012, 1013}
             or 4000 <= spec.ws_close < 5000
         )
     with pytest.raises(ValueError, match="unknown error code"):

@@ -45,6 +45,26 @@ argon2_time_cost = 1
 argon2_memory_kib = 1024
 """
 
+BENCH_RATE = """
+[rate]
+registrations_per_hour = 1e9
+logins_per_min = 1e9
+account_logins_per_min = 1e9
+sends_per_s = 1e9
+sends_burst = 1e9
+groups_per_hour = 1e9
+upload_mib_per_hour = 1e9
+lookups_per_min = 1e9
+"""
+
+BENCH_TRANSPORT = """
+[limits]
+frames_per_s = 1e9
+frame_burst = 1e9
+max_connections_per_ip = 1000000
+idle_timeout_s = 3600.0
+"""
+
 WORKLOADS = ("relay", "a", "a1", "b", "group", "idle")
 Result = dict[str, Any]
 
@@ -321,6 +341,14 @@ def bench_config(plan: Plan) -> str:
     if "max_logins_per_s" in settings(plan)["fields"]:
         # Admission control would pace 10,000 registrations at its default login rate.
         config += "\n[admission]\nmax_logins_per_s = 1000000.0\n"
+    if "rate_sends_per_s" in settings(plan)["fields"]:
+        # One load generator address registers thousands of accounts and its devices
+        # send far faster than a person: the per-address and per-device rates are off.
+        config += BENCH_RATE
+    if "frames_per_s" in settings(plan)["fields"]:
+        # Thousands of idle connections from one address, each device far faster than a
+        # person: the transport's per-address and per-connection bounds are off.
+        config += BENCH_TRANSPORT
     store = {"durability": plan.durability, "store": plan.store}
     if any(store.values()):
         config += "\n[store]\n" + "".join(f'{k} = "{v}"\n' for k, v in store.items() if v)

@@ -140,6 +140,8 @@ def serve(args: argparse.Namespace) -> int:
         store=args.store,
         bus=args.bus,
         node=args.node,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
 
 
@@ -172,15 +174,88 @@ async def register(args: argparse.Namespace) -> int:
 
 async def login(args: argparse.Namespace) -> int:
     password = read_password(args, confirm=False)
-    session = await sdk_login(
-        args.handle,
-        password,
-        servers=servers_for_login(args),
-        profile=profile_dir(args),
-        device_name=args.device_name,
-        status_url=given_status_url(args),
-    )
+    totp: str | None = getattr(args, "totp", None)
+    while True:
+        try:
+            session = await sdk_login(
+                args.handle,
+                password,
+                servers=servers_for_login(args),
+                profile=profile_dir(args),
+                device_name=args.device_name,
+                status_url=given_status_url(args),
+                totp=totp,
+            )
+            break
+        except TaubeApiError as exc:
+            if exc.code != "auth.totp_required" or totp:
+                raise
+            totp = read_code("This account has two-step verification on. Code: ")
     print(f"logged in as @{session.handle}, device {session.device}")
+    return EXIT_OK
+
+
+def read_code(prompt: str) -> str:
+    """A two-step verification code from the terminal (or the next line of stdin)."""
+    try:
+        if sys.stdin.isatty():
+            code = input(prompt)
+        else:
+            note(prompt.rstrip())
+            code = sys.stdin.readline()
+    except EOFError:
+        code = ""
+    code = code.strip().replace(" ", "")
+    if not code:
+        raise CliError("client.usage", "no code given (use --totp CODE)", EXIT_USAGE)
+    return code
+
+
+async def two_step_enable(args: argparse.Namespace) -> int:
+    """Show a new secret as an otpauth URI and QR code; a code from the app turns it on."""
+    async with open_api(args) as api:
+        setup = await api.start_totp()
+        print("Add this account to your authenticator app (scan the QR code or enter the")
+        print(f"secret {setup.secret}):\n")
+        print(render.qr_text(setup.uri.encode()))
+        print(setup.uri)
+        code = args.code or read_code("Code from the app: ")
+        await api.confirm_totp(code)
+    print("two-step verification is on: logins and device links now need a code")
+    return EXIT_OK
+
+
+async def two_step_disable(args: argparse.Namespace) -> int:
+    async with open_api(args) as api:
+        await api.disable_totp(args.code or read_code("Current code from the app: "))
+    print("two-step verification is off")
+    return EXIT_OK
+
+
+async def change_password(args: argparse.Namespace) -> int:
+    """Old password, then the new one twice (or two lines of stdin: old, new)."""
+    if args.password_stdin:
+        old = sys.stdin.readline().rstrip("\r\n")
+        new = sys.stdin.readline().rstrip("\r\n")
+    else:
+        try:
+            old = getpass.getpass("Current password: ")
+            new = getpass.getpass("New password: ")
+            if getpass.getpass("New password (again): ") != new:
+                raise CliError("client.usage", "the passwords differ", EXIT_USAGE)
+        except EOFError:
+            raise CliError(
+                "client.usage", "no password given (use --password-stdin)", EXIT_USAGE
+            ) from None
+    if not old or not new:
+        raise CliError("client.usage", "a password is empty", EXIT_USAGE)
+    async with open_api(args) as api:
+        await api.change_password(old, new, revoke_other_devices=args.revoke_others)
+    print(
+        "password changed; every other device is logged out"
+        if args.revoke_others
+        else "password changed"
+    )
     return EXIT_OK
 
 
@@ -546,7 +621,15 @@ async def group_rename(args: argparse.Namespace) -> int:
 async def link(args: argparse.Namespace) -> int:
     """Approve a code shown by a new device: it joins this account."""
     async with open_api(args) as api:
-        linked = await api.approve_link(args.code)
+        totp: str | None = args.totp
+        while True:
+            try:
+                linked = await api.approve_link(args.code, totp)
+                break
+            except TaubeApiError as exc:
+                if exc.code != "auth.totp_required" or totp:
+                    raise
+                totp = read_code("This account has two-step verification on. Code: ")
         names = {d.id: d.name for d in await api.devices()}
     name = names.get(linked.device) or "unnamed"
     print(f"linked device {linked.device} ({name}) to @{linked.handle}")

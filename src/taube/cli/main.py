@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from taube.cli import abuse as abuse_cli
 from taube.cli import commands, rich
 from taube.cli import status as status_cli
 from taube.cli.commands import EXIT_AUTH, EXIT_ERROR, EXIT_UNAVAILABLE, EXIT_USAGE, CliError
@@ -113,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--bus", metavar="URL", help="local (default) or nats://HOST:PORT[,nats://...] (cluster)"
     )
     p.add_argument("--node", metavar="NAME", help="this node's name (default: host-port)")
+    p.add_argument("--tls-cert", metavar="PEM", help="certificate chain: serve HTTPS and WSS")
+    p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
     p.set_defaults(func=commands.serve, needs_loop=False)
 
     db = add(sub, "db", "Manage the server's database.")
@@ -141,7 +144,35 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--device-name", default="", help="a name for this device, shown in `taube devices`"
         )
+        if name == "login":
+            p.add_argument(
+                "--totp",
+                metavar="CODE",
+                help="the two-step verification code (asked for when the account needs one)",
+            )
         p.set_defaults(func=commands.register if name == "register" else commands.login)
+
+    p = add(sub, "password", "Change this account's password.")
+    p.add_argument(
+        "--revoke-others",
+        action="store_true",
+        help="also log out every other device of the account (their tokens stop working)",
+    )
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the current and the new password from two lines of stdin",
+    )
+    p.set_defaults(func=commands.change_password)
+
+    p = add(sub, "2fa", "Two-step verification: a code from an authenticator app at login.")
+    tsub = p.add_subparsers(dest="two_step_command", metavar="ACTION", required=True)
+    tp = add(tsub, "enable", "Turn it on: shows a QR code to scan, then asks for a code.")
+    tp.add_argument("--code", help="the code from the app (else asked for)")
+    tp.set_defaults(func=commands.two_step_enable)
+    tp = add(tsub, "disable", "Turn it off (needs a current code).")
+    tp.add_argument("--code", help="a current code from the app (else asked for)")
+    tp.set_defaults(func=commands.two_step_disable)
 
     p = add(sub, "logout", "Revoke this device on the server and forget its token.")
     p.set_defaults(func=commands.logout)
@@ -366,6 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
     gp.set_defaults(func=commands.group_rename)
     p = add(sub, "link", "Approve a new device's link code: it joins this account.")
     p.add_argument("code", metavar="CODE", help="the code the new device shows, e.g. 7K3M-Q9XD")
+    p.add_argument(
+        "--totp",
+        metavar="CODE",
+        help="the two-step verification code (asked for when the account needs one)",
+    )
     p.set_defaults(func=commands.link)
 
     p = add(
@@ -387,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.notice)
 
     _add_status(sub, add)
+    abuse_cli.add_commands(sub, add)
     _add_bench(add(sub, "bench", BENCH_HELP))
     return parser
 

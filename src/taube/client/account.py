@@ -53,16 +53,37 @@ async def login(
     profile: Profile | Path | str | None = None,
     device_name: str = "",
     status_url: str | None = None,
+    totp: str | None = None,
 ) -> StoredSession:
-    """Log a new device into an existing account and save the session in the profile."""
+    """Log a new device into an existing account and save the session in the profile.
+
+    ``totp``: the two-step verification code; an account that has it on refuses a login
+    without one with :class:`TaubeApiError` ``auth.totp_required`` (ask, then retry)."""
     urls = normalize_servers(servers)
     async with Api(urls) as api:
-        created = await api.login(handle, password, device_name)
+        created = await api.login(handle, password, device_name, totp)
         status_key = await _status_key(api)
     session = _save(profile, urls, created.handle, created.device, created.token)
     _save_status(profile, status_key, status_url)
     await _upload_keys(profile, session)
     return session
+
+
+async def change_password(
+    old_password: str,
+    new_password: str,
+    *,
+    revoke_others: bool = False,
+    profile: Profile | Path | str | None = None,
+) -> None:
+    """Change the account's password; with ``revoke_others`` every other device of the
+    account is logged out at once (this one stays logged in)."""
+    with _opened(profile) as prof:
+        session = prof.session()
+    if session is None:
+        raise NotLoggedIn("not logged in on this profile")
+    async with Api(session.servers, session.token) as api:
+        await api.change_password(old_password, new_password, revoke_other_devices=revoke_others)
 
 
 async def logout(

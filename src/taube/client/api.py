@@ -21,7 +21,7 @@ import aiohttp
 import msgspec
 
 from taube.client.errors import NotLoggedIn, ServerUnreachable, TaubeApiError
-from taube.protocol import api
+from taube.protocol import abuse, api
 from taube.protocol.ids import normalize_handle
 
 T = TypeVar("T")
@@ -109,11 +109,35 @@ class Api:
         )
         return await self._call("POST", "/v1/accounts", api.DeviceSession, body, auth=False)
 
-    async def login(self, handle: str, password: str, device_name: str = "") -> api.DeviceSession:
+    async def login(
+        self, handle: str, password: str, device_name: str = "", totp: str | None = None
+    ) -> api.DeviceSession:
+        """``totp``: the two-step verification code, if the account has it on (without
+        one, such an account answers ``auth.totp_required``)."""
         body = api.LoginRequest(
-            handle=normalize_handle(handle), password=password, device_name=device_name
+            handle=normalize_handle(handle), password=password, device_name=device_name, totp=totp
         )
         return await self._call("POST", "/v1/sessions", api.DeviceSession, body, auth=False)
+
+    async def change_password(
+        self, old_password: str, new_password: str, *, revoke_other_devices: bool = False
+    ) -> None:
+        body = api.PasswordChange(
+            old_password=old_password,
+            new_password=new_password,
+            revoke_other_devices=revoke_other_devices,
+        )
+        await self._request("POST", "/v1/me/password", body)
+
+    async def start_totp(self) -> api.TotpSetup:
+        """A new two-step verification secret (off until ``confirm_totp``)."""
+        return await self._call("POST", "/v1/me/totp", api.TotpSetup)
+
+    async def confirm_totp(self, code: str) -> None:
+        await self._request("POST", "/v1/me/totp/confirm", api.TotpCode(code=code))
+
+    async def disable_totp(self, code: str) -> None:
+        await self._request("DELETE", "/v1/me/totp", api.TotpCode(code=code))
 
     async def me(self) -> api.Me:
         return await self._call("GET", "/v1/me", api.Me)
@@ -206,10 +230,12 @@ class Api:
         path = f"/v1/links/{quote(link_id, safe='')}?{query}"
         return await self._call("GET", path, api.LinkState, auth=False)
 
-    async def approve_link(self, code: str) -> api.LinkApproved:
-        """Approve a code shown on a new device: it becomes a device of this account."""
+    async def approve_link(self, code: str, totp: str | None = None) -> api.LinkApproved:
+        """Approve a code shown on a new device: it becomes a device of this account
+        (``totp``: the two-step verification code, if the account has it on)."""
         path = f"/v1/links/{quote(code.strip(), safe='')}/approve"
-        return await self._call("POST", path, api.LinkApproved)
+        body = api.LinkApprove(totp=totp) if totp else None
+        return await self._call("POST", path, api.LinkApproved, body)
 
     # ------------------------------------------------------------------ service notices
 
@@ -321,6 +347,28 @@ class Api:
     async def webhook_deliveries(self, admin_token: str) -> list[api.WebhookDelivery]:
         path = "/v1/admin/webhooks/deliveries"
         return (await self._admin(admin_token, "GET", path, api.WebhookDeliveryList)).deliveries
+
+    # ------------------------------------------------------------------ abuse
+
+    async def report_abuse(
+        self, user: str, reason: str, messages: Sequence[abuse.ReportedMessage] = ()
+    ) -> int:
+        """Queue a report of ``user`` for the operator, with exactly ``messages``."""
+        body = abuse.AbuseReportCreate(user=user, reason=reason, messages=list(messages))
+        return (await self._call("POST", "/v1/reports/abuse", abuse.AbuseReportQueued, body)).id
+
+    async def abuse_reports(self, admin_token: str) -> list[abuse.AbuseReport]:
+        path = "/v1/admin/reports"
+        return (await self._admin(admin_token, "GET", path, abuse.AbuseReportList)).reports
+
+    async def suspend(self, admin_token: str, handle: str, reason: str = "") -> abuse.Suspension:
+        path = f"/v1/admin/accounts/{quote(normalize_handle(handle), safe='')}/suspend"
+        body = abuse.SuspendRequest(reason=reason)
+        return await self._admin(admin_token, "POST", path, abuse.Suspension, body)
+
+    async def unsuspend(self, admin_token: str, handle: str) -> abuse.Suspension:
+        path = f"/v1/admin/accounts/{quote(normalize_handle(handle), safe='')}/unsuspend"
+        return await self._admin(admin_token, "POST", path, abuse.Suspension)
 
     async def _admin(
         self,

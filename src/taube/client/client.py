@@ -94,6 +94,7 @@ from taube.client.status import (
 )
 from taube.crypto import CryptoError, SafetyNumber
 from taube.protocol import frames as fr
+from taube.protocol.abuse import ReportedMessage
 from taube.protocol.api import ReportKind
 from taube.protocol.ids import normalize_handle, parse_address, uuid7
 
@@ -581,6 +582,30 @@ class Client:
         """(conversation, sender) of stored messages with this id."""
         return await self._db(self._require_profile().history.find, message_id)
 
+    async def report_abuse(
+        self, user: str, message_ids: Sequence[str] = (), reason: str = "abuse"
+    ) -> int:
+        """Report ``user`` to the operator with the messages ``message_ids`` as this
+        device shows them (decrypted, from the local history), and nothing else. An id
+        is looked up as ``user``'s message first, then as any stored message (a reply
+        of yours may be context). Raises ValueError for an id not in the history."""
+        handle = normalize_handle(user)
+        chosen: list[ReportedMessage] = []
+        for message_id in dict.fromkeys(message_ids):
+            senders = [sender for _, sender in await self.find(message_id)]
+            if not senders:
+                raise ValueError(f"message {message_id} is not in this device's history")
+            sender = handle if handle in senders else senders[0]
+            item = await self.get(sender, message_id)
+            if item is None:
+                raise ValueError(f"message {message_id} is not in this device's history")
+            chosen.append(
+                ReportedMessage(
+                    id=item.id, sender=item.sender, sent_at_ms=item.sent_at_ms, text=item.text or ""
+                )
+            )
+        return await self.api.report_abuse(handle, reason, chosen)
+
     async def mark_chat_read(self, conversation: str) -> None:
         """Mark a conversation read here and tell the senders (blue ticks)."""
         unread = await self._db(self._require_profile().history.mark_read, conversation)
@@ -852,7 +877,8 @@ class Client:
         return _Outcome(ready, f"connection closed (code {code})")
 
     def _error_before_ready(self, error: fr.Error) -> _Outcome:
-        if error.code in SESSION_CODES:
+        # account.suspended: an operator suspended this account; retrying cannot help.
+        if error.code in SESSION_CODES or error.code == "account.suspended":
             raise _Fatal(NotLoggedIn(error.message, error.code))
         if error.code == "server.draining":
             return _Outcome(False, "server is draining", move_on=True, immediate=True)

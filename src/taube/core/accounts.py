@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import argon2
@@ -19,6 +20,7 @@ import argon2
 from taube.bus.base import Bus, device_subject
 from taube.core.clock import Clock
 from taube.core.directory import Directory
+from taube.core.totp import TwoStep
 from taube.protocol.errors import TaubeError
 from taube.protocol.ids import is_handle, normalize_handle
 from taube.store.base import DeviceRecord, HandleTaken, Store, UserRecord
@@ -50,7 +52,9 @@ class Accounts:
         *,
         argon2_params: Argon2Params = Argon2Params(),
         token_idle_ms: int = 90 * 24 * 3600 * 1000,
+        is_suspended: Callable[[str], bool] = lambda handle: False,
     ) -> None:
+        self._is_suspended = is_suspended  # core/abuse.py
         self._store = store
         self._bus = bus
         self._clock = clock
@@ -65,6 +69,7 @@ class Accounts:
         # Verified against when the handle does not exist, so that a login for an
         # unknown handle costs as long as one with a wrong password.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
+        self.two_step = TwoStep(store, clock)
 
     async def register(
         self, handle: str, password: str, device_name: str
@@ -83,8 +88,20 @@ class Accounts:
             raise TaubeError("account.handle_taken") from None
         return await self.new_device(handle, device_name)
 
-    async def login(self, handle: str, password: str, device_name: str) -> tuple[DeviceRecord, str]:
+    async def login(
+        self, handle: str, password: str, device_name: str, totp: str | None = None
+    ) -> tuple[DeviceRecord, str]:
+        """``auth.bad_credentials``, then (two-step verification on) ``auth.totp_required``
+        or ``auth.totp_invalid``; else a new device and its token."""
         handle = normalize_handle(handle)
+        user = await self.check_password(handle, password)
+        await self.two_step.check(handle, totp)
+        await self._rehash_if_needed(user, password)
+        return await self.new_device(handle, device_name)
+
+    async def check_password(self, handle: str, password: str) -> UserRecord:
+        """The user if ``password`` is theirs, else ``auth.bad_credentials`` (as slow for
+        an unknown handle as for a wrong password)."""
         user = await self._store.get_user(handle) if is_handle(handle) else None
         stored_hash = user.password_hash if user else self._dummy_hash
         try:
@@ -95,10 +112,40 @@ class Accounts:
             raise TaubeError("auth.bad_credentials") from None
         if user is None:
             raise TaubeError("auth.bad_credentials")
-        return await self.new_device(handle, device_name)
+        return user
+
+    async def _rehash_if_needed(self, user: UserRecord, password: str) -> None:
+        """A hash made with other argon2 parameters than configured now is replaced
+        after a successful login (the only moment the password is known)."""
+        if self._hasher.check_needs_rehash(user.password_hash):
+            new_hash = await asyncio.to_thread(self._hasher.hash, password)
+            await self._store.set_password_hash(user.handle, new_hash)
+
+    async def change_password(
+        self, device: DeviceRecord, old: str, new: str, *, revoke_others: bool
+    ) -> list[int]:
+        """Replace the password (the old one checked); with ``revoke_others`` every other
+        device of the account is revoked. The ids of the devices revoked."""
+        user = await self.check_password(device.user, old)
+        if len(new) < MIN_PASSWORD_LENGTH:
+            raise TaubeError("account.weak_password")
+        new_hash = await asyncio.to_thread(self._hasher.hash, new)
+        await self._store.set_password_hash(user.handle, new_hash)
+        revoked: list[int] = []
+        if revoke_others:
+            for other in await self.devices(user.handle):
+                if other.id != device.id:
+                    try:
+                        await self.revoke(user.handle, other.id)
+                    except TaubeError:  # revoked meanwhile
+                        continue
+                    revoked.append(other.id)
+        return revoked
 
     async def new_device(self, handle: str, name: str) -> tuple[DeviceRecord, str]:
         """A new device of ``handle`` and its token (login, registration, device linking)."""
+        if self._is_suspended(handle):
+            raise TaubeError("account.suspended")
         token = secrets.token_urlsafe(32)
         device = await self._store.create_device(handle, name, hash_token(token), self._clock())
         await self._directory.user_changed(handle)
@@ -113,6 +160,8 @@ class Accounts:
             raise TaubeError("auth.revoked")
         if self._clock() - device.last_active_ms > self._token_idle_ms:
             raise TaubeError("auth.token_expired")
+        if self._is_suspended(device.user):
+            raise TaubeError("account.suspended")
         return await self.keep_alive(device)
 
     async def keep_alive(self, device: DeviceRecord) -> DeviceRecord:

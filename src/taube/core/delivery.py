@@ -9,7 +9,7 @@ validate sends one by one in arrival order and let their commits overlap.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import msgspec
 
@@ -50,7 +50,9 @@ class DeliveryService:
         directory: Directory,
         *,
         max_payload_bytes: int,
+        is_suspended: Callable[[str], bool] = lambda handle: False,
     ) -> None:
+        self._is_suspended = is_suspended  # core/abuse.py
         self._store = store
         self._bus = bus
         self._clock = clock
@@ -107,6 +109,8 @@ class DeliveryService:
             devices = await self._directory.active_devices([name, sender])
             if name not in devices:
                 raise TaubeError("msg.unknown_recipient", f"No user @{name}.")
+            if name != sender and self._is_suspended(name):
+                raise TaubeError("account.suspended", f"@{name} is suspended.")
             conversation_of = {name: f"@{sender}", sender: f"@{name}"}
             if name != sender and sender in await self._directory.blocked_by(name):
                 withheld = name

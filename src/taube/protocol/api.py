@@ -8,6 +8,7 @@ import msgspec
 
 ShortText = Annotated[str, msgspec.Meta(max_length=64)]
 Password = Annotated[str, msgspec.Meta(max_length=1024)]
+TotpText = Annotated[str, msgspec.Meta(max_length=16)]
 HandleList = Annotated[
     list[Annotated[str, msgspec.Meta(max_length=33)]], msgspec.Meta(max_length=1024)
 ]
@@ -27,6 +28,8 @@ class LoginRequest(Body, frozen=True):
     handle: Annotated[str, msgspec.Meta(max_length=33)]
     password: Password
     device_name: ShortText = ""
+    totp: TotpText | None = None
+    """The two-step verification code, needed once the account turned it on."""
 
 
 class DeviceSession(Body, frozen=True):
@@ -242,6 +245,31 @@ class LinkApproved(Body, frozen=True):
     device: int
 
 
+class LinkApprove(Body, frozen=True):
+    """Optional body of a link approval: the code, if two-step verification is on."""
+
+    totp: TotpText | None = None
+
+
+class TotpSetup(Body, frozen=True):
+    """A new two-step verification secret, not yet on: add it to an authenticator app
+    (``uri`` as a QR code), then confirm with a code from the app."""
+
+    secret: str
+    uri: str
+
+
+class TotpCode(Body, frozen=True):
+    code: TotpText
+
+
+class PasswordChange(Body, frozen=True):
+    old_password: Password
+    new_password: Password
+    revoke_other_devices: bool = False
+    """Also log out every other device of the account (their tokens stop working)."""
+
+
 # ---------------------------------------------------------------- service notices
 
 NoticeLevel = Literal["info", "warning", "outage"]
@@ -333,8 +361,9 @@ class ResolvedIncident(Incident, frozen=True):
 
 class MaintenanceCreate(Body, frozen=True):
     title: Title
-    starts_ms: Annotated[int, msgspec.Meta(ge=0)]
-    ends_ms: Annotated[int, msgspec.Meta(ge=0)]
+    # Bounded so that a time always fits the store's 64-bit integers (fuzzing found it).
+    starts_ms: Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)]
+    ends_ms: Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)]
     components: ComponentList = []
     text: IncidentText = ""
 

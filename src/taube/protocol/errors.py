@@ -38,12 +38,21 @@ _SPECS = [
     ErrorSpec("auth.bad_credentials", 401, "Wrong handle or password."),
     ErrorSpec("auth.already_authenticated", 409, "This connection is already authenticated."),
     ErrorSpec("auth.timeout", 408, "No auth frame arrived in time.", 4008),
+    ErrorSpec("auth.locked", 429, "Too many failed logins; locked out for a while."),
+    ErrorSpec("auth.totp_required", 401, "This account needs a two-step verification code."),
+    ErrorSpec("auth.totp_invalid", 401, "The two-step verification code is wrong or used."),
+    ErrorSpec("totp.already_enabled", 409, "Two-step verification is on already."),
+    ErrorSpec("totp.not_enabled", 409, "Two-step verification is not on (or not started)."),
     # Accounts, users, devices.
     ErrorSpec("account.handle_taken", 409, "That handle is already registered."),
     ErrorSpec("account.invalid_handle", 422, "Handles are 2-32 of a-z 0-9 _ . - ."),
     ErrorSpec("account.weak_password", 422, "Passwords need at least 8 characters."),
     ErrorSpec("user.not_found", 404, "No user has that handle."),
     ErrorSpec("device.not_found", 404, "No such device on this account."),
+    # Abuse: an operator suspended the account. Sending to it answers this code and the
+    # connection stays open; the suspended account's own connections close with 4003
+    # (server/gateway.py), as a revoked device's do.
+    ErrorSpec("account.suspended", 403, "This account is suspended."),
     # Messages.
     ErrorSpec("msg.too_large", 413, "A payload exceeds the per-message limit."),
     ErrorSpec("msg.invalid_id", 422, "Message ids are canonical lower-case UUIDs."),
@@ -78,6 +87,12 @@ _SPECS = [
     ErrorSpec("webhook.not_found", 404, "No such webhook."),
     # Load and availability.
     ErrorSpec("rate.limited", 429, "Too many requests; retry later."),
+    ErrorSpec("rate.flood", 429, "Far too many frames on this connection.", 1008),
+    ErrorSpec("rate.too_many_connections", 429, "Too many connections from this address."),
+    # Transport: who may connect and what a connection may hold (server/transport.py).
+    ErrorSpec("conn.bad_origin", 403, "Pages from this origin may not connect here."),
+    ErrorSpec("conn.idle", 408, "Nothing arrived on this connection for too long.", 4008),
+    ErrorSpec("conn.slow_reader", 429, "The client did not read what was sent to it.", 4029),
     ErrorSpec("server.overloaded", 503, "The server is shedding load; retry later.", 1013),
     ErrorSpec("server.not_ready", 503, "The store or the bus does not answer."),
     ErrorSpec("server.unavailable", 503, "The store is unreachable; retry shortly."),

@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store")
     parser.add_argument("--bus")
     parser.add_argument("--node")
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
     args = parser.parse_args(argv)
     return serve(
         args.config,
@@ -27,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         store=args.store,
         bus=args.bus,
         node=args.node,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
 
 

@@ -33,16 +33,17 @@ class TokenBucket:
     tokens: float = -1.0
     updated: float = 0.0
 
-    def take(self, now: float) -> float:
-        """0.0 if a token was taken, else the seconds until one will be there."""
+    def take(self, now: float, cost: float = 1.0) -> float:
+        """0.0 if ``cost`` tokens were taken, else the seconds until they will be there
+        (``cost`` is at most ``burst``, or it never will)."""
         if self.tokens < 0:
             self.tokens, self.updated = self.burst, now
         self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if self.tokens >= cost:
+            self.tokens -= cost
             return 0.0
-        return (1.0 - self.tokens) / self.rate
+        return (cost - self.tokens) / self.rate
 
 
 @dataclass
@@ -130,8 +131,9 @@ class RateLimits:
         self._clock = clock
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
-    def take(self, key: str) -> int:
-        """0 to go ahead, else whole seconds (at least 1) until ``key`` may try again."""
+    def take(self, key: str, cost: float = 1.0) -> int:
+        """0 to go ahead, else whole seconds (at least 1) until ``key`` may try again
+        (``cost``: tokens this request uses, e.g. bytes; capped at the burst)."""
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = TokenBucket(self._rate, self._burst)
@@ -139,5 +141,5 @@ class RateLimits:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(key)
-        wait = bucket.take(self._clock())
+        wait = bucket.take(self._clock(), min(cost, self._burst))
         return max(1, math.ceil(wait)) if wait else 0

@@ -17,7 +17,9 @@ from taube.protocol.errors import TaubeError
 from taube.protocol.ids import group_address, normalize_handle
 from taube.server.gateway import SERVICES
 from taube.server.http import Route, json_response, read_body
+from taube.server.limits import Limits, check, client_address
 from taube.server.services import Services
+from taube.server.transport import client_ip
 from taube.status.canary import is_canary_handle
 from taube.store.base import (
     BlobRecord,
@@ -34,7 +36,8 @@ log = logging.getLogger("taube.http")
 
 GROUP_ADMIN_ERRORS = ("group.not_found", "group.not_member", "group.not_admin", "user.not_found")
 LOAD_ERRORS = ("server.overloaded", "server.draining")
-AUTH_ERRORS = ("auth.required", "auth.invalid_token", "auth.token_expired", "auth.revoked")
+AUTH_ERRORS = ("auth.required", "auth.invalid_token", "auth.token_expired", "auth.revoked",
+               "account.suspended")  # fmt: skip
 
 
 def services(request: web.Request) -> Services:
@@ -47,6 +50,10 @@ async def current_device(request: web.Request) -> DeviceRecord:
     if scheme.lower() != "bearer" or not token.strip():
         raise TaubeError("auth.required")
     return await services(request).accounts.authenticate(token.strip())
+
+
+def limits(request: web.Request) -> Limits:
+    return services(request).node.limits
 
 
 def session_body(device: DeviceRecord, token: str) -> body.DeviceSession:
@@ -78,6 +85,7 @@ def admit_login(request: web.Request) -> None:
 
 async def register(request: web.Request) -> web.Response:
     admit_login(request)
+    check(limits(request).registrations, client_address(request), "registrations")
     req = await read_body(request, body.RegisterRequest)
     if is_canary_handle(req.handle):
         raise TaubeError("account.invalid_handle", "Handles starting with _canary are reserved.")
@@ -88,11 +96,25 @@ async def register(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
-    admit_login(request)
+    """Locked-out accounts and addresses are refused before any argon2 work, and
+    before they use up the node's login admission (a flood against one account must
+    not keep everyone else from logging in)."""
     req = await read_body(request, body.LoginRequest)
-    device, token = await services(request).accounts.login(
-        req.handle, req.password, req.device_name
-    )
+    lim, address = limits(request), client_address(request)
+    handle = normalize_handle(req.handle)
+    with lim.login_guard.attempt(handle, address) as attempt:
+        admit_login(request)
+        check(lim.logins_by_address, address, "logins from this address")
+        check(lim.logins_by_account, handle, "logins to this account")
+        try:
+            device, token = await services(request).accounts.login(
+                handle, req.password, req.device_name, req.totp
+            )
+        except TaubeError as exc:
+            if exc.code in ("auth.bad_credentials", "auth.totp_invalid"):
+                attempt.fail()
+            raise
+        attempt.succeed()
     return json_response(session_body(device, token), 201)
 
 
@@ -140,9 +162,12 @@ async def list_devices(request: web.Request) -> web.Response:
 
 def int_param(request: web.Request, name: str) -> int:
     try:
-        return int(request.match_info[name])
+        value = int(request.match_info[name])
     except ValueError:
         raise TaubeError("request.invalid", f"{name} must be an integer.") from None
+    if not -(2**63) <= value < 2**63:  # the store's integers are 64-bit (found by fuzzing)
+        raise TaubeError("request.invalid", f"{name} is out of range.")
+    return value
 
 
 async def revoke_device(request: web.Request) -> web.Response:
@@ -152,7 +177,8 @@ async def revoke_device(request: web.Request) -> web.Response:
 
 
 async def get_user(request: web.Request) -> web.Response:
-    await current_device(request)
+    device = await current_device(request)
+    check(limits(request).lookups, device.user, "user lookups")
     user = await services(request).accounts.user(request.match_info["handle"])
     devices = await services(request).accounts.devices(user.handle)
     return json_response(body.UserInfo(handle=user.handle, devices=[d.id for d in devices]))
@@ -163,6 +189,7 @@ async def get_user(request: web.Request) -> web.Response:
 
 async def create_group(request: web.Request) -> web.Response:
     device = await current_device(request)
+    check(limits(request).groups, device.user, "groups created")
     req = await read_body(request, body.GroupCreate)
     group = await services(request).groups.create(device.user, req.name, req.members)
     return json_response(group_body(group), 201)
@@ -259,9 +286,12 @@ def device_query(request: web.Request) -> int | None:
     if text is None:
         return None
     try:
-        return int(text)
+        device = int(text)
     except ValueError:
         raise TaubeError("request.invalid", "device must be an integer.") from None
+    if not -(2**63) <= device < 2**63:  # the store's integers are 64-bit
+        raise TaubeError("request.invalid", "device is out of range.")
+    return device
 
 
 async def get_bundles(request: web.Request) -> web.Response:
@@ -271,13 +301,15 @@ async def get_bundles(request: web.Request) -> web.Response:
     wait = s.node.key_fetches.take(device.user)
     if wait:
         raise TaubeError("rate.limited", "Too many key bundle fetches.", retry_after_s=wait)
+    check(s.node.limits.lookups, device.user, "user lookups")
     handle = normalize_handle(request.match_info["handle"])
     bundles = await s.keys.bundles(handle, device_query(request))
     return json_response(body.KeyBundles(handle=handle, devices=[bundle_body(b) for b in bundles]))
 
 
 async def get_identities(request: web.Request) -> web.Response:
-    await current_device(request)
+    device = await current_device(request)
+    check(limits(request).lookups, device.user, "user lookups")
     handle = normalize_handle(request.match_info["handle"])
     found = await services(request).keys.identities(handle)
     return json_response(
@@ -334,6 +366,10 @@ def upload_offset(request: web.Request) -> int:
 async def upload_blob(request: web.Request) -> web.Response:
     device = await current_device(request)
     blob_id = blob_param(request)
+    # Bytes per account per hour; a chunk without a length counts as a full one.
+    size = request.content_length
+    cost = size if size is not None else services(request).config.blob_max_chunk_bytes
+    check(limits(request).uploads, device.user, "bytes uploaded", cost)
     try:
         record = await services(request).blobs.append(
             device.user,
@@ -440,7 +476,7 @@ async def start_link(request: web.Request) -> web.Response:
     s = services(request)
     if s.node.draining:
         raise TaubeError("server.draining", retry_after_s=1)
-    wait = s.node.link_starts.take(request.remote or "?")
+    wait = s.node.link_starts.take(client_ip(request))
     if wait:
         raise TaubeError("rate.limited", "Too many device links started.", retry_after_s=wait)
     req = await read_body(request, body.LinkCreate)
@@ -480,6 +516,16 @@ async def approve_link(request: web.Request) -> web.Response:
     wait = s.node.link_approvals.take(device.user)
     if wait:
         raise TaubeError("rate.limited", "Too many link approvals.", retry_after_s=wait)
+    req = await read_body(request, body.LinkApprove)
+    # With two-step verification on, a stolen device token alone cannot add devices;
+    # wrong codes count toward the account's lockout.
+    with s.node.limits.login_guard.attempt(device.user, client_address(request)) as attempt:
+        try:
+            await s.accounts.two_step.check(device.user, req.totp)
+        except TaubeError as exc:
+            if exc.code == "auth.totp_invalid":
+                attempt.fail()
+            raise
     linked = await s.links.approve(request.match_info["code"], device)
     log.info("device linked user=%s device=%d by=%d", linked.user, linked.id, device.id)
     return json_response(body.LinkApproved(handle=linked.user, device=linked.id))
@@ -566,10 +612,11 @@ ROUTES = [
     Route("POST", "/v1/accounts", register, "Register a handle and log in its first device.",
           body.RegisterRequest, body.DeviceSession, 201, auth=False,
           errors=("account.invalid_handle", "account.weak_password", "account.handle_taken",
-                  *LOAD_ERRORS)),
+                  "rate.limited", *LOAD_ERRORS)),
     Route("POST", "/v1/sessions", login, "Log in a new device of an existing account.",
           body.LoginRequest, body.DeviceSession, 201, auth=False,
-          errors=("auth.bad_credentials", *LOAD_ERRORS)),
+          errors=("auth.bad_credentials", "auth.totp_required", "auth.totp_invalid",
+                  "auth.locked", "rate.limited", *LOAD_ERRORS)),
     Route("GET", "/v1/me", get_me, "The current account and device.", None, body.Me),
     Route("PATCH", "/v1/me", patch_me, "Change account settings (hide presence).",
           body.SettingsUpdate, body.Me),
@@ -579,9 +626,10 @@ ROUTES = [
           "Revoke a device: its token stops working and its connections close.",
           status=204, errors=("device.not_found", "request.invalid")),
     Route("GET", "/v1/users/{handle}", get_user, "Look up a user and their device ids.",
-          None, body.UserInfo, errors=("user.not_found",)),
+          None, body.UserInfo, errors=("user.not_found", "rate.limited")),
     Route("POST", "/v1/groups", create_group, "Create a group; the creator is its admin.",
-          body.GroupCreate, body.GroupInfo, 201, errors=("user.not_found", "group.full")),
+          body.GroupCreate, body.GroupInfo, 201,
+          errors=("user.not_found", "group.full", "rate.limited")),
     Route("GET", "/v1/groups", list_groups, "List the groups you are in.", None, body.GroupList),
     Route("GET", "/v1/groups/{group}", get_group, "A group with its members and admins.",
           None, body.GroupInfo, errors=("group.not_found", "group.not_member")),
@@ -609,7 +657,7 @@ ROUTES = [
           query=(("device", "integer"),)),
     Route("GET", "/v1/keys/{handle}/identities", get_identities,
           "The identity keys of a user's active devices (consumes nothing).",
-          None, body.DeviceIdentities, errors=("user.not_found",)),
+          None, body.DeviceIdentities, errors=("user.not_found", "rate.limited")),
     Route("POST", "/v1/blobs", create_blob,
           "Announce an attachment upload (201), or find it stored or started already (200): "
           "deduplicated by content address, resumable.",
@@ -620,7 +668,8 @@ ROUTES = [
           None, body.BlobStatus, headers=(("Upload-Offset", "integer"),),
           request_media=OFFSET_STREAM,
           errors=("blob.not_found", "blob.offset_mismatch", "blob.too_large",
-                  "blob.chunk_too_large", "blob.digest_mismatch", "request.invalid")),
+                  "blob.chunk_too_large", "blob.digest_mismatch", "request.invalid",
+                  "rate.limited")),
     Route("HEAD", "/v1/blobs/{blob}", head_blob,
           "Where an upload stands, in the headers Upload-Offset and Upload-Length.",
           errors=("blob.not_found",)),
@@ -646,7 +695,9 @@ ROUTES = [
           query=(("secret", "string"), ("wait", "number"))),
     Route("POST", "/v1/links/{code}/approve", approve_link,
           "Approve a link code: a new device of your account, its token for the requester.",
-          None, body.LinkApproved, errors=("link.not_found", "link.used", "rate.limited")),
+          body.LinkApprove, body.LinkApproved,
+          errors=("link.not_found", "link.used", "rate.limited", "auth.totp_required",
+                  "auth.totp_invalid", "auth.locked")),
     Route("GET", "/v1/notices", list_notices, "The operator's current service notices.",
           None, body.NoticeList),
     Route("POST", "/v1/admin/notices", post_notice,

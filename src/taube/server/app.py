@@ -21,6 +21,7 @@ from aiohttp import web
 from taube.blobs.filesystem import FilesystemBlobStorage
 from taube.bus.base import Bus, BusUnavailable
 from taube.bus.local import LocalBus
+from taube.core.abuse import Abuse
 from taube.core.accounts import Accounts, Argon2Params
 from taube.core.blobs import BlobService
 from taube.core.blocks import Blocks
@@ -32,14 +33,18 @@ from taube.core.keys import KeysService
 from taube.core.links import Links
 from taube.core.notices import Notices
 from taube.core.presence import PresenceService
+from taube.server.abuse_api import ABUSE_ROUTES
 from taube.server.admission import Admission, RateLimits
 from taube.server.api import ROUTES
+from taube.server.auth_api import AUTH_ROUTES
 from taube.server.config import Config, ConfigError, load_config
 from taube.server.gateway import CONNECTIONS, SERVICES, Connections, websocket_handler
 from taube.server.http import problem_middleware
+from taube.server.limits import Limits
 from taube.server.openapi import openapi_document
 from taube.server.services import NodeState, Services
 from taube.server.status_api import STATUS_ROUTES, add_status_pages
+from taube.server.transport import EDGE, GuardedSite, install_edge, make_ssl_context
 from taube.server.web import add_web_routes
 from taube.status.reports import ReportRule
 from taube.status.service import StatusService, StatusSettings
@@ -93,7 +98,7 @@ def probe_base_url(config: Config) -> str:
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{config.port}"
+    return f"{'https' if config.tls_cert else 'http'}://{host}:{config.port}"
 
 
 def status_settings(config: Config) -> StatusSettings:
@@ -128,8 +133,14 @@ def build_services(
     store = make_store(config)
     bus = make_bus(config, on_bus_reconnect)
     directory = Directory(store, bus)
+    abuse = Abuse(store, bus, clock, directory)
     delivery = DeliveryService(
-        store, bus, clock, directory, max_payload_bytes=config.max_payload_bytes
+        store,
+        bus,
+        clock,
+        directory,
+        max_payload_bytes=config.max_payload_bytes,
+        is_suspended=abuse.is_suspended,
     )
     presence = PresenceService(store, bus, clock, node=config.node_name, directory=directory)
     day_ms = 24 * 3600 * 1000
@@ -142,6 +153,7 @@ def build_services(
             config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism
         ),
         token_idle_ms=int(config.token_idle_days * 24 * 3600 * 1000),
+        is_suspended=abuse.is_suspended,
     )
     seed = status_seed(config)
     signer = Signer(seed)
@@ -206,7 +218,9 @@ def build_services(
             reports=RateLimits(
                 per_s=config.status_reports_per_min / 60.0, burst=config.status_reports_per_min
             ),
+            limits=Limits.from_config(config),
         ),
+        abuse=abuse,
     )
 
 
@@ -218,11 +232,14 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
     app = web.Application(middlewares=[problem_middleware], client_max_size=config.max_body_bytes)
     app[SERVICES] = services
     app[CONNECTIONS] = connections
-    for route in [*ROUTES, *STATUS_ROUTES]:
+    install_edge(app, config)  # trusted proxies, connections per address
+    for route in [*ROUTES, *AUTH_ROUTES, *STATUS_ROUTES, *ABUSE_ROUTES]:
         app.router.add_route(route.method, route.path, route.handler)
     app.router.add_get("/v1/ws", websocket_handler)
     add_status_pages(app)
-    document = msgspec.json.encode(openapi_document([*ROUTES, *STATUS_ROUTES]))
+    document = msgspec.json.encode(
+        openapi_document([*ROUTES, *AUTH_ROUTES, *STATUS_ROUTES, *ABUSE_ROUTES])
+    )
 
     async def openapi(request: web.Request) -> web.Response:
         return web.Response(body=document, content_type="application/json")
@@ -235,6 +252,7 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
         await services.blobs.storage.open()
         await services.bus.open()
         await services.directory.start()
+        await services.abuse.start()
         await services.presence.start()
         await services.links.start()
         services.notices.listen(connections.broadcast)
@@ -257,6 +275,7 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
         await services.notices.stop()
         await services.links.stop()
         await services.presence.stop()
+        await services.abuse.stop()
         await services.directory.stop()
         await services.bus.close()
         await services.blobs.storage.close()
@@ -327,17 +346,25 @@ async def serve_until_stopped(config: Config, stop: asyncio.Event | None = None)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    runner = web.AppRunner(build_app(config), handle_signals=False, shutdown_timeout=5.0)
+    ssl_context = make_ssl_context(config)
+    runner = web.AppRunner(
+        build_app(config),
+        handle_signals=False,
+        shutdown_timeout=5.0,
+        keepalive_timeout=config.idle_timeout_s,
+    )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+        site = GuardedSite(
+            runner, config.host, config.port, runner.app[EDGE], ssl_context=ssl_context
+        )
         await site.start()
         # Everything allocated so far lives as long as the process: keep it out of the
         # cyclic collector's work, and collect young objects less often (a busy node
         # allocates several short-lived objects per message; full passes cost more).
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
-        log.info("serving on http://%s:%d", config.host, config.port)
+        log.info("serving on %s", site.name)
         await stop.wait()
         # Drain: stop accepting, fail readiness, tell clients to move (on_shutdown),
         # let in-flight commits finish (the store flushes on close), then exit.
@@ -371,12 +398,22 @@ def serve(
     store: str | None = None,
     bus: str | None = None,
     node: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> int:
     """Load the configuration and serve; returns an exit code, with a one-line reason on
     stderr for the mistakes an operator can fix (bad config, newer database, busy port)."""
     try:
         config = load_config(
-            config_path, host=host, port=port, data_dir=data_dir, store=store, bus=bus, node=node
+            config_path,
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            store=store,
+            bus=bus,
+            node=node,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
         run_server(config)
     except (ConfigError, SchemaTooNew) as exc:

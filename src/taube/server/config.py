@@ -53,6 +53,37 @@ class Config:
     token_idle_days: float = 90.0
     auth_timeout_s: float = 10.0
     heartbeat_s: float = 30.0
+    # Transport (server/transport.py, docs/operations.md "TLS and proxies").
+    tls_cert: str = ""
+    """PEM certificate chain; with ``tls_key`` the node serves HTTPS and WSS itself."""
+    tls_key: str = ""
+    """PEM private key of ``tls_cert``."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or networks (``10.0.0.0/8``) of proxies whose ``proxy_header`` names
+    the client; nobody else's is believed. Empty: the TCP peer is the client."""
+    proxy_header: str = "x-forwarded-for"
+    """``x-forwarded-for`` or ``forwarded`` (RFC 7239): the one the proxies set."""
+    allowed_origins: tuple[str, ...] = ()
+    """Web origins (``https://chat.example.org``) besides this server's own whose pages
+    may open a WebSocket here."""
+    handshake_timeout_s: float = 10.0
+    """A connection must send its first request head (and a WebSocket its auth frame,
+    and TLS its handshake) within this long."""
+    idle_timeout_s: float = 75.0
+    """A WebSocket with no frame or ping from the client this long is closed (4008),
+    and so is an idle keep-alive HTTP connection. Longer than the clients' 20 s pings."""
+    max_outbound_bytes: int = 4 * 1024 * 1024
+    """Bytes queued for one connection and not taken by its socket; beyond, the
+    connection is closed (4029 conn.slow_reader)."""
+    slow_reader_timeout_s: float = 30.0
+    """A connection whose socket takes nothing while frames wait this long is closed
+    (4029 conn.slow_reader)."""
+    max_connections_per_ip: int = 256
+    """Open connections per client address (TCP, and WebSockets behind a proxy)."""
+    frames_per_s: float = 200.0
+    """Frames one WebSocket may send per second, on average ..."""
+    frame_burst: float = 1000.0
+    """... and at once. Beyond: ``rate.limited``; at twice the rate: closed (1008)."""
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19 * 1024
     argon2_parallelism: int = 1
@@ -80,6 +111,31 @@ class Config:
     """Device links a client address may start per minute, per node (burst the same)."""
     link_approvals_per_min: float = 10.0
     """Link approvals (right or wrong code) an account may try per minute, per node."""
+    # [rate]: per-node rate limits and the login lockout (docs/operations.md). Keys drop
+    # the prefix: [rate] sends_per_s is rate_sends_per_s (env TAUBE_RATE_SENDS_PER_S).
+    rate_registrations_per_hour: float = 30.0
+    """Accounts a client address may register per hour (burst the same)."""
+    rate_logins_per_min: float = 30.0
+    """Logins (right or wrong) a client address may try per minute (burst the same)."""
+    rate_account_logins_per_min: float = 10.0
+    """Logins (right or wrong) per account per minute, from anywhere."""
+    rate_sends_per_s: float = 50.0
+    """Messages a device may send per second, on average ..."""
+    rate_sends_burst: float = 500.0
+    """... and at most this many at once (an outbox flushed after a time offline)."""
+    rate_groups_per_hour: float = 60.0
+    """Groups an account may create per hour (burst the same)."""
+    rate_upload_mib_per_hour: float = 4096.0
+    """Attachment bytes (MiB) an account may upload per hour (burst the same)."""
+    rate_lookups_per_min: float = 120.0
+    """User lookups (``GET /v1/users/{handle}``, key bundles and identities) per account
+    per minute (burst the same): enumerating handles is slow."""
+    rate_lockout_after: int = 5
+    """Failed logins of an account before backoff: then 1 x base, doubling each failure."""
+    rate_lockout_after_ip: int = 50
+    """Failed logins from a client address (any accounts) before it backs off too."""
+    rate_lockout_base_s: float = 1.0
+    rate_lockout_max_s: float = 900.0
     admin_token: str = field(default="", repr=False)
     """The operator's bearer token for ``/v1/admin/*`` (service notices); empty: the
     admin API is off (its routes answer 404). Kept out of ``repr`` (and so out of logs)."""
@@ -135,7 +191,20 @@ class Config:
 
 # TOML section -> keys it may hold (all map onto Config fields of the same name).
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "server": ("host", "port", "data_dir", "log_level", "heartbeat_s", "auth_timeout_s", "node"),
+    "server": (
+        "host",
+        "port",
+        "data_dir",
+        "log_level",
+        "heartbeat_s",
+        "auth_timeout_s",
+        "node",
+        "tls_cert",
+        "tls_key",
+        "trusted_proxies",
+        "proxy_header",
+        "allowed_origins",
+    ),
     "store": ("store", "durability", "message_retention_days"),
     "bus": ("bus",),
     "limits": (
@@ -147,6 +216,13 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "key_fetches_per_min",
         "min_one_time_prekeys",
         "max_one_time_prekeys",
+        "handshake_timeout_s",
+        "idle_timeout_s",
+        "max_outbound_bytes",
+        "slow_reader_timeout_s",
+        "max_connections_per_ip",
+        "frames_per_s",
+        "frame_burst",
     ),
     "auth": (
         "token_idle_days",
@@ -160,6 +236,21 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "admission": ("max_sessions_per_s", "max_logins_per_s", "max_handshakes"),
     # [blobs] keys drop the prefix of their field: [blobs] max_bytes is blob_max_bytes.
     "blobs": ("dir", "max_bytes", "max_chunk_bytes", "retention_days", "upload_retention_days"),
+    # [rate] sends_per_s is rate_sends_per_s (env TAUBE_RATE_SENDS_PER_S).
+    "rate": (
+        "registrations_per_hour",
+        "logins_per_min",
+        "account_logins_per_min",
+        "sends_per_s",
+        "sends_burst",
+        "groups_per_hour",
+        "upload_mib_per_hour",
+        "lookups_per_min",
+        "lockout_after",
+        "lockout_after_ip",
+        "lockout_base_s",
+        "lockout_max_s",
+    ),
     # [admin] token is admin_token (env TAUBE_ADMIN_TOKEN).
     "admin": ("token",),
     # [status] quorum is status_quorum (env TAUBE_STATUS_QUORUM).
@@ -183,7 +274,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "webhook_max_attempts",
     ),
 }
-_PREFIX = {"blobs": "blob_", "admin": "admin_", "status": "status_"}
+_PREFIX = {"blobs": "blob_", "admin": "admin_", "status": "status_", "rate": "rate_"}
 _TYPES = {f.name: f.type for f in fields(Config)}
 POSITIVE = (
     "max_body_bytes", "max_group_members", "max_unacked_items", "token_idle_days",
@@ -196,6 +287,12 @@ POSITIVE = (
     "status_report_window_min", "status_report_spike_factor", "status_report_min_count",
     "status_reports_per_min", "status_node_forget_h", "status_webhook_backoff_s",
     "status_webhook_max_attempts",
+    "handshake_timeout_s", "idle_timeout_s", "max_outbound_bytes", "slow_reader_timeout_s",
+    "max_connections_per_ip", "frames_per_s", "frame_burst",
+    "rate_registrations_per_hour", "rate_logins_per_min", "rate_account_logins_per_min",
+    "rate_sends_per_s", "rate_sends_burst", "rate_groups_per_hour", "rate_upload_mib_per_hour",
+    "rate_lookups_per_min", "rate_lockout_after", "rate_lockout_after_ip",
+    "rate_lockout_base_s", "rate_lockout_max_s",
 )  # fmt: skip
 
 
@@ -217,6 +314,11 @@ def _coerce(key: str, value: Any) -> Any:
             return text in {"true", "1", "yes"}
         if kind == "Path":
             return Path(str(value))
+        if kind == "tuple[str, ...]":  # a TOML list, or comma-separated in the environment
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+                raise ValueError
+            return tuple(i.strip() for i in items if i.strip())
         if not isinstance(value, str):
             raise ValueError
         return value
@@ -262,6 +364,8 @@ def load_config(
     bus: str | None = None,
     node: str | None = None,
     environ: dict[str, str] | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> Config:
     """Build the Config; raises ConfigError with a message fit for the operator."""
     values: dict[str, Any] = {}
@@ -271,6 +375,7 @@ def load_config(
     flags = {
         "host": host, "port": port, "data_dir": data_dir, "store": store, "bus": bus, "node": node
     }  # fmt: skip
+    flags.update(tls_cert=tls_cert, tls_key=tls_key)
     values.update({k: v for k, v in flags.items() if v is not None})
     config = replace(Config(), **values)
     if not 0 < config.port < 65536:
@@ -298,6 +403,9 @@ def load_config(
     for name in POSITIVE:
         if getattr(config, name) <= 0:
             raise ConfigError(f"{name} must be positive")
+    if config.rate_upload_mib_per_hour * 1024 * 1024 < config.blob_max_chunk_bytes:
+        raise ConfigError("rate upload_mib_per_hour must allow at least one blob chunk")
+    check_transport(config)
     if config.min_one_time_prekeys < 0:
         raise ConfigError("min_one_time_prekeys must not be negative")
     if config.argon2_memory_kib < 8 * config.argon2_parallelism:
@@ -316,3 +424,20 @@ def load_config(
     if config.log_level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError("log_level must be debug, info, warning or error")
     return config
+
+
+def check_transport(config: Config) -> None:
+    """The transport settings make sense together (the files are read at serve time)."""
+    from taube.server.transport import TrustedProxies, normalize_origin
+
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise ConfigError("tls_cert and tls_key go together: set both or neither")
+    try:
+        TrustedProxies.parse(config.trusted_proxies, config.proxy_header)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    for origin in config.allowed_origins:
+        if normalize_origin(origin) is None:
+            raise ConfigError(f"allowed_origins: {origin!r} is not scheme://host[:port]")
+    if config.max_outbound_bytes < 512 * 1024:
+        raise ConfigError("max_outbound_bytes must be at least 524288 (512 KiB)")

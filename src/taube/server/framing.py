@@ -24,3 +24,12 @@ def text_frame(payload: bytes) -> bytes:
     if size < 65536:
         return _LEN16.pack(_TEXT_FIN, 126, size) + payload
     return _LEN64.pack(_TEXT_FIN, 127, size) + payload
+
+
+_CLOSE_FIN = 0x88
+
+
+def close_frame(code: int, reason: str) -> bytes:
+    """A final, unmasked close frame (RFC 6455 5.5.1): the code, then a short reason."""
+    payload = code.to_bytes(2, "big") + reason.encode()[:123]
+    return bytes((_CLOSE_FIN, len(payload))) + payload

@@ -8,7 +8,11 @@ themselves). The send-acker (answers ``sent`` in send order once each commit is
 durable) and the acker (commits cumulative acks) start with the first send or ack.
 Frames queued during one turn of the event loop leave in one socket write at its
 end; the queue is bounded by the socket's buffer (producers wait, ephemeral frames
-are dropped). A bad frame gets an ``error`` frame and the connection lives on; only
+are dropped), and a peer that takes nothing for ``slow_reader_timeout_s`` or lets
+``max_outbound_bytes`` pile up is closed (4029). Inbound frames are metered per
+connection (``frames_per_s``), and a socket with no frame or ping from the client for
+``idle_timeout_s`` is closed (server/transport.py holds the edge's other limits).
+A bad frame gets an ``error`` frame and the connection lives on; only
 errors whose spec carries a close code end it.
 """
 
@@ -30,6 +34,7 @@ from taube.bus.base import (
     presence_subject,
     user_subject,
 )
+from taube.core.abuse import SUSPENDED
 from taube.core.accounts import REVOKED
 from taube.core.notices import NOTICES_SUBJECT
 from taube.protocol.errors import TaubeError
@@ -53,8 +58,9 @@ from taube.protocol.frames import (
     encode_frame,
 )
 from taube.protocol.ids import normalize_handle
-from taube.server.framing import text_frame
+from taube.server.framing import close_frame, text_frame
 from taube.server.services import Services
+from taube.server.transport import EDGE, FrameRate, client_ip, origin_allowed
 from taube.store.base import DeviceRecord, NewMessage, SendResult, StoreUnavailable
 
 log = logging.getLogger("taube.gateway")
@@ -72,6 +78,10 @@ CATCH_UP_BATCH = 500
 CATCH_UP_BATCH_PAUSE_S = 0.05
 """After the bus reconnects, connections catch up this many at a time, this far apart."""
 MAX_PENDING_SENDS = 1024
+FATAL_SEND_S = 1.0
+"""An error frame before a close waits this long for the socket at most."""
+ABORT_AFTER_S = 10.0
+"""A slow reader's socket gets this long to take its close frame, then it is cut."""
 
 
 async def _no_drain() -> None:
@@ -85,15 +95,19 @@ def decode_frame(data: str | bytes) -> AnyClientFrame:
     except msgspec.ValidationError as exc:
         try:
             raw = msgspec.json.decode(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             raise TaubeError("request.malformed") from None
-        if isinstance(raw, dict) and raw.get("type") not in CLIENT_FRAME_TYPES:
+        tag = raw.get("type") if isinstance(raw, dict) else None
+        # A type that is not a string (even an unhashable list) is unknown, not a crash.
+        if isinstance(raw, dict) and (not isinstance(tag, str) or tag not in CLIENT_FRAME_TYPES):
             raise TaubeError(
                 "request.unknown_type", f"Unknown frame type {raw.get('type')!r}."
             ) from None
         raise TaubeError("request.invalid", str(exc)) from None
     except msgspec.DecodeError:
         raise TaubeError("request.malformed") from None
+    except RecursionError:  # JSON nested thousands deep (found by tests/security fuzzing)
+        raise TaubeError("request.malformed", "The JSON is nested too deeply.") from None
 
 
 def frame_ref(frame: AnyClientFrame) -> str | None:
@@ -104,7 +118,9 @@ def frame_ref(frame: AnyClientFrame) -> str | None:
 
 UNAVAILABLE = TaubeError("server.unavailable", retry_after_s=1)
 # Close codes for errors that end a connection only before it is authenticated.
-FALLBACK_CLOSE = {"internal": 1011, "server.unavailable": 1013}
+# account.suspended keeps a connection open when you message a suspended account, but
+# closes the suspended account's own connections like a revocation (core/abuse.py).
+FALLBACK_CLOSE = {"internal": 1011, "server.unavailable": 1013, "account.suspended": 4003}
 
 
 def error_frame(exc: TaubeError, ref: str | None) -> Error:
@@ -128,6 +144,9 @@ class Connection:
         self.s = services
         self.peer = peer
         self.device: DeviceRecord | None = None
+        config = services.config
+        self._max_outbound = config.max_outbound_bytes
+        self._rate = FrameRate(config.frames_per_s, config.frame_burst)
         self._outbuf: list[bytes] = []
         self._outbuf_bytes = 0
         self._flush_soon = False
@@ -237,8 +256,9 @@ class Connection:
     async def _fatal(self, exc: TaubeError, ref: str | None = None) -> None:
         """Tell the client why, then close with the error's close code."""
         self._flush()  # what was queued before goes out first
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.ws.send_str(encode_frame(error_frame(exc, ref)).decode())
+        with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
+            async with asyncio.timeout(FATAL_SEND_S):  # the peer may not be reading
+                await self.ws.send_str(encode_frame(error_frame(exc, ref)).decode())
         await self._close(exc.spec.ws_close or FALLBACK_CLOSE.get(exc.code, 4000))
 
     async def move_elsewhere(self) -> None:
@@ -247,7 +267,13 @@ class Connection:
 
     async def _authenticate(self) -> DeviceRecord | None:
         try:
-            msg = await self.ws.receive(timeout=self.s.config.auth_timeout_s)
+            config = self.s.config
+            async with asyncio.timeout(min(config.auth_timeout_s, config.handshake_timeout_s)):
+                msg = await self.ws.receive()
+                while msg.type in (WSMsgType.PING, WSMsgType.PONG):  # autoping is off
+                    if msg.type is WSMsgType.PING:
+                        await self.ws.pong(msg.data)
+                    msg = await self.ws.receive()
         except TimeoutError:
             await self._fatal(TaubeError("auth.timeout"))
             return None
@@ -263,7 +289,7 @@ class Connection:
                 device.user, device.id, frame.last_seq
             )
         except TaubeError as exc:
-            if exc.spec.ws_close is None:
+            if exc.spec.ws_close is None and exc.code != "account.suspended":
                 exc = TaubeError("auth.required", exc.message, **exc.details)
             await self._fatal(exc)
             return None
@@ -279,11 +305,39 @@ class Connection:
     # ------------------------------------------------------------ reading
 
     async def _read_loop(self) -> None:
-        async for msg in self.ws:
+        idle_s = self.s.config.idle_timeout_s
+        clock = asyncio.get_running_loop().time
+        deadline = clock() + idle_s
+        while not self._closing:
+            try:
+                # 0 would mean "no timeout" to aiohttp.
+                msg = await self.ws.receive(timeout=max(0.001, deadline - clock()))
+            except TimeoutError:
+                await self._fatal(TaubeError("conn.idle"))
+                break
+            if msg.type is WSMsgType.PONG:  # answers to our pings are no sign of use
+                continue
+            deadline = clock() + idle_s
+            if msg.type is WSMsgType.PING:  # the client's heartbeat (autoping is off)
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await self.ws.pong(msg.data)
+                continue
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 break
             ref = None
             try:
+                wait = self._rate.take(clock())
+                if wait:
+                    if self._rate.flooding:
+                        await self._fatal(TaubeError("rate.flood"))
+                        break
+                    with contextlib.suppress(TaubeError):
+                        ref = frame_ref(decode_frame(msg.data))
+                    raise TaubeError(
+                        "rate.limited",
+                        "Too many frames on this connection.",
+                        retry_after_s=FrameRate.retry_after_s(wait),
+                    )
                 frame = decode_frame(msg.data)
                 ref = frame_ref(frame)
                 await self._dispatch(frame)
@@ -303,6 +357,7 @@ class Connection:
         user, dev = self.device.user, self.device.id
         match frame:
             case Send():
+                self.s.node.limits.check_send(user, dev)  # rate.limited with retry_after_s
                 prepared = await self.s.delivery.prepare(user, dev, frame)
                 # Submitted in arrival order, so commits keep the order of the sends.
                 if isinstance(prepared, SendResult):
@@ -365,18 +420,46 @@ class Connection:
     async def _enqueue(self, frame: ServerFrame) -> None:
         """Queue a frame; waits while the peer is not reading fast enough."""
         self._buffer(encode_frame(frame))
-        if self._backlog() > WRITE_BUFFER_HIGH:
+        if self._backlog() > WRITE_BUFFER_HIGH and not self._closing:
             self._flush()
-            await self.drain()
+            try:
+                async with asyncio.timeout(self.s.config.slow_reader_timeout_s):
+                    await self.drain()
+            except TimeoutError:
+                self._drop_slow_reader()
 
     def _buffer(self, data: bytes) -> None:
         """Frames queued in one turn of the event loop go out in one write at its end
-        (no writer task: an idle connection should cost as little as possible)."""
+        (no writer task: an idle connection should cost as little as possible). What
+        the socket has not taken stays under ``max_outbound_bytes``."""
+        if self._closing:
+            return
+        if self._backlog() + len(data) > self._max_outbound:
+            self._drop_slow_reader()
+            return
         self._outbuf.append(text_frame(data))
         self._outbuf_bytes += len(data)
         if not self._flush_soon:
             self._flush_soon = True
             asyncio.get_running_loop().call_soon(self._flush)
+
+    def _drop_slow_reader(self) -> None:
+        """A client that does not read must not grow our memory: forget what is queued,
+        put a close frame (4029) behind what the socket holds already and close; if it
+        does not take even that within ``ABORT_AFTER_S``, cut it. It reconnects and
+        resumes from its last ack (nothing acked is lost)."""
+        if self._closing:
+            return
+        self._closing = True
+        backlog = self._backlog()
+        self._outbuf, self._outbuf_bytes = [], 0
+        device = self.device.id if self.device else None
+        log.warning("slow reader closed peer=%s device=%s backlog=%d", self.peer, device, backlog)
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(close_frame(4029, "conn.slow_reader"))
+            transport.close()
+            asyncio.get_running_loop().call_later(ABORT_AFTER_S, transport.abort)
 
     def _backlog(self) -> int:
         pending = self.transport.get_write_buffer_size() if self.transport else 0
@@ -496,6 +579,8 @@ class Connection:
         as it is (``keys_low``)."""
         if data == REVOKED:
             self._tasks.append(asyncio.create_task(self._fatal(TaubeError("auth.revoked"))))
+        elif data == SUSPENDED:
+            self._tasks.append(asyncio.create_task(self._fatal(TaubeError("account.suspended"))))
         elif data.startswith(b"{"):
             self._forward(subject, data)
 
@@ -505,24 +590,36 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     probe = web.WebSocketResponse()
     if not probe.can_prepare(request).ok:
         raise TaubeError("request.invalid", "This route needs a WebSocket upgrade.")
+    # A browser page may only connect to its own server (or an allowed origin): without
+    # this check any web site could open a socket here with the visitor's address.
+    config = services.config
+    if not origin_allowed(request.headers.get("Origin"), request.host, config.allowed_origins):
+        raise TaubeError("conn.bad_origin")
     node = services.node
     if node.draining:
         raise TaubeError("server.draining", retry_after_s=1)
-    wait = node.admission.admit_session()
-    if wait:
-        raise TaubeError("server.overloaded", retry_after_s=wait)
-    done = False
-
-    def handshake_done() -> None:
-        nonlocal done
-        if not done:
-            done = True
-            node.admission.handshake_done()
-
+    edge, ip = request.app.get(EDGE), client_ip(request)
+    if edge is not None and not edge.websockets.acquire(ip):
+        raise TaubeError("rate.too_many_connections", retry_after_s=10)
     try:
-        return await _serve_websocket(request, services, handshake_done)
+        wait = node.admission.admit_session()
+        if wait:
+            raise TaubeError("server.overloaded", retry_after_s=wait)
+        done = False
+
+        def handshake_done() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                node.admission.handshake_done()
+
+        try:
+            return await _serve_websocket(request, services, handshake_done)
+        finally:
+            handshake_done()
     finally:
-        handshake_done()
+        if edge is not None:
+            edge.websockets.release(ip)
 
 
 async def _serve_websocket(
@@ -531,6 +628,8 @@ async def _serve_websocket(
     ws = web.WebSocketResponse(
         max_msg_size=services.config.max_frame_bytes,
         heartbeat=services.config.heartbeat_s,
+        # Pings are answered by the read loop: only the client's own count as use.
+        autoping=False,
         # Payloads are opaque (soon ciphertext): deflate would cost CPU on every frame
         # for almost no gain, and framing.py writes uncompressed frames.
         compress=False,
@@ -539,7 +638,7 @@ async def _serve_websocket(
     connection = Connection(
         ws,
         services,
-        request.remote or "?",
+        client_ip(request),
         request.transport,
         request.writer.drain,
         handshake_done,

@@ -84,11 +84,13 @@ async def read_body(request: web.Request, kind: type[T]) -> T:
     except msgspec.ValidationError as exc:
         try:  # Typed decoding can stop at a type error before it sees broken JSON.
             msgspec.json.decode(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             raise TaubeError("request.malformed") from None
         raise TaubeError("request.invalid", str(exc)) from None
     except msgspec.DecodeError:
         raise TaubeError("request.malformed") from None
+    except RecursionError:  # JSON nested thousands deep (found by tests/security fuzzing)
+        raise TaubeError("request.malformed", "The JSON is nested too deeply.") from None
 
 
 _HTTP_CODES = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from taube.bus.base import Bus
+from taube.core.abuse import Abuse
 from taube.core.accounts import Accounts
 from taube.core.blobs import BlobService
 from taube.core.blocks import Blocks
@@ -18,6 +19,7 @@ from taube.core.notices import Notices
 from taube.core.presence import PresenceService
 from taube.server.admission import Admission, RateLimits
 from taube.server.config import Config
+from taube.server.limits import Limits
 from taube.status.service import StatusService
 from taube.store.base import Store
 
@@ -35,6 +37,8 @@ class NodeState:
     """Link approvals tried, per account."""
     reports: RateLimits
     """User reports (``POST /v1/reports``), per client address and per account."""
+    limits: Limits
+    """The ``[rate]`` limits and the login lockout (server/limits.py)."""
     draining: bool = False
 
 
@@ -56,3 +60,4 @@ class Services:
     notices: Notices
     status: StatusService
     node: NodeState
+    abuse: Abuse

@@ -12,6 +12,7 @@ from taube.protocol import api as body
 from taube.protocol.errors import TaubeError
 from taube.server.api import current_device, int_param, require_admin, services
 from taube.server.http import Route, json_response, read_body
+from taube.server.transport import client_ip
 from taube.server.web import PAGE_HEADERS
 from taube.status.feed import render_feed
 from taube.status.incidents import incident_body, postmortem_template
@@ -76,7 +77,7 @@ async def post_report(request: web.Request) -> web.Response:
     """Anyone may report (a client that cannot log in too); a device token, if given,
     is checked and the account limited as well as the address."""
     s = services(request)
-    keys = [f"ip:{request.remote or '?'}"]
+    keys = [f"ip:{client_ip(request)}"]
     if request.headers.get("Authorization"):
         device = await current_device(request)
         keys.append(f"user:{device.user}")

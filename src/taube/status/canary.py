@@ -267,7 +267,11 @@ class Prober:
         return base.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + "/v1/ws"
 
     async def _run(self) -> None:
-        self._session = aiohttp.ClientSession()
+        # The node probes itself over loopback: its certificate names the public host.
+        tls = self.settings.base_url.startswith("https://")
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=False) if tls else None
+        )
         # One interval's grace: the node binds its port and first clients get in before
         # the canaries take their share of the session admission.
         await asyncio.sleep(self.settings.interval_s)

@@ -93,6 +93,18 @@ class UserRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class TotpRecord:
+    """An account's two-step verification secret; ``active`` once a code confirmed it;
+    ``last_step``: the newest 30-second step whose code was accepted (no replays)."""
+
+    handle: str
+    secret: str
+    active: bool
+    last_step: int
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceRecord:
     user: str
     id: int
@@ -294,6 +306,27 @@ class WebhookDeliveryRecord:
     delivered: bool
 
 
+@dataclass(frozen=True, slots=True)
+class AbuseReportRecord:
+    """One entry of the operator's review queue (core/abuse.py). ``messages`` is the
+    JSON list of the messages the reporter chose to include, as their device sent it."""
+
+    id: int
+    reporter: str
+    reporter_device: int
+    reported: str
+    reason: str
+    messages: str
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SuspensionRecord:
+    handle: str
+    reason: str
+    at_ms: int
+
+
 Appended = list[tuple[DeviceKey, InboxItem]]
 """Inbox items as appended, with their seq, by device."""
 
@@ -334,6 +367,28 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def set_last_seen(self, handle: str, at_ms: int) -> None: ...
+
+    @abc.abstractmethod
+    async def set_password_hash(self, handle: str, password_hash: str) -> None: ...
+
+    # ---------------------------------------------------------------- two-step verification
+
+    @abc.abstractmethod
+    async def get_totp(self, handle: str) -> TotpRecord | None: ...
+
+    @abc.abstractmethod
+    async def put_totp(self, handle: str, secret: str, now_ms: int) -> bool:
+        """Store a new, inactive secret (replacing an inactive one); False (and nothing
+        changed) if the account has an active one."""
+
+    @abc.abstractmethod
+    async def use_totp_step(self, handle: str, step: int, *, activate: bool = False) -> bool:
+        """Record that the code of ``step`` was accepted (and, with ``activate``, turn the
+        secret on); False if that step, or a later one, was used already or there is no
+        secret (or, without ``activate``, no active one). Atomic across nodes."""
+
+    @abc.abstractmethod
+    async def delete_totp(self, handle: str) -> None: ...
 
     # ---------------------------------------------------------------- devices
 
@@ -684,6 +739,29 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def report_counts(self, since_ms: int) -> list[tuple[int, str, int]]:
         """(minute, kind, count) for minutes since ``since_ms``."""
+
+    # ------------------------------------------------------------ abuse
+
+    @abc.abstractmethod
+    async def add_abuse_report(self, report: AbuseReportRecord) -> int:
+        """Queue a report (its ``id`` is ignored); the id it got."""
+
+    @abc.abstractmethod
+    async def abuse_reports(self, limit: int) -> list[AbuseReportRecord]:
+        """The newest ``limit`` reports, oldest first."""
+
+    @abc.abstractmethod
+    async def suspend_user(self, handle: str, reason: str, now_ms: int) -> bool:
+        """Suspend an existing account (again: the new reason counts); False if there is
+        no such account."""
+
+    @abc.abstractmethod
+    async def unsuspend_user(self, handle: str) -> bool:
+        """Lift a suspension; False if the account was not suspended."""
+
+    @abc.abstractmethod
+    async def suspensions(self) -> list[SuspensionRecord]:
+        """Every suspended account (a short list: suspensions are rare)."""
 
     @abc.abstractmethod
     async def purge_status(self, before_ms: int) -> int:

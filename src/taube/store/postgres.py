@@ -57,6 +57,7 @@ import msgspec
 
 from taube.protocol.frames import GroupEvent, InboxItem, Receipt
 from taube.store.base import (
+    AbuseReportRecord,
     AckResult,
     Appended,
     BlobRecord,
@@ -81,7 +82,9 @@ from taube.store.base import (
     SignedPrekeyRecord,
     Store,
     StoreUnavailable,
+    SuspensionRecord,
     TooManyPrekeys,
+    TotpRecord,
     UserRecord,
     WebhookDeliveryRecord,
     WebhookRecord,
@@ -500,6 +503,45 @@ class PostgresStore(Store):
 
     async def set_last_seen(self, handle: str, at_ms: int) -> None:
         await self._execute("UPDATE users SET last_seen_ms = $2 WHERE handle = $1", handle, at_ms)
+
+    async def set_password_hash(self, handle: str, password_hash: str) -> None:
+        await self._execute(
+            "UPDATE users SET password_hash = $2 WHERE handle = $1", handle, password_hash
+        )
+
+    # ------------------------------------------------------------ two-step verification
+
+    async def get_totp(self, handle: str) -> TotpRecord | None:
+        row = await self._fetchrow(
+            "SELECT handle, secret, active, last_step, created_ms FROM totp WHERE handle = $1",
+            handle,
+        )
+        return None if row is None else TotpRecord(row[0], row[1], row[2], row[3], row[4])
+
+    async def put_totp(self, handle: str, secret: str, now_ms: int) -> bool:
+        done = await self._execute(
+            "INSERT INTO totp (handle, secret, active, last_step, created_ms)"
+            " VALUES ($1, $2, false, 0, $3) ON CONFLICT (handle) DO UPDATE"
+            " SET secret = excluded.secret, last_step = 0, created_ms = excluded.created_ms"
+            " WHERE NOT totp.active",
+            handle,
+            secret,
+            now_ms,
+        )
+        return not done.endswith(" 0")
+
+    async def use_totp_step(self, handle: str, step: int, *, activate: bool = False) -> bool:
+        done = await self._execute(
+            "UPDATE totp SET last_step = $2, active = true"
+            " WHERE handle = $1 AND last_step < $2 AND (active OR $3)",
+            handle,
+            step,
+            activate,
+        )
+        return not done.endswith(" 0")
+
+    async def delete_totp(self, handle: str) -> None:
+        await self._execute("DELETE FROM totp WHERE handle = $1", handle)
 
     # ------------------------------------------------------------ devices
 
@@ -1742,3 +1784,44 @@ class PostgresStore(Store):
             status = await self._execute(f"DELETE FROM {table} WHERE {column} < $1", before_ms)
             total += int(status.rsplit(" ", 1)[-1])
         return total
+
+    # ------------------------------------------------------------ abuse
+
+    async def add_abuse_report(self, report: AbuseReportRecord) -> int:
+        report_id = await self._fetchval(
+            "INSERT INTO abuse_reports (reporter, reporter_device, reported, reason, messages,"
+            " created_ms) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            report.reporter, report.reporter_device, report.reported, report.reason,
+            report.messages, report.created_ms,
+        )  # fmt: skip
+        return int(report_id)
+
+    async def abuse_reports(self, limit: int) -> list[AbuseReportRecord]:
+        rows = await self._fetch(
+            "SELECT id, reporter, reporter_device, reported, reason, messages, created_ms"
+            " FROM abuse_reports ORDER BY id DESC LIMIT $1",
+            limit,
+        )
+        return [
+            AbuseReportRecord(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in reversed(rows)
+        ]
+
+    async def suspend_user(self, handle: str, reason: str, now_ms: int) -> bool:
+        found = await self._fetchval(
+            "INSERT INTO suspensions (handle, reason, at_ms)"
+            " SELECT handle, $2, $3 FROM users WHERE handle = $1"
+            " ON CONFLICT (handle) DO UPDATE SET reason = excluded.reason, at_ms = excluded.at_ms"
+            " RETURNING 1",
+            handle,
+            reason,
+            now_ms,
+        )
+        return found is not None
+
+    async def unsuspend_user(self, handle: str) -> bool:
+        status = await self._execute("DELETE FROM suspensions WHERE handle = $1", handle)
+        return status.endswith(" 1")
+
+    async def suspensions(self) -> list[SuspensionRecord]:
+        rows = await self._fetch("SELECT handle, reason, at_ms FROM suspensions")
+        return [SuspensionRecord(r[0], r[1], r[2]) for r in rows]

@@ -32,6 +32,7 @@ import msgspec
 
 from taube.protocol.frames import GroupEvent, InboxItem, Receipt
 from taube.store.base import (
+    AbuseReportRecord,
     AckResult,
     Appended,
     BlobRecord,
@@ -55,7 +56,9 @@ from taube.store.base import (
     SendResult,
     SignedPrekeyRecord,
     Store,
+    SuspensionRecord,
     TooManyPrekeys,
+    TotpRecord,
     UserRecord,
     WebhookDeliveryRecord,
     WebhookRecord,
@@ -346,6 +349,51 @@ class SqliteStore(Store):
                 "UPDATE users SET last_seen_ms = ? WHERE handle = ?", (at_ms, handle)
             )
         )
+
+    async def set_password_hash(self, handle: str, password_hash: str) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE users SET password_hash = ? WHERE handle = ?", (password_hash, handle)
+            )
+        )
+
+    # ------------------------------------------------------------ two-step verification
+
+    async def get_totp(self, handle: str) -> TotpRecord | None:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT handle, secret, active, last_step, created_ms FROM totp WHERE handle = ?",
+                (handle,),
+            ).fetchone()
+        )
+        return None if row is None else TotpRecord(row[0], row[1], bool(row[2]), row[3], row[4])
+
+    async def put_totp(self, handle: str, secret: str, now_ms: int) -> bool:
+        def run(c: sqlite3.Connection) -> bool:
+            cursor = c.execute(
+                "INSERT INTO totp (handle, secret, active, last_step, created_ms)"
+                " VALUES (?, ?, 0, 0, ?) ON CONFLICT (handle) DO UPDATE"
+                " SET secret = excluded.secret, last_step = 0, created_ms = excluded.created_ms"
+                " WHERE totp.active = 0",
+                (handle, secret, now_ms),
+            )
+            return cursor.rowcount > 0
+
+        return await self._write(run)
+
+    async def use_totp_step(self, handle: str, step: int, *, activate: bool = False) -> bool:
+        def run(c: sqlite3.Connection) -> bool:
+            cursor = c.execute(
+                "UPDATE totp SET last_step = ?, active = 1"
+                " WHERE handle = ? AND last_step < ? AND (active = 1 OR ?)",
+                (step, handle, step, int(activate)),
+            )
+            return cursor.rowcount > 0
+
+        return await self._write(run)
+
+    async def delete_totp(self, handle: str) -> None:
+        await self._write(lambda c: c.execute("DELETE FROM totp WHERE handle = ?", (handle,)))
 
     # ------------------------------------------------------------ devices
 
@@ -1400,3 +1448,53 @@ class SqliteStore(Store):
             return total
 
         return await self._write(run)
+
+    # ------------------------------------------------------------ abuse
+
+    async def add_abuse_report(self, report: AbuseReportRecord) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            cursor = c.execute(
+                "INSERT INTO abuse_reports (reporter, reporter_device, reported, reason,"
+                " messages, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                (report.reporter, report.reporter_device, report.reported, report.reason,
+                 report.messages, report.created_ms),
+            )  # fmt: skip
+            return int(cursor.lastrowid or 0)
+
+        return await self._write(run)
+
+    async def abuse_reports(self, limit: int) -> list[AbuseReportRecord]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT id, reporter, reporter_device, reported, reason, messages, created_ms"
+                " FROM abuse_reports ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        )
+        return [AbuseReportRecord(*row) for row in reversed(rows)]
+
+    async def suspend_user(self, handle: str, reason: str, now_ms: int) -> bool:
+        def run(c: sqlite3.Connection) -> bool:
+            if c.execute("SELECT 1 FROM users WHERE handle = ?", (handle,)).fetchone() is None:
+                return False
+            c.execute(
+                "INSERT INTO suspensions (handle, reason, at_ms) VALUES (?, ?, ?)"
+                " ON CONFLICT (handle) DO UPDATE SET reason = excluded.reason,"
+                " at_ms = excluded.at_ms",
+                (handle, reason, now_ms),
+            )
+            return True
+
+        return await self._write(run)
+
+    async def unsuspend_user(self, handle: str) -> bool:
+        def run(c: sqlite3.Connection) -> bool:
+            return c.execute("DELETE FROM suspensions WHERE handle = ?", (handle,)).rowcount == 1
+
+        return await self._write(run)
+
+    async def suspensions(self) -> list[SuspensionRecord]:
+        rows = await self._read(
+            lambda c: c.execute("SELECT handle, reason, at_ms FROM suspensions").fetchall()
+        )
+        return [SuspensionRecord(*row) for row in rows]
