@@ -9,6 +9,8 @@ the second factor any faster than a login could.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from aiohttp import web
 
@@ -24,9 +26,16 @@ log = logging.getLogger("taube.http")
 COUNTED = ("auth.bad_credentials", "auth.totp_invalid")
 
 
-def mark(attempt: Attempt, exc: TaubeError) -> None:
-    if exc.code in COUNTED:
-        attempt.fail()
+@contextmanager
+def guarded(request: web.Request, user: str) -> Iterator[Attempt]:
+    """One password or code check under the login lockout; a wrong one counts."""
+    with limits(request).login_guard.attempt(user, client_address(request)) as attempt:
+        try:
+            yield attempt
+        except TaubeError as exc:
+            if exc.code in COUNTED:
+                attempt.fail()
+            raise
 
 
 async def start_totp(request: web.Request) -> web.Response:
@@ -40,13 +49,8 @@ async def start_totp(request: web.Request) -> web.Response:
 async def confirm_totp(request: web.Request) -> web.Response:
     device = await current_device(request)
     req = await read_body(request, body.TotpCode)
-    guard = limits(request).login_guard
-    with guard.attempt(device.user, client_address(request)) as attempt:
-        try:
-            await services(request).accounts.two_step.confirm(device.user, req.code)
-        except TaubeError as exc:
-            mark(attempt, exc)
-            raise
+    with guarded(request, device.user):
+        await services(request).accounts.two_step.confirm(device.user, req.code)
     log.info("two-step verification on user=%s device=%d", device.user, device.id)
     return json_response(None, 204)
 
@@ -54,13 +58,8 @@ async def confirm_totp(request: web.Request) -> web.Response:
 async def disable_totp(request: web.Request) -> web.Response:
     device = await current_device(request)
     req = await read_body(request, body.TotpCode)
-    guard = limits(request).login_guard
-    with guard.attempt(device.user, client_address(request)) as attempt:
-        try:
-            await services(request).accounts.two_step.disable(device.user, req.code)
-        except TaubeError as exc:
-            mark(attempt, exc)
-            raise
+    with guarded(request, device.user):
+        await services(request).accounts.two_step.disable(device.user, req.code)
     log.info("two-step verification off user=%s device=%d", device.user, device.id)
     return json_response(None, 204)
 
@@ -68,18 +67,13 @@ async def disable_totp(request: web.Request) -> web.Response:
 async def change_password(request: web.Request) -> web.Response:
     device = await current_device(request)
     req = await read_body(request, body.PasswordChange)
-    guard = limits(request).login_guard
-    with guard.attempt(device.user, client_address(request)) as attempt:
-        try:
-            revoked = await services(request).accounts.change_password(
-                device,
-                req.old_password,
-                req.new_password,
-                revoke_others=req.revoke_other_devices,
-            )
-        except TaubeError as exc:
-            mark(attempt, exc)
-            raise
+    with guarded(request, device.user) as attempt:
+        revoked = await services(request).accounts.change_password(
+            device,
+            req.old_password,
+            req.new_password,
+            revoke_others=req.revoke_other_devices,
+        )
         attempt.succeed()
     log.info("password changed user=%s device=%d revoked=%d", device.user, device.id, len(revoked))
     return json_response(None, 204)
