@@ -51,8 +51,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Final, Literal, NamedTuple
 
@@ -76,6 +76,7 @@ from taube.client.content import (
     decode_content,
     encode_content,
 )
+from taube.client.sqlite_tx import transaction
 
 EDIT_WINDOW_MS: Final = 15 * 60 * 1000
 """How long after sending its author may edit a text message."""
@@ -240,19 +241,9 @@ class History:
         self._conn = conn
         self._delete_window_ms = delete_window_ms
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[None]:
         """BEGIN IMMEDIATE ... COMMIT; nested use joins the outer transaction."""
-        if self._conn.in_transaction:
-            yield
-            return
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        return transaction(self._conn)
 
     # ------------------------------------------------------------ recording
 

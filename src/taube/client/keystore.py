@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Final
+
+from taube.client.sqlite_tx import transaction
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS e2ee_identity (
@@ -91,19 +93,9 @@ class KeyStore:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[None]:
         """BEGIN IMMEDIATE ... COMMIT; nested use joins the outer transaction."""
-        if self._conn.in_transaction:
-            yield
-            return
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        return transaction(self._conn)
 
     def wipe(self) -> None:
         for table in TABLES:
