@@ -276,6 +276,37 @@ async def test_sqlite_migrates_an_existing_database_in_place(
         assert conn.execute("SELECT about FROM users").fetchall() == [("",)]
 
 
+async def test_sqlite_key_order_migration_keeps_messages_and_their_dedupe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0009 rebuilds ``messages`` with the key (id, sender): what was stored before
+    is still there, still read through the inbox and still a duplicate if resent."""
+    shipped = sqlite_store.migrations()
+    before = [m for m in shipped if m[0] < 9]
+    monkeypatch.setattr(sqlite_store, "migrations", lambda: before)
+    store = await open_sqlite(tmp_path)
+    await user(store, "alice")
+    await user(store, "bob")
+    group = [("bob", 1), *((f"u{i}", 1) for i in range(9))]  # > 8 devices: shared payload
+    for name, _ in group[1:]:
+        await user(store, name)
+    await store.commit_message(message("alice", "old", group))
+    await store.close()
+    monkeypatch.setattr(sqlite_store, "migrations", lambda: shipped)
+    store = await open_sqlite(tmp_path)
+    try:
+        again = await store.commit_message(message("alice", "old", group))
+        assert again.duplicate and again.appended == []
+        (item,) = await store.read_inbox("bob", 1, 0, 10)
+        assert isinstance(item, Message) and item.payload == b"shared"
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "taube.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == shipped[-1][0]
+        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'messages'").fetchone()
+        assert "PRIMARY KEY (id, sender)" in sql
+
+
 async def test_purge_forgets_only_old_messages_nobody_still_holds(store: Store) -> None:
     await user(store, "alice")
     await user(store, "bob")
