@@ -6,7 +6,7 @@ next one (group commit), so throughput does not hinge on one fsync per message,
 and a write's future resolves only after its transaction committed. Each write runs
 in its own SAVEPOINT so that one failing write does not fail its batch-mates.
 Consecutive message commits in a batch are written together (an insert that reports
-duplicates per message, one executemany for all inbox rows), and the writer keeps each
+duplicates per message, multi-row INSERTs for all inbox rows), and the writer keeps each
 device's next inbox seq in memory (it is the only writer), journaled per write so that
 a rolled-back write gives its seqs back; the counters reach the devices table before
 every COMMIT. A batch of one write runs without a SAVEPOINT: its failure rolls back the
@@ -79,10 +79,38 @@ WriteFn = Callable[[sqlite3.Connection], Any]
 WriteOp = WriteFn | NewMessage
 
 
-INSERT_INBOX_MESSAGE = (
-    "INSERT INTO inbox (user, device, seq, kind, sender, msg_id, conversation, payload)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_MESSAGES = (
+    "INSERT OR IGNORE INTO messages (sender, id, sender_device, target, sent_at_ms, payload)"
 )
+INSERT_INBOX_MESSAGES = (
+    "INSERT INTO inbox (user, device, seq, kind, sender, msg_id, conversation, payload)"
+)
+INSERT_INBOX_EXTRAS = "INSERT INTO inbox (user, device, seq, kind, data)"
+MAX_ROWS_PER_INSERT = 128
+
+
+@functools.lru_cache(maxsize=64)
+def _values_sql(head: str, width: int, rows: int) -> str:
+    one = "(" + ", ".join("?" * width) + ")"
+    return f"{head} VALUES {', '.join([one] * rows)}"
+
+
+def insert_rows(c: sqlite3.Connection, head: str, width: int, flat: list[Any]) -> None:
+    """Insert rows given as one flat list of values, many rows per statement.
+
+    One ``INSERT ... VALUES (...), (...), ...`` binds and steps once per statement,
+    where ``executemany`` resets and steps once per row: measured 1.1 against 2.2 us
+    per row. Statements take power-of-two row counts up to MAX_ROWS_PER_INSERT, so
+    that a few prepared statements per table serve every batch size.
+    """
+    total = len(flat) // width
+    start = 0
+    while start < total:
+        rows = MAX_ROWS_PER_INSERT
+        while rows > total - start:
+            rows >>= 1
+        c.execute(_values_sql(head, width, rows), flat[start * width : (start + rows) * width])
+        start += rows
 
 
 class _HasDuplicates(Exception):
@@ -582,50 +610,45 @@ class SqliteStore(Store):
                 "SELECT sent_at_ms FROM messages WHERE sender = ? AND id = ?", (m.sender, m.id)
             ).fetchone()
             return SendResult(sent_at, True, [])
-        inbox_rows: list[tuple[Any, ...]] = []
+        inbox_rows: list[Any] = []
         result = self._append_message(c, m, inbox_rows)
-        c.executemany(INSERT_INBOX_MESSAGE, inbox_rows)
+        insert_rows(c, INSERT_INBOX_MESSAGES, 8, inbox_rows)
         return result
 
     def _commit_many(self, c: sqlite3.Connection, messages: list[NewMessage]) -> list[SendResult]:
-        """The fast path for many messages: one executemany per table. Raises
+        """The fast path for many messages: multi-row INSERTs per table. Raises
         _HasDuplicates (the caller then commits them one by one) if any id was known."""
         before = c.total_changes
-        c.executemany(
-            "INSERT OR IGNORE INTO messages"
-            " (sender, id, sender_device, target, sent_at_ms, payload) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (m.sender, m.id, m.sender_device, m.target, m.sent_at_ms, shared_payload(m))
-                for m in messages
-            ],
-        )
+        rows: list[Any] = []
+        for m in messages:
+            rows += (m.sender, m.id, m.sender_device, m.target, m.sent_at_ms, shared_payload(m))
+        insert_rows(c, INSERT_MESSAGES, 6, rows)
         if c.total_changes - before != len(messages):
             raise _HasDuplicates
-        inbox_rows: list[tuple[Any, ...]] = []
+        inbox_rows: list[Any] = []
         results = [self._append_message(c, m, inbox_rows) for m in messages]
-        c.executemany(INSERT_INBOX_MESSAGE, inbox_rows)
+        insert_rows(c, INSERT_INBOX_MESSAGES, 8, inbox_rows)
         return results
 
     def _append_message(
-        self, c: sqlite3.Connection, m: NewMessage, inbox_rows: list[tuple[Any, ...]]
+        self, c: sqlite3.Connection, m: NewMessage, inbox_rows: list[Any]
     ) -> SendResult:
+        """Allocate each delivery's seq and add its inbox row's values to ``inbox_rows``."""
         appended: list[tuple[DeviceKey, int]] = []
         for d in m.deliveries:
             key = (d.user, d.device)
             seq = self._allocate(c, key)
             if seq is None:  # revoked meanwhile: nothing to deliver to
                 continue
-            inbox_rows.append(
-                (
-                    d.user,
-                    d.device,
-                    seq,
-                    KIND_MESSAGE,
-                    m.sender,
-                    m.id,
-                    d.conversation,
-                    delivery_payload(m, d),
-                )
+            inbox_rows += (
+                d.user,
+                d.device,
+                seq,
+                KIND_MESSAGE,
+                m.sender,
+                m.id,
+                d.conversation,
+                delivery_payload(m, d),
             )
             appended.append((key, seq))
         return SendResult(m.sent_at_ms, False, appended)
@@ -655,15 +678,14 @@ class SqliteStore(Store):
         self, c: sqlite3.Connection, items: Sequence[tuple[DeviceKey, Receipt | GroupEvent]]
     ) -> Appended:
         appended: Appended = []
+        rows: list[Any] = []
         for key, item in items:
             seq = self._allocate(c, key)
             if seq is None:
                 continue
-            c.execute(
-                "INSERT INTO inbox (user, device, seq, kind, data) VALUES (?, ?, ?, ?, ?)",
-                (key[0], key[1], seq, extra_kind(item), encode_extra(item)),
-            )
+            rows += (key[0], key[1], seq, extra_kind(item), encode_extra(item))
             appended.append((key, msgspec.structs.replace(item, seq=seq)))
+        insert_rows(c, INSERT_INBOX_EXTRAS, 5, rows)
         return appended
 
     async def append_items(
