@@ -187,6 +187,22 @@ async def test_messages_from_one_publisher_keep_their_order(nodes: Nodes) -> Non
     assert [data for _, data in got] == sent
 
 
+async def test_publish_nowait_runs_local_handlers_at_once_and_reaches_other_nodes(
+    nodes: Nodes,
+) -> None:
+    local, remote = Recorder(), Recorder()
+    await nodes.publisher.subscribe("inbox.dan.1", local)
+    await nodes.subscriber.subscribe("inbox.dan.1", remote)
+    sent = [str(i).encode() for i in range(300)]
+    for data in sent:
+        nodes.publisher.publish_nowait("inbox.dan.1", data)
+        # Same node: the handler ran before publish_nowait returned, nothing awaited.
+        assert local.got[-1] == ("inbox.dan.1", data)
+    # Every other node (the same one for a single bus) gets them all, in order.
+    got = await remote.wait_until(lambda got: len(got) >= len(sent) and got[-1][1] == sent[-1])
+    assert [data for _, data in got][-len(sent) :] == sent
+
+
 async def test_ping_answers(nodes: Nodes) -> None:
     for bus in nodes.buses:
         await bus.ping()

@@ -40,6 +40,13 @@ class Bus(abc.ABC):
     async def publish(self, subject: str, data: bytes = b"") -> None: ...
 
     @abc.abstractmethod
+    def publish_nowait(self, subject: str, data: bytes = b"") -> None:
+        """Publish without awaiting anything: this node's handlers run now, before it
+        returns; other nodes get the message soon after, in publish order. The hot
+        path's doorbells use it, so that a message whose recipient is on this node
+        costs no coroutine and no trip through the broker."""
+
+    @abc.abstractmethod
     async def subscribe(self, subject: str, handler: Handler) -> Subscription: ...
 
 

@@ -36,6 +36,9 @@ class LocalBus(Bus):
         pass
 
     async def publish(self, subject: str, data: bytes = b"") -> None:
+        self.publish_nowait(subject, data)
+
+    def publish_nowait(self, subject: str, data: bytes = b"") -> None:
         for handler in list(self._handlers.get(subject, ())):
             try:
                 handler(subject, data)

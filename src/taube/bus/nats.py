@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,6 +140,8 @@ class NatsBus(Bus):
         self._drop_logged = False
         self._last_error: Exception | None = None
         self._on_reconnect = on_reconnect
+        self._outgoing: deque[tuple[str, bytes]] = deque()
+        self._sender: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:
@@ -180,6 +183,9 @@ class NatsBus(Bus):
         self._nc = nc
 
     async def close(self) -> None:
+        if self._sender is not None:  # what was published before close still goes out
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._sender), self._connect_timeout_s)
         nc, self._nc = self._nc, None
         self._subjects.clear()
         if nc is not None:
@@ -202,6 +208,26 @@ class NatsBus(Bus):
 
     async def publish(self, subject: str, data: bytes = b"") -> None:
         self._dispatch(subject, data)
+        await self._send(subject, data)
+
+    def publish_nowait(self, subject: str, data: bytes = b"") -> None:
+        self._dispatch(subject, data)
+        if self._nc is None:
+            return
+        # One sender task drains what piles up meanwhile (in order), not one per message.
+        self._outgoing.append((subject, data))
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send_outgoing())
+
+    async def _send_outgoing(self) -> None:
+        try:
+            while self._outgoing:
+                subject, data = self._outgoing.popleft()
+                await self._send(subject, data)
+        finally:
+            self._sender = None
+
+    async def _send(self, subject: str, data: bytes) -> None:
         nc = self._nc
         if nc is None:
             return

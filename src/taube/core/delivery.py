@@ -81,6 +81,22 @@ class DeliveryService:
                 raise
             return SendResult(sent_at, True, [])
 
+    def prepare_known_route(
+        self, sender: str, sender_device: int, frame: Send
+    ) -> NewMessage | None:
+        """``prepare`` without awaiting anything, for the common send: one payload within
+        the limit, to an address this device sent to before, with no change in the
+        directory since. None: use ``prepare`` (which also says what is wrong)."""
+        payload = frame.payload
+        if payload is None or frame.payloads is not None or len(payload) > self.max_payload_bytes:
+            return None
+        route = self._routes.get((sender, sender_device, frame.to))
+        if route is None or route[0] != self._directory.generation:
+            return None
+        if not is_message_id(frame.id):
+            return None
+        return self._new_message(sender, sender_device, frame, route[1])
+
     async def _validate(self, sender: str, sender_device: int, frame: Send) -> NewMessage:
         if (frame.payload is None) == (frame.payloads is None):
             raise TaubeError("request.invalid", "Give exactly one of payload or payloads.")
@@ -174,7 +190,7 @@ class DeliveryService:
         if isinstance(message, SendResult):
             return message
         result = await self._store.commit_message(message)
-        await self.committed(message, result)
+        self.committed(message, result)
         return result
 
     def submit(self, message: NewMessage) -> Awaitable[SendResult]:
@@ -182,18 +198,19 @@ class DeliveryService:
         what resolves once it is durable; then call ``committed``."""
         return self._store.submit_message(message)
 
-    async def committed(self, message: NewMessage, result: SendResult) -> None:
+    def committed(self, message: NewMessage, result: SendResult) -> None:
         """Ring the doorbells of a committed message's recipient devices."""
         if result.appended:
-            await self.announce(message_items(message, result))
+            self.announce(message_items(message, result))
 
     async def send(self, sender: str, sender_device: int, frame: Send) -> SendResult:
         return await self.commit(await self.prepare(sender, sender_device, frame))
 
-    async def announce(self, items: Iterable[tuple[DeviceKey, InboxItem]]) -> None:
+    def announce(self, items: Iterable[tuple[DeviceKey, InboxItem]]) -> None:
         """Ring the doorbell of every device whose inbox grew (after the commit)."""
+        publish = self._bus.publish_nowait
         for (user, device), item in items:
-            await self._bus.publish(inbox_subject(user, device), inbox_notice(item))
+            publish(inbox_subject(user, device), inbox_notice(item))
 
     # ---------------------------------------------------------------- inbox and receipts
 
@@ -205,7 +222,7 @@ class DeliveryService:
         if upto_seq <= 0:
             return 0
         result = await self._store.ack(user, device, upto_seq, self._clock())
-        await self.announce(result.appended)
+        self.announce(result.appended)
         return result.acked_seq
 
     async def read(self, user: str, device: int, frame: Read) -> None:
@@ -247,7 +264,7 @@ class DeliveryService:
         if kind == "group" or frame.sender not in await self._directory.blocked_by(user):
             items += [((frame.sender, d), to_sender) for d in devices[frame.sender]]
         items += [((user, d), to_self) for d in devices.get(user, []) if d != device]
-        await self.announce(await self._store.append_items(items))
+        self.announce(await self._store.append_items(items))
 
     # ---------------------------------------------------------------- typing
 

@@ -163,4 +163,4 @@ class Groups:
         items: list[tuple[DeviceKey, GroupEvent]] = [
             ((user, device), item) for user, ids in devices.items() for device in ids
         ]
-        await self._delivery.announce(await self._store.append_items(items))
+        self._delivery.announce(await self._store.append_items(items))

@@ -359,6 +359,8 @@ class Connection:
                     )
                 frame = decode_frame(msg.data)
                 ref = frame_ref(frame)
+                if type(frame) is Send and self._send_at_once(frame):
+                    continue
                 await self._dispatch(frame)
             except TaubeError as exc:
                 if exc.spec.ws_close is not None:
@@ -439,13 +441,19 @@ class Connection:
     async def _enqueue(self, frame: ServerFrame) -> None:
         """Queue a frame; waits while the peer is not reading fast enough."""
         self._buffer(encode_frame(frame))
-        if self._backlog() > WRITE_BUFFER_HIGH and not self._closing:
-            self._flush()
-            try:
-                async with asyncio.timeout(self.s.config.slow_reader_timeout_s):
-                    await self.drain()
-            except TimeoutError:
-                self._drop_slow_reader()
+        if self._backlog() > WRITE_BUFFER_HIGH:
+            await self._make_room()
+
+    async def _make_room(self) -> None:
+        """Wait until the socket took the backlog, or drop the slow reader."""
+        if self._closing:
+            return
+        self._flush()
+        try:
+            async with asyncio.timeout(self.s.config.slow_reader_timeout_s):
+                await self.drain()
+        except TimeoutError:
+            self._drop_slow_reader()
 
     def _buffer(self, data: bytes) -> None:
         """Frames queued in one turn of the event loop go out in one write at its end
@@ -547,13 +555,36 @@ class Connection:
             except Exception:
                 log.exception("final ack failed peer=%s", self.peer)
 
+    def _send_at_once(self, frame: Send) -> bool:
+        """Queue a send on a known route without awaiting anything (most sends: one
+        payload, an address this device sent to before, no change in the directory
+        since); False when it needs the full path (``_dispatch``)."""
+        assert self.device is not None
+        user, dev = self.device.user, self.device.id
+        sends = self._sends_queue()
+        delivery = self.s.delivery
+        if sends.full():
+            return False
+        prepared = delivery.prepare_known_route(user, dev, frame)
+        if prepared is None:
+            return False
+        self.s.node.limits.check_send(user, dev)  # rate.limited with retry_after_s
+        sends.put_nowait((frame.id, prepared, delivery.submit(prepared)))
+        return True
+
     async def _send_acker(self, sends: asyncio.Queue[PendingSend]) -> None:
         while True:
-            message_id, message, commit = await sends.get()
+            # get_nowait while there is more: no coroutine per answered send.
+            message_id, message, commit = sends.get_nowait() if sends.qsize() else await sends.get()
             try:
-                result = commit if isinstance(commit, SendResult) else await commit
+                if isinstance(commit, SendResult):
+                    result = commit
+                elif isinstance(commit, asyncio.Future) and commit.done():
+                    result = commit.result()
+                else:
+                    result = await commit
                 if message is not None:
-                    await self.s.delivery.committed(message, result)
+                    self.s.delivery.committed(message, result)
             except TaubeError as exc:
                 await self._enqueue(error_frame(exc, message_id))
                 continue
@@ -565,9 +596,13 @@ class Connection:
                 log.exception("commit failed peer=%s", self.peer)
                 await self._enqueue(error_frame(TaubeError("internal"), message_id))
                 continue
-            await self._enqueue(
-                Sent(id=message_id, sent_at_ms=result.sent_at_ms, duplicate=result.duplicate)
+            self._buffer(
+                encode_frame(
+                    Sent(id=message_id, sent_at_ms=result.sent_at_ms, duplicate=result.duplicate)
+                )
             )
+            if self._backlog() > WRITE_BUFFER_HIGH:
+                await self._make_room()
 
     # ------------------------------------------------------------ bus handlers
 
