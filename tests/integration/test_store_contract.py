@@ -356,6 +356,30 @@ async def test_concurrent_commits_batch_together_and_stay_gap_free(
     await store.close()
 
 
+async def test_a_failing_write_fails_alone_among_its_batch_mates(store: Store) -> None:
+    """Writes submitted together share a transaction; one that fails (a taken handle)
+    is undone by itself, seqs included, and every other write of the batch holds."""
+    for handle in ("alice", "carol"):
+        await user(store, handle)
+    await user(store, "bob")
+    await store.commit_message(message("alice", "first", [("bob", 1)]))
+    # Submitted in one turn of the event loop: one batch on the SQLite writer.
+    before = [store.submit_message(message("alice", f"a{i}", [("bob", 1)])) for i in range(5)]
+    taken = asyncio.ensure_future(store.create_user(UserRecord("carol", "h", 9)))
+    ack = asyncio.ensure_future(store.ack("bob", 1, 1, 50))
+    after = [store.submit_message(message("carol", f"c{i}", [("bob", 1)])) for i in range(5)]
+    with pytest.raises(HandleTaken):
+        await taken
+    results = await asyncio.gather(*before, *after)
+    assert [seq for r in results for _, seq in r.appended] == list(range(2, 12))
+    acked = await ack
+    assert acked.acked_seq == 1
+    assert [(key, item.ids) for key, item in acked.appended] == [(("alice", 1), ["first"])]
+    items = await store.read_inbox("bob", 1, 0, 100)
+    assert [i.seq for i in items] == list(range(2, 12))
+    assert await store.get_user("carol") == UserRecord("carol", "hash", 1, False, None)
+
+
 async def test_submissions_from_one_device_get_seqs_in_submission_order(store: Store) -> None:
     for handle in ("alice", "carol"):
         await user(store, handle)
