@@ -296,9 +296,11 @@ async def test_sqlite_key_order_migration_keeps_messages_and_their_dedupe(
     store = await open_sqlite(tmp_path)
     try:
         again = await store.commit_message(message("alice", "old", group))
-        assert again.duplicate and again.appended == []
+        assert again.duplicate
+        assert again.appended == []
         (item,) = await store.read_inbox("bob", 1, 0, 10)
-        assert isinstance(item, Message) and item.payload == b"shared"
+        assert isinstance(item, Message)
+        assert item.payload == b"shared"
     finally:
         await store.close()
     with sqlite3.connect(tmp_path / "taube.db") as conn:

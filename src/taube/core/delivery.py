@@ -9,7 +9,8 @@ validate sends one by one in arrival order and let their commits overlap.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
 
@@ -29,7 +30,7 @@ from taube.protocol.frames import (
     encode_frame,
 )
 from taube.protocol.ids import is_message_id, parse_address
-from taube.store.base import Delivery, DeviceKey, NewMessage, SendResult, Store
+from taube.store.base import AckResult, Delivery, DeviceKey, NewMessage, SendResult, Store
 
 MAX_ROUTES = 100_000
 
@@ -193,10 +194,11 @@ class DeliveryService:
         self.committed(message, result)
         return result
 
-    def submit(self, message: NewMessage) -> Awaitable[SendResult]:
+    def submit(self, message: NewMessage) -> asyncio.Future[SendResult]:
         """Queue the commit now (so commits keep the order of submission) and return
         what resolves once it is durable; then call ``committed``."""
-        return self._store.submit_message(message)
+        done = self._store.submit_message(message)
+        return done if isinstance(done, asyncio.Future) else asyncio.ensure_future(done)
 
     def committed(self, message: NewMessage, result: SendResult) -> None:
         """Ring the doorbells of a committed message's recipient devices."""
@@ -216,6 +218,16 @@ class DeliveryService:
 
     async def inbox(self, user: str, device: int, after_seq: int, limit: int) -> list[InboxItem]:
         return await self._store.read_inbox(user, device, after_seq, limit)
+
+    def submit_ack(self, user: str, device: int, upto_seq: int) -> asyncio.Future[AckResult]:
+        """Queue a cumulative ack (upto_seq > 0); pass its result to ``acked``."""
+        done = self._store.submit_ack(user, device, upto_seq, self._clock())
+        return done if isinstance(done, asyncio.Future) else asyncio.ensure_future(done)
+
+    def acked(self, result: AckResult) -> int:
+        """Ring the doorbells of a committed ack's receipts; the effective acked seq."""
+        self.announce(result.appended)
+        return result.acked_seq
 
     async def ack(self, user: str, device: int, upto_seq: int) -> int:
         """Cumulative ack; queues delivered receipts. Returns the effective acked seq."""

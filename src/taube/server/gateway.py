@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -61,11 +63,12 @@ from taube.protocol.ids import normalize_handle
 from taube.server.framing import close_frame, text_frame
 from taube.server.services import Services
 from taube.server.transport import EDGE, FrameRate, client_ip, origin_allowed
-from taube.store.base import DeviceRecord, NewMessage, SendResult, StoreUnavailable
+from taube.server.wakeup import Wakeup
+from taube.store.base import AckResult, DeviceRecord, NewMessage, SendResult, StoreUnavailable
 
 log = logging.getLogger("taube.gateway")
 
-PendingSend = tuple[str, NewMessage | None, Awaitable[SendResult] | SendResult]
+PendingSend = tuple[str, NewMessage | None, asyncio.Future[SendResult] | SendResult]
 """(message id, the message if it is being committed, its commit or its known result)."""
 
 CLIENT_FRAME_TYPES = frozenset(cls.__struct_config__.tag for cls in ClientFrame.__subclasses__())
@@ -152,11 +155,15 @@ class Connection:
         self._outbuf: list[bytes] = []
         self._outbuf_bytes = 0
         self._flush_soon = False
-        self._sends: asyncio.Queue[PendingSend] | None = None
-        self._acker_started = False
-        self._doorbell = asyncio.Event()
-        self._acks_changed = asyncio.Event()
-        self._ack_wanted = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        # Sends not answered yet, in arrival order: each is answered ("sent" or an error)
+        # from a done-callback of its commit, never before an earlier one.
+        self._unanswered: deque[PendingSend] = deque()
+        self._send_room = Wakeup(self._loop)
+        self._ack_in_flight = False
+        self._ended = False
+        self._doorbell = Wakeup(self._loop)
+        self._acks_changed = Wakeup(self._loop)
         self._window = services.config.max_unacked_items
         # True while the pusher reads the store; a doorbell's item may not jump the queue.
         self._reading = True
@@ -212,6 +219,7 @@ class Connection:
             self._doorbell.set()
             await self._read_loop()
         finally:
+            self._ended = True  # no more ack writes from callbacks: the last one is below
             for task in [*self._tasks, *self._side_tasks]:
                 task.cancel()
             await self._commit_last_ack()
@@ -235,12 +243,6 @@ class Connection:
 
     def _start(self, loop: Coroutine[Any, Any, None]) -> None:
         self._tasks.append(asyncio.create_task(self._guard(loop)))
-
-    def _sends_queue(self) -> asyncio.Queue[PendingSend]:
-        if self._sends is None:
-            self._sends = asyncio.Queue(MAX_PENDING_SENDS)
-            self._start(self._send_acker(self._sends))
-        return self._sends
 
     async def _guard(self, loop: Awaitable[None]) -> None:
         """A crashed loop closes the connection (the client reconnects and resumes)."""
@@ -309,7 +311,7 @@ class Connection:
     # ------------------------------------------------------------ reading
 
     async def _read_loop(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         clock = loop.time
         idle_s = self.s.config.idle_timeout_s
         # A watchdog timer instead of a timeout on every receive: entering and leaving
@@ -323,16 +325,17 @@ class Connection:
                 self._watchdog.cancel()
 
     def _check_idle(self, idle_s: float) -> None:
-        quiet = asyncio.get_running_loop().time() - self._heard
+        quiet = self._loop.time() - self._heard
         if quiet >= idle_s:
             self._tasks.append(asyncio.create_task(self._fatal(TaubeError("conn.idle"))))
         else:
-            self._watchdog = asyncio.get_running_loop().call_later(
-                idle_s - quiet, self._check_idle, idle_s
-            )
+            self._watchdog = self._loop.call_later(idle_s - quiet, self._check_idle, idle_s)
 
     async def _read_frames(self, clock: Callable[[], float]) -> None:
         while not self._closing:
+            if self._backlog() > WRITE_BUFFER_HIGH:
+                # A client that does not read its answers is not read from either.
+                await self._make_room()
             msg = await self.ws.receive()
             if msg.type is WSMsgType.PONG:  # answers to our pings are no sign of use
                 continue
@@ -380,18 +383,17 @@ class Connection:
             case Send():
                 self.s.node.limits.check_send(user, dev)  # rate.limited with retry_after_s
                 prepared = await self.s.delivery.prepare(user, dev, frame)
+                while len(self._unanswered) >= MAX_PENDING_SENDS:
+                    self._send_room.clear()
+                    await self._send_room.wait()
                 # Submitted in arrival order, so commits keep the order of the sends.
                 if isinstance(prepared, SendResult):
-                    await self._sends_queue().put((frame.id, None, prepared))
+                    self._queue_send((frame.id, None, prepared))
                 else:
-                    pending = (frame.id, prepared, self.s.delivery.submit(prepared))
-                    await self._sends_queue().put(pending)
+                    self._queue_send((frame.id, prepared, self.s.delivery.submit(prepared)))
             case Ack(seq=seq):
                 self._ack_target = max(self._ack_target, min(seq, self._cursor))
-                self._ack_wanted.set()
-                if not self._acker_started:
-                    self._acker_started = True
-                    self._start(self._acker())
+                self._commit_acks()
             case Read():
                 await self.s.delivery.read(user, dev, frame)
             case SetTyping():
@@ -468,7 +470,7 @@ class Connection:
         self._outbuf_bytes += len(data)
         if not self._flush_soon:
             self._flush_soon = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
 
     def _drop_slow_reader(self) -> None:
         """A client that does not read must not grow our memory: forget what is queued,
@@ -486,7 +488,7 @@ class Connection:
         if transport is not None and not transport.is_closing():
             transport.write(close_frame(4029, "conn.slow_reader"))
             transport.close()
-            asyncio.get_running_loop().call_later(ABORT_AFTER_S, transport.abort)
+            self._loop.call_later(ABORT_AFTER_S, transport.abort)
 
     def _backlog(self) -> int:
         pending = self.transport.get_write_buffer_size() if self.transport else 0
@@ -521,9 +523,7 @@ class Connection:
             if not items:
                 self._reading = False
                 # The catch-up poll bounds the delay a lost doorbell can cause.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(CATCH_UP_POLL_S):
-                        await self._doorbell.wait()
+                await self._doorbell.wait(CATCH_UP_POLL_S)
                 # A device that stays connected for months must not expire.
                 self.device = await self.s.accounts.keep_alive(self.device)
                 continue
@@ -531,21 +531,32 @@ class Connection:
                 await self._enqueue(item)
             self._cursor = items[-1].seq
 
-    async def _acker(self) -> None:
+    def _commit_acks(self) -> None:
+        """Commit the newest cumulative ack, one write at a time: acks that come while
+        one is being committed are folded into the next. Callbacks, not a task, so an
+        ack costs no task switch."""
+        if self._ack_in_flight or self._ended or self._ack_target <= self._acked:
+            return
         assert self.device is not None
-        while True:
-            await self._ack_wanted.wait()
-            self._ack_wanted.clear()
-            target = self._ack_target
-            if target > self._acked:
-                try:
-                    await self.s.delivery.ack(self.device.user, self.device.id, target)
-                except StoreUnavailable:
-                    await asyncio.sleep(STORE_RETRY_S)
-                    self._ack_wanted.set()  # try again; the items stay until acked
-                    continue
-                self._acked = target
-                self._acks_changed.set()
+        target = self._ack_target
+        self._ack_in_flight = True
+        done = self.s.delivery.submit_ack(self.device.user, self.device.id, target)
+        done.add_done_callback(functools.partial(self._acks_committed, target))
+
+    def _acks_committed(self, target: int, done: asyncio.Future[AckResult]) -> None:
+        self._ack_in_flight = False
+        try:
+            self.s.delivery.acked(done.result())
+        except StoreUnavailable:  # try again; the items stay until acked
+            self._loop.call_later(STORE_RETRY_S, self._commit_acks)
+            return
+        except BaseException:
+            log.exception("ack failed peer=%s", self.peer)
+            self._tasks.append(self._loop.create_task(self._close(1011)))
+            return
+        self._acked = max(self._acked, target)
+        self._acks_changed.set()
+        self._commit_acks()
 
     async def _commit_last_ack(self) -> None:
         """An ack that came just before the close still counts (and makes its receipts)."""
@@ -561,48 +572,59 @@ class Connection:
         since); False when it needs the full path (``_dispatch``)."""
         assert self.device is not None
         user, dev = self.device.user, self.device.id
-        sends = self._sends_queue()
         delivery = self.s.delivery
-        if sends.full():
+        if len(self._unanswered) >= MAX_PENDING_SENDS:
             return False
         prepared = delivery.prepare_known_route(user, dev, frame)
         if prepared is None:
             return False
         self.s.node.limits.check_send(user, dev)  # rate.limited with retry_after_s
-        sends.put_nowait((frame.id, prepared, delivery.submit(prepared)))
+        self._queue_send((frame.id, prepared, delivery.submit(prepared)))
         return True
 
-    async def _send_acker(self, sends: asyncio.Queue[PendingSend]) -> None:
-        while True:
-            # get_nowait while there is more: no coroutine per answered send.
-            message_id, message, commit = sends.get_nowait() if sends.qsize() else await sends.get()
-            try:
-                if isinstance(commit, SendResult):
-                    result = commit
-                elif isinstance(commit, asyncio.Future) and commit.done():
+    def _queue_send(self, pending: PendingSend) -> None:
+        self._unanswered.append(pending)
+        commit = pending[2]
+        if isinstance(commit, SendResult) or commit.done():
+            self._answer_sends()
+        else:
+            commit.add_done_callback(self._answer_sends)
+
+    def _answer_sends(self, _done: object = None) -> None:
+        """Answer the sends whose commits are done, in the order they came."""
+        unanswered = self._unanswered
+        while unanswered:
+            message_id, message, commit = unanswered[0]
+            if isinstance(commit, SendResult):
+                result = commit
+            elif not commit.done():
+                return
+            else:
+                try:
                     result = commit.result()
-                else:
-                    result = await commit
-                if message is not None:
-                    self.s.delivery.committed(message, result)
-            except TaubeError as exc:
-                await self._enqueue(error_frame(exc, message_id))
-                continue
-            except StoreUnavailable:
-                # Not stored: the client keeps it in its outbox and sends it again.
-                await self._enqueue(error_frame(UNAVAILABLE, message_id))
-                continue
-            except Exception:
-                log.exception("commit failed peer=%s", self.peer)
-                await self._enqueue(error_frame(TaubeError("internal"), message_id))
-                continue
+                except TaubeError as exc:
+                    unanswered.popleft()
+                    self._buffer(encode_frame(error_frame(exc, message_id)))
+                    continue
+                except (StoreUnavailable, asyncio.CancelledError):
+                    # Not stored: the client keeps it in its outbox and sends it again.
+                    unanswered.popleft()
+                    self._buffer(encode_frame(error_frame(UNAVAILABLE, message_id)))
+                    continue
+                except Exception:
+                    log.exception("commit failed peer=%s", self.peer)
+                    unanswered.popleft()
+                    self._buffer(encode_frame(error_frame(TaubeError("internal"), message_id)))
+                    continue
+            unanswered.popleft()
+            if message is not None:
+                self.s.delivery.committed(message, result)
             self._buffer(
                 encode_frame(
                     Sent(id=message_id, sent_at_ms=result.sent_at_ms, duplicate=result.duplicate)
                 )
             )
-            if self._backlog() > WRITE_BUFFER_HIGH:
-                await self._make_room()
+        self._send_room.set()
 
     # ------------------------------------------------------------ bus handlers
 

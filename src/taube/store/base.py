@@ -475,6 +475,13 @@ class Store(abc.ABC):
     async def ack(self, user: str, device: int, upto_seq: int, now_ms: int) -> AckResult:
         """Delete items up to ``upto_seq`` and queue delivered receipts (see module doc)."""
 
+    def submit_ack(
+        self, user: str, device: int, upto_seq: int, now_ms: int
+    ) -> Awaitable[AckResult]:
+        """Like ``ack``, but queued before this returns (a gateway answers from a
+        callback when it is done, without a task waiting on it)."""
+        return asyncio.ensure_future(self.ack(user, device, upto_seq, now_ms))
+
     @abc.abstractmethod
     async def last_seq(self, user: str, device: int) -> int:
         """The seq of the newest item ever appended to this device's inbox (0 if none)."""

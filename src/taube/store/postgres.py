@@ -1066,8 +1066,13 @@ class PostgresStore(Store):
         ]  # fmt: skip
 
     async def ack(self, user: str, device: int, upto_seq: int, now_ms: int) -> AckResult:
-        result: AckResult = await self._submit(_Ack(user, device, upto_seq, now_ms), (user, device))
+        result: AckResult = await self.submit_ack(user, device, upto_seq, now_ms)
         return result
+
+    def submit_ack(
+        self, user: str, device: int, upto_seq: int, now_ms: int
+    ) -> asyncio.Future[AckResult]:
+        return self._submit(_Ack(user, device, upto_seq, now_ms), (user, device))
 
     async def last_seq(self, user: str, device: int) -> int:
         value = await self._fetchval(
