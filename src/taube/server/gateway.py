@@ -133,6 +133,43 @@ def error_frame(exc: TaubeError, ref: str | None) -> Error:
 
 
 class Connection:
+    # Slots: an idle connection's attributes (over 30, past CPython's shared-keys limit)
+    # would otherwise cost a dictionary of about 2 KiB each.
+    __slots__ = (
+        "_ack_in_flight",
+        "_ack_target",
+        "_acked",
+        "_acks_changed",
+        "_closing",
+        "_cursor",
+        "_doorbell",
+        "_ended",
+        "_flush_soon",
+        "_handshake_done",
+        "_heard",
+        "_loop",
+        "_max_outbound",
+        "_outbuf",
+        "_outbuf_bytes",
+        "_rate",
+        "_reading",
+        "_send_room",
+        "_side_tasks",
+        "_subs",
+        "_tasks",
+        "_unanswered",
+        "_watch_subs",
+        "_watchdog",
+        "_window",
+        "device",
+        "drain",
+        "hears_notices",
+        "peer",
+        "s",
+        "transport",
+        "ws",
+    )
+
     def __init__(
         self,
         ws: web.WebSocketResponse,
