@@ -195,7 +195,7 @@ class Connection:
         self._loop = asyncio.get_running_loop()
         # Sends not answered yet, in arrival order: each is answered ("sent" or an error)
         # from a done-callback of its commit, never before an earlier one.
-        self._unanswered: deque[PendingSend] = deque()
+        self._unanswered: deque[PendingSend] | None = None  # made by the first send
         self._send_room = Wakeup(self._loop)
         self._ack_in_flight = False
         self._ended = False
@@ -420,7 +420,7 @@ class Connection:
             case Send():
                 self.s.node.limits.check_send(user, dev)  # rate.limited with retry_after_s
                 prepared = await self.s.delivery.prepare(user, dev, frame)
-                while len(self._unanswered) >= MAX_PENDING_SENDS:
+                while self._unanswered is not None and len(self._unanswered) >= MAX_PENDING_SENDS:
                     self._send_room.clear()
                     await self._send_room.wait()
                 # Submitted in arrival order, so commits keep the order of the sends.
@@ -610,7 +610,7 @@ class Connection:
         assert self.device is not None
         user, dev = self.device.user, self.device.id
         delivery = self.s.delivery
-        if len(self._unanswered) >= MAX_PENDING_SENDS:
+        if self._unanswered is not None and len(self._unanswered) >= MAX_PENDING_SENDS:
             return False
         prepared = delivery.prepare_known_route(user, dev, frame)
         if prepared is None:
@@ -620,6 +620,8 @@ class Connection:
         return True
 
     def _queue_send(self, pending: PendingSend) -> None:
+        if self._unanswered is None:
+            self._unanswered = deque()  # an idle connection never pays for its block
         self._unanswered.append(pending)
         commit = pending[2]
         if isinstance(commit, SendResult) or commit.done():
@@ -630,7 +632,7 @@ class Connection:
     def _answer_sends(self, _done: object = None) -> None:
         """Answer the sends whose commits are done, in the order they came."""
         unanswered = self._unanswered
-        while unanswered:
+        while unanswered:  # None before the first send
             message_id, message, commit = unanswered[0]
             if isinstance(commit, SendResult):
                 result = commit

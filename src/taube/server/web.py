@@ -86,5 +86,9 @@ def add_web_routes(app: web.Application, root: Path | None = None) -> None:
 
 
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if response.status == 101:
+        # A WebSocket upgrade: these headers mean nothing to it, and the response object
+        # lives as long as the socket (they measured ~1 KiB per idle connection).
+        return
     for name, value in COMMON_HEADERS.items():
         response.headers.setdefault(name, value)
