@@ -382,6 +382,33 @@ async def test_a_failing_write_fails_alone_among_its_batch_mates(store: Store) -
     assert await store.get_user("carol") == UserRecord("carol", "hash", 1, False, None)
 
 
+async def test_acks_committed_together_each_get_their_own_receipts(store: Store) -> None:
+    """Many devices acking at once (every member of a group) share a batch; each ack
+    removes only its device's items and gets the receipts for exactly those."""
+    members = [f"m{i}" for i in range(12)]
+    for handle in ("alice", *members):
+        await user(store, handle)
+    for i in range(3):
+        await store.commit_message(message("alice", f"g{i}", [(m, 1) for m in members], "#g"))
+    # m0 acks twice in the same batch (a last ack on close may overlap the one in flight).
+    acks = [store.ack(m, 1, 2 if m == "m1" else 3, 77) for m in members]
+    acks.append(store.ack("m0", 1, 3, 77))
+    results = await asyncio.gather(*acks)
+    for m, result in zip(members, results, strict=False):
+        expected = 2 if m == "m1" else 3
+        assert result.acked_seq == expected
+        ((key, receipt),) = result.appended
+        assert key == ("alice", 1)
+        assert isinstance(receipt, Receipt)
+        assert (receipt.by, receipt.ids) == (m, [f"g{i}" for i in range(expected)])
+        left = await store.read_inbox(m, 1, 0, 10)
+        assert [item.seq for item in left] == ([3] if m == "m1" else [])
+    assert results[-1].acked_seq == 3
+    assert results[-1].appended == []  # m0's rows went to its first ack
+    receipts = await store.read_inbox("alice", 1, 0, 100)
+    assert len(receipts) == len(members)
+
+
 async def test_submissions_from_one_device_get_seqs_in_submission_order(store: Store) -> None:
     for handle in ("alice", "carol"):
         await user(store, handle)

@@ -25,6 +25,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -77,7 +78,19 @@ from taube.store.rows import (
 
 T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], Any]
-WriteOp = WriteFn | NewMessage
+
+
+@dataclass(frozen=True, slots=True)
+class _AckOp:
+    """A cumulative ack, as a write the writer can run together with its neighbours."""
+
+    user: str
+    device: int
+    upto_seq: int
+    now_ms: int
+
+
+WriteOp = WriteFn | NewMessage | _AckOp
 
 
 INSERT_MESSAGES = (
@@ -89,6 +102,31 @@ INSERT_INBOX_MESSAGES = (
 INSERT_INBOX_EXTRAS = "INSERT INTO inbox (user, device, seq, kind, data)"
 MAX_ROWS_PER_INSERT = 128
 WRITER_CACHE_USERS = 100_000
+
+
+def _chunks(total: int) -> list[tuple[int, int]]:
+    """(start, count) covering ``total`` rows in power-of-two chunks of at most
+    MAX_ROWS_PER_INSERT, so that a few prepared statements serve every size."""
+    out = []
+    start = 0
+    while start < total:
+        rows = MAX_ROWS_PER_INSERT
+        while rows > total - start:
+            rows >>= 1
+        out.append((start, rows))
+        start += rows
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _ack_sql(rows: int) -> str:
+    """Delete the inbox items of ``rows`` (user, device, up to seq) acks, returning them."""
+    values = ", ".join(["(?, ?, ?)"] * rows)
+    return (
+        f"WITH a(u, d, s) AS (VALUES {values}) DELETE FROM inbox WHERE rowid IN"
+        " (SELECT i.rowid FROM a JOIN inbox i ON i.user = a.u AND i.device = a.d"
+        " AND i.seq <= a.s) RETURNING user, device, seq, kind, sender, msg_id, conversation"
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -105,14 +143,8 @@ def insert_rows(c: sqlite3.Connection, head: str, width: int, flat: list[Any]) -
     per row. Statements take power-of-two row counts up to MAX_ROWS_PER_INSERT, so
     that a few prepared statements per table serve every batch size.
     """
-    total = len(flat) // width
-    start = 0
-    while start < total:
-        rows = MAX_ROWS_PER_INSERT
-        while rows > total - start:
-            rows >>= 1
+    for start, rows in _chunks(len(flat) // width):
         c.execute(_values_sql(head, width, rows), flat[start * width : (start + rows) * width])
-        start += rows
 
 
 class _HasDuplicates(Exception):
@@ -323,54 +355,53 @@ class SqliteStore(Store):
 
     @staticmethod
     def _runs(ops: list[WriteOp]) -> list[list[WriteOp]]:
-        """Consecutive message commits together (written with one INSERT per table)."""
+        """Consecutive message commits together, and consecutive acks together: each
+        run is written with one statement per table."""
         runs: list[list[WriteOp]] = []
         for op in ops:
-            if isinstance(op, NewMessage) and runs and isinstance(runs[-1][0], NewMessage):
+            bulky = isinstance(op, NewMessage | _AckOp)
+            if bulky and runs and type(runs[-1][0]) is type(op):
                 runs[-1].append(op)
             else:
                 runs.append([op])
         return runs
 
+    def _one(self, conn: sqlite3.Connection, op: WriteOp) -> Any:
+        if isinstance(op, NewMessage):
+            return self._commit_one(conn, op)
+        if isinstance(op, _AckOp):
+            return self._ack_many(conn, [op])[0]
+        return op(conn)
+
+    def _bulk(self, conn: sqlite3.Connection, run: list[WriteOp]) -> list[Any]:
+        if isinstance(run[0], NewMessage):
+            return list(self._commit_many(conn, [op for op in run if isinstance(op, NewMessage)]))
+        return list(self._ack_many(conn, [op for op in run if isinstance(op, _AckOp)]))
+
     def _run_plain(self, conn: sqlite3.Connection, ops: list[WriteOp]) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []
         self._journaling = False  # a failure redoes the whole batch: no undo per write
         try:
-            return self._run_plain_ops(conn, ops, outcomes)
+            for run in self._runs(ops):
+                if len(run) > 1:
+                    outcomes.extend((True, r) for r in self._bulk(conn, run))
+                else:
+                    outcomes.append((True, self._one(conn, run[0])))
+            return outcomes
         finally:
             self._journaling = True
-
-    def _run_plain_ops(
-        self, conn: sqlite3.Connection, ops: list[WriteOp], outcomes: list[tuple[bool, Any]]
-    ) -> list[tuple[bool, Any]]:
-        for run in self._runs(ops):
-            first = run[0]
-            if len(run) > 1:
-                messages = [op for op in run if isinstance(op, NewMessage)]
-                outcomes.extend((True, r) for r in self._commit_many(conn, messages))
-            elif isinstance(first, NewMessage):
-                outcomes.append((True, self._commit_one(conn, first)))
-            else:
-                outcomes.append((True, first(conn)))
-        return outcomes
 
     def _run_guarded(self, conn: sqlite3.Connection, ops: list[WriteOp]) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []
         for run in self._runs(ops):
             if len(run) > 1:
-                messages = [op for op in run if isinstance(op, NewMessage)]
-                bulk = self._guarded(conn, functools.partial(self._commit_many, messages=messages))
+                bulk = self._guarded(conn, functools.partial(self._bulk, run=run))
                 if bulk[0]:
                     outcomes.extend((True, result) for result in bulk[1])
                     continue
             # One write at a time (also the fallback when a bulk write failed).
             for op in run:
-                if isinstance(op, NewMessage):
-                    outcomes.append(
-                        self._guarded(conn, functools.partial(self._commit_one, message=op))
-                    )
-                else:
-                    outcomes.append(self._guarded(conn, op))
+                outcomes.append(self._guarded(conn, functools.partial(self._one, op=op)))
         return outcomes
 
     def _guarded(self, conn: sqlite3.Connection, fn: WriteFn) -> tuple[bool, Any]:
@@ -803,25 +834,48 @@ class SqliteStore(Store):
     def submit_ack(
         self, user: str, device: int, upto_seq: int, now_ms: int
     ) -> asyncio.Future[AckResult]:
-        def run(c: sqlite3.Connection) -> AckResult:
-            next_seq = self._peek_next(c, (user, device))
-            if next_seq is None:
-                return AckResult(0, [])
-            upto = min(upto_seq, next_seq - 1)
-            acked = c.execute(
-                "DELETE FROM inbox WHERE user = ? AND device = ? AND seq <= ?"
-                " RETURNING seq, kind, sender, msg_id, conversation",
-                (user, device, upto),
-            ).fetchall()
-            receipts: list[tuple[DeviceKey, Receipt | GroupEvent]] = []
-            blocked: frozenset[str] = frozenset()
-            if any(one_to_one_from_other(row, user) for row in acked):
-                blocked = self._blocked_by(c, user)
-            for sender, receipt in delivered_receipts(acked, user, device, now_ms, blocked):
-                receipts.extend(((sender, d), receipt) for d in self._active_device_ids(c, sender))
-            return AckResult(upto, self._append_extra(c, receipts))
+        return self._submit(_AckOp(user, device, upto_seq, now_ms))
 
-        return self._submit(run)
+    def _ack_many(self, c: sqlite3.Connection, acks: list[_AckOp]) -> list[AckResult]:
+        """Acks in one DELETE per chunk (a group message is acked by every member),
+        then each ack's delivered receipts. The first ack of a device in the list
+        takes the rows of any later one (a device has one ack in flight at a time,
+        but its last ack on close may overlap)."""
+        uptos: list[int] = []
+        wanted: list[Any] = []
+        for ack in acks:
+            next_seq = self._peek_next(c, (ack.user, ack.device))
+            upto = 0 if next_seq is None else min(ack.upto_seq, next_seq - 1)
+            uptos.append(upto)
+            if upto > 0:
+                wanted += (ack.user, ack.device, upto)
+        rows: dict[DeviceKey, list[tuple[int, int, str | None, str | None, str | None]]] = {}
+        for start, count in _chunks(len(wanted) // 3):
+            chunk = wanted[start * 3 : (start + count) * 3]
+            for user, device, *row in c.execute(_ack_sql(count), chunk):
+                rows.setdefault((user, device), []).append(tuple(row))
+        results = []
+        for ack, upto in zip(acks, uptos, strict=True):
+            acked = rows.pop((ack.user, ack.device), [])
+            results.append(AckResult(upto, self._delivered(c, ack, acked)))
+        return results
+
+    def _delivered(
+        self,
+        c: sqlite3.Connection,
+        ack: _AckOp,
+        acked: list[tuple[int, int, str | None, str | None, str | None]],
+    ) -> Appended:
+        """Append the delivered receipts for the rows an ack removed."""
+        if not acked:
+            return []
+        receipts: list[tuple[DeviceKey, Receipt | GroupEvent]] = []
+        blocked: frozenset[str] = frozenset()
+        if any(one_to_one_from_other(row, ack.user) for row in acked):
+            blocked = self._blocked_by(c, ack.user)
+        for sender, receipt in delivered_receipts(acked, ack.user, ack.device, ack.now_ms, blocked):
+            receipts.extend(((sender, d), receipt) for d in self._active_device_ids(c, sender))
+        return self._append_extra(c, receipts)
 
     def _blocked_by(self, c: sqlite3.Connection, user: str) -> frozenset[str]:
         found = self._blocked.get(user)
