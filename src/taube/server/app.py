@@ -259,6 +259,7 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
         await services.notices.start()
         await services.status.start()
         retention = asyncio.create_task(purge_old_messages(services))
+        sweeper = asyncio.create_task(connections.sweep_forever(config.idle_timeout_s))
         log.info(
             "node %s: store %s, bus %s",
             config.node_name,
@@ -266,9 +267,10 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
             config.bus,
         )
         yield
-        retention.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await retention
+        for task in (retention, sweeper):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await services.status.stop()
         # The store first: queued commits finish and their doorbells still ring.
         await services.store.close()
