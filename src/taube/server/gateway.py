@@ -156,6 +156,7 @@ class Connection:
         "_outbuf",
         "_outbuf_bytes",
         "_polled",
+        "_pushing",
         "_rate",
         "_reading",
         "_send_room",
@@ -205,6 +206,7 @@ class Connection:
         self._ack_in_flight = False
         self._ended = False
         self._doorbell = Wakeup(self._loop)
+        self._pushing: asyncio.Task[None] | None = None
         self._acks_changed = Wakeup(self._loop)
         self._window = services.config.max_unacked_items
         # True while the pusher reads the store; a doorbell's item may not jump the queue.
@@ -256,13 +258,15 @@ class Connection:
             await presence.connected(user)
             await self._keys_low_after_ready(user, dev)
             log.info("connected user=%s device=%d peer=%s", user, dev, self.peer)
-            # The send and ack loops start with the first send or ack: an idle
-            # connection (most of them) holds one task, the pusher.
-            self._start(self._pusher())
-            self._doorbell.set()
+            # No task of its own for an idle connection (most of them): the pusher runs
+            # while there is something to read from the store, acks and answers to
+            # sends are callbacks.
+            self._ring_pusher()
             await self._read_loop()
         finally:
             self._ended = True  # no more ack writes from callbacks: the last one is below
+            if self._pushing is not None:
+                self._pushing.cancel()
             for task in [*self._tasks, *self._side_tasks]:
                 task.cancel()
             await self._commit_last_ack()
@@ -372,7 +376,7 @@ class Connection:
             self._tasks.append(self._loop.create_task(self._fatal(TaubeError("conn.idle"))))
         elif now - self._polled >= CATCH_UP_POLL_S:
             self._polled = now
-            self._doorbell.set()
+            self._ring_pusher()
 
     async def _read_frames(self, clock: Callable[[], float]) -> None:
         while not self._closing:
@@ -545,8 +549,21 @@ class Connection:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
+    def _ring_pusher(self) -> None:
+        """Have the pusher read the inbox: wake it, or start it if it is not running."""
+        self._doorbell.set()
+        if self._pushing is None and not self._ended:
+            self._pushing = self._loop.create_task(self._guard(self._pusher()))
+
     async def _pusher(self) -> None:
-        """Catch up from the store; once caught up, doorbells carry the items (``_ring``)."""
+        """Catch up from the store, then end; once caught up, doorbells carry the items
+        (``_ring``), and ``_ring_pusher`` starts it again when they cannot."""
+        try:
+            await self._push_until_caught_up()
+        finally:
+            self._pushing = None
+
+    async def _push_until_caught_up(self) -> None:
         assert self.device is not None
         user, dev = self.device.user, self.device.id
         window = self._window
@@ -565,13 +582,12 @@ class Connection:
                 continue
             if not items:
                 self._reading = False
-                # The node's sweep rings now and then: that bounds the delay a lost
-                # doorbell can cause.
-                await self._doorbell.wait()
                 self._polled = self._loop.time()
+                if self._doorbell.is_set():  # rung while reading: look again
+                    continue
                 # A device that stays connected for months must not expire.
                 self.device = await self.s.accounts.keep_alive(self.device)
-                continue
+                return
             for item in items:
                 await self._enqueue(item)
             self._cursor = items[-1].seq
@@ -686,11 +702,11 @@ class Connection:
                 self._buffer(data[8:])
                 self._cursor = seq
                 return
-        self._doorbell.set()
+        self._ring_pusher()
 
     def catch_up(self) -> None:
         """Read the inbox now (doorbells may have been lost)."""
-        self._doorbell.set()
+        self._ring_pusher()
 
     def _forward(self, subject: str, data: bytes) -> None:
         """Ephemeral frames (typing, presence) are dropped rather than queued without bound."""
