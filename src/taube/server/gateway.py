@@ -219,8 +219,9 @@ class Connection:
         self._tasks: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._closing = False
-        self._heard = 0.0  # loop time of the client's last frame or ping
-        self._polled = 0.0  # loop time the pusher last looked at the inbox
+        # Loop times of the client's last frame or ping and of the pusher's last look at
+        # the inbox (the node's sweep reads both, from the moment the socket is open).
+        self._heard = self._polled = self._loop.time()
         self._timed_out = False
         self.hears_notices = False
         """Set in the same step that queued ``ready`` and the current notices: from then
