@@ -1,19 +1,23 @@
 """The WebSocket gateway at /v1/ws: one ``Connection`` per socket.
 
 A connection authenticates, resumes from the device's last acked seq, then runs
-the reader (decodes and dispatches client frames in arrival order) and the pusher
-(reads the inbox after the cursor, woken by the device's doorbell, never more than
-``max_unacked_items`` ahead of the acks; once caught up, doorbells carry the items
-themselves). The send-acker (answers ``sent`` in send order once each commit is
-durable) and the acker (commits cumulative acks) start with the first send or ack.
+the reader (decodes and dispatches client frames in arrival order). The pusher (a
+task that reads the inbox after the cursor, never more than ``max_unacked_items``
+ahead of the acks) runs only while there is something to read from the store: once
+caught up it ends, and doorbells carry the items themselves; a doorbell that cannot
+(a gap, a full window) starts it again. ``sent`` answers (in send order, each once
+its commit is durable) and cumulative acks (one write in flight, later acks folded
+into the next) are done-callbacks, not tasks, so an idle connection holds no task
+of its own and a message costs no task switch. One sweep per node (``SWEEP_S``)
+closes connections whose client sent no frame or ping for ``idle_timeout_s`` and
+rings a catch-up read every ``CATCH_UP_POLL_S`` in case a doorbell was lost.
 Frames queued during one turn of the event loop leave in one socket write at its
-end; the queue is bounded by the socket's buffer (producers wait, ephemeral frames
-are dropped), and a peer that takes nothing for ``slow_reader_timeout_s`` or lets
-``max_outbound_bytes`` pile up is closed (4029). Inbound frames are metered per
-connection (``frames_per_s``), and a socket with no frame or ping from the client for
-``idle_timeout_s`` is closed (server/transport.py holds the edge's other limits).
-A bad frame gets an ``error`` frame and the connection lives on; only
-errors whose spec carries a close code end it.
+end; the queue is bounded by the socket's buffer (the reader stops reading a client
+that does not read its answers, ephemeral frames are dropped), and a peer that takes
+nothing for ``slow_reader_timeout_s`` or lets ``max_outbound_bytes`` pile up is
+closed (4029). Inbound frames are metered per connection (``frames_per_s``;
+server/transport.py holds the edge's other limits). A bad frame gets an ``error``
+frame and the connection lives on; only errors whose spec carries a close code end it.
 """
 
 from __future__ import annotations
