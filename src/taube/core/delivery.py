@@ -74,6 +74,9 @@ class DeliveryService:
         """
         if not is_message_id(frame.id):
             raise TaubeError("msg.invalid_id")
+        known = self.prepare_known_route(sender, sender_device, frame)
+        if known is not None:
+            return known
         try:
             return await self._validate(sender, sender_device, frame)
         except TaubeError:
@@ -87,7 +90,8 @@ class DeliveryService:
     ) -> NewMessage | None:
         """``prepare`` without awaiting anything, for the common send: one payload within
         the limit, to an address this device sent to before, with no change in the
-        directory since. None: use ``prepare`` (which also says what is wrong)."""
+        directory since (a remembered route was validated when it was made, address
+        included). None: use ``prepare`` (which also says what is wrong)."""
         payload = frame.payload
         if payload is None or frame.payloads is not None or len(payload) > self.max_payload_bytes:
             return None
@@ -110,11 +114,6 @@ class DeliveryService:
             raise TaubeError("msg.too_large", limit=limit)
         # Read before any await: a change during the lookups must invalidate the result.
         generation = self._directory.generation
-        if frame.payloads is None:
-            # A remembered route was validated when it was made (address included).
-            route = self._routes.get((sender, sender_device, frame.to))
-            if route is not None and route[0] == generation:
-                return self._new_message(sender, sender_device, frame, route[1])
         address = parse_address(frame.to)
         if address is None:
             raise TaubeError("msg.unknown_recipient", f"Not an address: {frame.to!r}.")
@@ -197,8 +196,7 @@ class DeliveryService:
     def submit(self, message: NewMessage) -> asyncio.Future[SendResult]:
         """Queue the commit now (so commits keep the order of submission) and return
         what resolves once it is durable; then call ``committed``."""
-        done = self._store.submit_message(message)
-        return done if isinstance(done, asyncio.Future) else asyncio.ensure_future(done)
+        return asyncio.ensure_future(self._store.submit_message(message))
 
     def committed(self, message: NewMessage, result: SendResult) -> None:
         """Ring the doorbells of a committed message's recipient devices."""
@@ -221,8 +219,7 @@ class DeliveryService:
 
     def submit_ack(self, user: str, device: int, upto_seq: int) -> asyncio.Future[AckResult]:
         """Queue a cumulative ack (upto_seq > 0); pass its result to ``acked``."""
-        done = self._store.submit_ack(user, device, upto_seq, self._clock())
-        return done if isinstance(done, asyncio.Future) else asyncio.ensure_future(done)
+        return asyncio.ensure_future(self._store.submit_ack(user, device, upto_seq, self._clock()))
 
     def acked(self, result: AckResult) -> int:
         """Ring the doorbells of a committed ack's receipts; the effective acked seq."""
@@ -233,9 +230,7 @@ class DeliveryService:
         """Cumulative ack; queues delivered receipts. Returns the effective acked seq."""
         if upto_seq <= 0:
             return 0
-        result = await self._store.ack(user, device, upto_seq, self._clock())
-        self.announce(result.appended)
-        return result.acked_seq
+        return self.acked(await self._store.ack(user, device, upto_seq, self._clock()))
 
     async def read(self, user: str, device: int, frame: Read) -> None:
         """Queue read receipts for the sender's devices and the reader's other devices."""

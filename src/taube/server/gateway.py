@@ -27,8 +27,7 @@ import contextlib
 import functools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -150,7 +149,6 @@ class Connection:
         "_acks_changed",
         "_closing",
         "_cursor",
-        "_doorbell",
         "_ended",
         "_flush_soon",
         "_handshake_done",
@@ -163,6 +161,7 @@ class Connection:
         "_pushing",
         "_rate",
         "_reading",
+        "_rung",
         "_send_room",
         "_side_tasks",
         "_subs",
@@ -209,7 +208,7 @@ class Connection:
         self._send_room = Wakeup(self._loop)
         self._ack_in_flight = False
         self._ended = False
-        self._doorbell = Wakeup(self._loop)
+        self._rung = False  # the pusher must (re)read the inbox
         self._pushing: asyncio.Task[None] | None = None
         self._acks_changed = Wakeup(self._loop)
         self._window = services.config.max_unacked_items
@@ -293,9 +292,6 @@ class Connection:
         if keys.is_low(status):
             await self._enqueue(KeysLow(one_time_prekeys=status.one_time_prekeys))
 
-    def _start(self, loop: Coroutine[Any, Any, None]) -> None:
-        self._tasks.append(asyncio.create_task(self._guard(loop)))
-
     async def _guard(self, loop: Awaitable[None]) -> None:
         """A crashed loop closes the connection (the client reconnects and resumes)."""
         try:
@@ -360,16 +356,6 @@ class Connection:
             return None
         return device
 
-    # ------------------------------------------------------------ reading
-
-    async def _read_loop(self) -> None:
-        # Idleness is checked by the node's sweep (Connections.sweep), not by a timeout
-        # on every receive: entering and leaving asyncio.timeout per frame measured 8 %
-        # of the server's CPU under load.
-        clock = self._loop.time
-        self._heard = self._polled = clock()
-        await self._read_frames(clock)
-
     def sweep(self, now: float, idle_s: float) -> None:
         """The node's periodic check: close a connection the client left silent for
         ``idle_s``; read the inbox of one that has not for CATCH_UP_POLL_S (in case a
@@ -383,7 +369,14 @@ class Connection:
             self._polled = now
             self._ring_pusher()
 
-    async def _read_frames(self, clock: Callable[[], float]) -> None:
+    # ------------------------------------------------------------ reading
+
+    async def _read_loop(self) -> None:
+        # Idleness is checked by the node's sweep (``sweep``), not by a timeout on every
+        # receive: entering and leaving asyncio.timeout per frame measured 8 % of the
+        # server's CPU under load.
+        clock = self._loop.time
+        self._heard = self._polled = clock()
         while not self._closing:
             if self._backlog() > WRITE_BUFFER_HIGH:
                 # A client that does not read its answers is not read from either.
@@ -435,7 +428,7 @@ class Connection:
             case Send():
                 self.s.node.limits.check_send(user, dev)  # rate.limited with retry_after_s
                 prepared = await self.s.delivery.prepare(user, dev, frame)
-                while self._unanswered is not None and len(self._unanswered) >= MAX_PENDING_SENDS:
+                while self._sends_full():
                     self._send_room.clear()
                     await self._send_room.wait()
                 # Submitted in arrival order, so commits keep the order of the sends.
@@ -556,7 +549,7 @@ class Connection:
 
     def _ring_pusher(self) -> None:
         """Have the pusher read the inbox: wake it, or start it if it is not running."""
-        self._doorbell.set()
+        self._rung = True
         if self._pushing is None and not self._ended:
             self._pushing = self._loop.create_task(self._guard(self._pusher()))
 
@@ -573,7 +566,7 @@ class Connection:
         user, dev = self.device.user, self.device.id
         window = self._window
         while True:
-            self._doorbell.clear()
+            self._rung = False
             while self._cursor - self._acked >= window:
                 self._acks_changed.clear()
                 await self._acks_changed.wait()
@@ -583,12 +576,12 @@ class Connection:
                 items = await self.s.delivery.inbox(user, dev, self._cursor, min(PUSH_BATCH, room))
             except StoreUnavailable:
                 await asyncio.sleep(STORE_RETRY_S)
-                self._doorbell.set()
+                self._rung = True
                 continue
             if not items:
                 self._reading = False
                 self._polled = self._loop.time()
-                if self._doorbell.is_set():  # rung while reading: look again
+                if self._rung:  # rung while reading: look again
                     continue
                 # A device that stays connected for months must not expire.
                 self.device = await self.s.accounts.keep_alive(self.device)
@@ -639,7 +632,7 @@ class Connection:
         assert self.device is not None
         user, dev = self.device.user, self.device.id
         delivery = self.s.delivery
-        if self._unanswered is not None and len(self._unanswered) >= MAX_PENDING_SENDS:
+        if self._sends_full():
             return False
         prepared = delivery.prepare_known_route(user, dev, frame)
         if prepared is None:
@@ -647,6 +640,9 @@ class Connection:
         self.s.node.limits.check_send(user, dev)  # rate.limited with retry_after_s
         self._queue_send((frame.id, prepared, delivery.submit(prepared)))
         return True
+
+    def _sends_full(self) -> bool:
+        return self._unanswered is not None and len(self._unanswered) >= MAX_PENDING_SENDS
 
     def _queue_send(self, pending: PendingSend) -> None:
         if self._unanswered is None:
@@ -663,6 +659,7 @@ class Connection:
         unanswered = self._unanswered
         while unanswered:  # None before the first send
             message_id, message, commit = unanswered[0]
+            result: SendResult | TaubeError
             if isinstance(commit, SendResult):
                 result = commit
             elif not commit.done():
@@ -671,20 +668,17 @@ class Connection:
                 try:
                     result = commit.result()
                 except TaubeError as exc:
-                    unanswered.popleft()
-                    self._buffer(encode_frame(error_frame(exc, message_id)))
-                    continue
+                    result = exc
                 except (StoreUnavailable, asyncio.CancelledError):
                     # Not stored: the client keeps it in its outbox and sends it again.
-                    unanswered.popleft()
-                    self._buffer(encode_frame(error_frame(UNAVAILABLE, message_id)))
-                    continue
+                    result = UNAVAILABLE
                 except Exception:
                     log.exception("commit failed peer=%s", self.peer)
-                    unanswered.popleft()
-                    self._buffer(encode_frame(error_frame(TaubeError("internal"), message_id)))
-                    continue
+                    result = TaubeError("internal")
             unanswered.popleft()
+            if isinstance(result, TaubeError):
+                self._buffer(encode_frame(error_frame(result, message_id)))
+                continue
             if message is not None:
                 self.s.delivery.committed(message, result)
             self._buffer(

@@ -5,7 +5,7 @@ loop, and ``asyncio.get_running_loop`` makes a ``getpid()`` system call each tim
 (CPython checks for a fork; 3.12 dropped it). In a ``py-spy --native`` profile at
 1,000 messages/s those calls were 15 % of the event loop's samples. A ``Wakeup`` is
 bound to its loop when made and never looks it up again. It is also smaller, which
-an idle connection (three of them) notices: an ``asyncio.Event`` carries a deque of
+an idle connection (two of them) notices: an ``asyncio.Event`` carries a deque of
 waiters, about 600 bytes.
 """
 
@@ -36,21 +36,12 @@ class Wakeup:
     def clear(self) -> None:
         self._flag = False
 
-    async def wait(self, at_most_s: float | None = None) -> bool:
-        """Until set (True) or, given ``at_most_s``, until that passed (False)."""
+    async def wait(self) -> None:
+        """Until set (at once if it is)."""
         if self._flag:
-            return True
+            return
         waiter = self._waiter = self._loop.create_future()
-        timer = None if at_most_s is None else self._loop.call_later(at_most_s, _expire, waiter)
         try:
             await waiter
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
-        return self._flag
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
