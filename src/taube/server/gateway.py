@@ -581,10 +581,10 @@ class Connection:
             if not items:
                 self._reading = False
                 self._polled = self._loop.time()
-                if self._rung:  # rung while reading: look again
-                    continue
                 # A device that stays connected for months must not expire.
                 self.device = await self.s.accounts.keep_alive(self.device)
+                if self._rung:  # rung while reading or during keep_alive: look again
+                    continue
                 return
             for item in items:
                 await self._enqueue(item)
