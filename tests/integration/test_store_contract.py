@@ -463,6 +463,74 @@ async def test_acks_sends_and_events_in_flight_together_stay_consistent(store: S
         assert receipt.ids == [f"old-{i}" for i in range(20)]
 
 
+async def test_streaming_acks_between_sends_ack_only_what_they_name(store: Store) -> None:
+    """A gateway's streaming acks (``submit_ack``: nobody awaits them; one in flight
+    per device) queued among new sends: each ack takes exactly its items and makes
+    their receipts; the new messages stay in the inbox with the next seqs."""
+    for handle in ("alice", "bob", "carol"):
+        await user(store, handle)
+    for i in range(5):
+        await store.commit_message(message("alice", f"old-{i}", [("bob", 1), ("carol", 1)]))
+    by_bob = store.submit_ack("bob", 1, 3, 10)
+    sends = [store.submit_message(message("alice", f"new-{i}", [("bob", 1)])) for i in range(3)]
+    by_carol = store.submit_ack("carol", 1, 5, 11)
+    done = await asyncio.gather(by_bob, *sends, by_carol)
+    acked_bob, acked_carol = done[0], done[-1]
+    assert [r.appended for r in done[1:-1]] == [[(("bob", 1), seq)] for seq in (6, 7, 8)]
+    assert (acked_bob.acked_seq, acked_carol.acked_seq) == (3, 5)
+    ((_, receipt_bob),) = acked_bob.appended
+    ((_, receipt_carol),) = acked_carol.appended
+    assert isinstance(receipt_bob, Receipt)
+    assert isinstance(receipt_carol, Receipt)
+    assert (receipt_bob.by, receipt_bob.ids) == ("bob", ["old-0", "old-1", "old-2"])
+    assert (receipt_carol.by, receipt_carol.ids) == ("carol", [f"old-{i}" for i in range(5)])
+    assert [i.seq for i in await store.read_inbox("bob", 1, 0, 10)] == [4, 5, 6, 7, 8]
+    assert await store.read_inbox("carol", 1, 0, 10) == []
+    assert len(await store.read_inbox("alice", 1, 0, 10)) == 2
+
+
+async def test_a_streaming_ack_alone_is_committed(store: Store) -> None:
+    """No other write comes along: the ack still commits by itself, soon."""
+    await user(store, "alice")
+    await user(store, "bob")
+    await store.commit_message(message("alice", "m", [("bob", 1)]))
+    result = await asyncio.wait_for(store.submit_ack("bob", 1, 1, 10), 10 * UNIT_S)
+    assert result.acked_seq == 1
+    assert await store.read_inbox("bob", 1, 0, 10) == []
+
+
+async def test_sqlite_streaming_acks_share_the_next_sends_transaction(tmp_path: Path) -> None:
+    """At a steady trickle, a message would otherwise cost three transactions (its
+    send, the recipient's ack, the sender's ack of the receipt): streaming acks wait
+    for the next send's batch, and a batch writes its acks and its messages with one
+    statement per table, however they were interleaved."""
+    for opened in (
+        await open_sqlite_inline(tmp_path / "inline"),
+        await open_sqlite(tmp_path / "thread"),
+    ):
+        store = opened
+        assert isinstance(store, SqliteStore)
+        for handle in ("alice", "bob", "carol"):
+            await user(store, handle)
+        for i in range(4):
+            await store.commit_message(message("alice", f"old-{i}", [("bob", 1), ("carol", 1)]))
+        statements: list[str] = []
+        assert store._wconn is not None
+        store._wconn.set_trace_callback(statements.append)
+        futures: list[asyncio.Future[object]] = []
+        for i in range(4):  # interleaved, as two busy connections would queue them
+            futures.append(store.submit_ack("bob" if i % 2 else "carol", 1, i + 1, 10))
+            futures.append(store.submit_message(message("alice", f"new-{i}", [("bob", 1)])))
+        await asyncio.gather(*futures)
+        store._wconn.set_trace_callback(None)
+        assert statements.count("COMMIT") == 1
+        deletes = [s for s in statements if s.startswith("WITH a(u, d, s)")]
+        inbox_inserts = [s for s in statements if s.startswith("INSERT INTO inbox")]
+        assert len(deletes) == 1  # four acks, one statement
+        assert len(inbox_inserts) == 2  # the four messages' rows, the four receipts
+        await store.close()
+
+
 # ---------------------------------------------------------------- PostgreSQL only
 
 

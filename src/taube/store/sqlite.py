@@ -102,6 +102,11 @@ INSERT_INBOX_MESSAGES = (
 INSERT_INBOX_EXTRAS = "INSERT INTO inbox (user, device, seq, kind, data)"
 MAX_ROWS_PER_INSERT = 128
 WRITER_CACHE_USERS = 100_000
+LAZY_WRITE_S = 0.01
+"""How long a streaming ack may wait for a send to share its transaction. At a steady
+trickle of traffic a message otherwise cost three transactions (the send, the
+recipient's ack, the sender's ack of the receipt); a transaction's fixed cost is tens
+of microseconds on a small VM. A "delivered" tick shown 10 ms later is not seen."""
 
 
 def _chunks(total: int) -> list[tuple[int, int]]:
@@ -147,6 +152,34 @@ def insert_rows(c: sqlite3.Connection, head: str, width: int, flat: list[Any]) -
         c.execute(_values_sql(head, width, rows), flat[start * width : (start + rows) * width])
 
 
+QueuedWrite = tuple[WriteOp, asyncio.Future[Any]]
+
+
+def _grouped(batch: list[QueuedWrite]) -> list[QueuedWrite]:
+    """The batch with its acks, then its messages, together between other writes, so
+    that each kind is written with one statement per table (``_runs``). Acks commute
+    with the messages of their batch: a device acks only items it was sent, which were
+    committed by an earlier batch. Other writes keep their place, and each kind keeps
+    its order."""
+    out: list[QueuedWrite] = []
+    acks: list[QueuedWrite] = []
+    messages: list[QueuedWrite] = []
+    for entry in batch:
+        op = entry[0]
+        if isinstance(op, _AckOp):
+            acks.append(entry)
+        elif isinstance(op, NewMessage):
+            messages.append(entry)
+        else:
+            out += acks
+            out += messages
+            out.append(entry)
+            acks, messages = [], []
+    out += acks
+    out += messages
+    return out
+
+
 class _HasDuplicates(Exception):
     """A bulk commit met a known message id; the batch falls back to one by one."""
 
@@ -178,7 +211,7 @@ class SqliteStore(Store):
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="taube-sqlite-read")
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
-        self._queue: list[tuple[WriteOp, asyncio.Future[Any]]] = []
+        self._queue: list[QueuedWrite] = []
         # Writer-thread state: next seq per device (None: revoked or unknown), the
         # counters changed in this transaction, and the undo journal of the current write.
         self._next_seq: dict[DeviceKey, int | None] = {}
@@ -192,6 +225,7 @@ class SqliteStore(Store):
         self._blocked: dict[str, frozenset[str]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._inline_scheduled = False
+        self._lazy_flush: asyncio.TimerHandle | None = None
         # Looked up once: on Python 3.11 each asyncio.get_running_loop() is a getpid()
         # system call (see server/wakeup.py), and every write would make one.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -253,12 +287,18 @@ class SqliteStore(Store):
         assert self._loop is not None
         return await self._loop.run_in_executor(self._reader, fn, conn)
 
-    def _submit(self, op: WriteOp) -> asyncio.Future[Any]:
+    def _submit(self, op: WriteOp, *, lazy: bool = False) -> asyncio.Future[Any]:
+        """Queue a write for the next batch. A ``lazy`` write (a device's streaming ack)
+        may wait up to LAZY_WRITE_S for other writes to share its transaction; any
+        other write starts the batch at once and takes the lazy ones along."""
         loop = self._loop
         assert loop is not None, "store not open"
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((op, future))
-        if self._threaded:
+        if lazy:
+            if self._lazy_flush is None and self._flusher is None and not self._inline_scheduled:
+                self._lazy_flush = loop.call_later(LAZY_WRITE_S, self._flush_lazy)
+        elif self._threaded:
             if self._flusher is None:
                 self._flusher = loop.create_task(self._flush())
         elif not self._inline_scheduled:
@@ -270,6 +310,17 @@ class SqliteStore(Store):
             loop.call_soon(loop.call_soon, self._flush_inline)
         return future
 
+    def _flush_lazy(self) -> None:
+        """LAZY_WRITE_S after a lazy write, no other write has flushed it: run it now."""
+        self._lazy_flush = None
+        if not self._queue or self._inline_scheduled or self._flusher is not None:
+            return  # taken already, or about to be
+        if self._threaded:
+            assert self._loop is not None
+            self._flusher = self._loop.create_task(self._flush())
+        else:
+            self._flush_inline()
+
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         result: T = await self._submit(fn)
         return result
@@ -277,7 +328,8 @@ class SqliteStore(Store):
     def _flush_inline(self) -> None:
         """Run the queued writes on the event loop (synchronous=NORMAL or OFF)."""
         self._inline_scheduled = False
-        batch, self._queue = self._queue, []
+        self._cancel_lazy_flush()
+        batch, self._queue = _grouped(self._queue), []
         if batch:
             self._settle(batch, self._run_batch_or_fail(batch))
 
@@ -287,7 +339,8 @@ class SqliteStore(Store):
         assert loop is not None
         try:
             while self._queue:
-                batch, self._queue = self._queue, []
+                self._cancel_lazy_flush()
+                batch, self._queue = _grouped(self._queue), []
                 try:
                     outcomes = await loop.run_in_executor(self._writer, self._run_batch, batch)
                 except Exception as exc:  # the COMMIT itself failed: nothing is durable
@@ -296,18 +349,19 @@ class SqliteStore(Store):
         finally:
             self._flusher = None
 
-    def _run_batch_or_fail(
-        self, batch: list[tuple[WriteOp, asyncio.Future[Any]]]
-    ) -> list[tuple[bool, Any]]:
+    def _cancel_lazy_flush(self) -> None:
+        if self._lazy_flush is not None:
+            self._lazy_flush.cancel()
+            self._lazy_flush = None
+
+    def _run_batch_or_fail(self, batch: list[QueuedWrite]) -> list[tuple[bool, Any]]:
         try:
             return self._run_batch(batch)
         except Exception as exc:  # the COMMIT itself failed: nothing is durable
             return [(False, exc)] * len(batch)
 
     @staticmethod
-    def _settle(
-        batch: list[tuple[WriteOp, asyncio.Future[Any]]], outcomes: list[tuple[bool, Any]]
-    ) -> None:
+    def _settle(batch: list[QueuedWrite], outcomes: list[tuple[bool, Any]]) -> None:
         for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
             if future.done():
                 continue
@@ -316,9 +370,7 @@ class SqliteStore(Store):
             else:
                 future.set_exception(value)
 
-    def _run_batch(
-        self, batch: list[tuple[WriteOp, asyncio.Future[Any]]]
-    ) -> list[tuple[bool, Any]]:
+    def _run_batch(self, batch: list[QueuedWrite]) -> list[tuple[bool, Any]]:
         """Commit a batch in one transaction. Optimistically first: every write runs
         plainly (no SAVEPOINT per write, which measured a tenth of the store's time at
         fixed rates); if one of them fails, the transaction is rolled back and the batch
@@ -794,15 +846,25 @@ class SqliteStore(Store):
     def _append_extra(
         self, c: sqlite3.Connection, items: Sequence[tuple[DeviceKey, Receipt | GroupEvent]]
     ) -> Appended:
-        appended: Appended = []
         rows: list[Any] = []
+        appended = self._stage_extra(c, items, rows)
+        insert_rows(c, INSERT_INBOX_EXTRAS, 5, rows)
+        return appended
+
+    def _stage_extra(
+        self,
+        c: sqlite3.Connection,
+        items: Sequence[tuple[DeviceKey, Receipt | GroupEvent]],
+        rows: list[Any],
+    ) -> Appended:
+        """Allocate each item's seq and add its inbox row's values to ``rows``."""
+        appended: Appended = []
         for key, item in items:
             seq = self._allocate(c, key)
             if seq is None:
                 continue
             rows += (key[0], key[1], seq, extra_kind(item), encode_extra(item))
             appended.append((key, msgspec.structs.replace(item, seq=seq)))
-        insert_rows(c, INSERT_INBOX_EXTRAS, 5, rows)
         return appended
 
     async def append_items(
@@ -828,13 +890,16 @@ class SqliteStore(Store):
         ]
 
     async def ack(self, user: str, device: int, upto_seq: int, now_ms: int) -> AckResult:
-        result: AckResult = await self.submit_ack(user, device, upto_seq, now_ms)
+        result: AckResult = await self._submit(_AckOp(user, device, upto_seq, now_ms))
         return result
 
     def submit_ack(
         self, user: str, device: int, upto_seq: int, now_ms: int
     ) -> asyncio.Future[AckResult]:
-        return self._submit(_AckOp(user, device, upto_seq, now_ms))
+        # Lazy: nobody waits for a streaming ack (its receipts may come a few
+        # milliseconds later), and at a steady trickle it shares the next send's
+        # transaction instead of paying for one of its own.
+        return self._submit(_AckOp(user, device, upto_seq, now_ms), lazy=True)
 
     def _ack_many(self, c: sqlite3.Connection, acks: list[_AckOp]) -> list[AckResult]:
         """Acks in one DELETE per chunk (a group message is acked by every member),
@@ -855,9 +920,11 @@ class SqliteStore(Store):
             for user, device, *row in c.execute(_ack_sql(count), chunk):
                 rows.setdefault((user, device), []).append(tuple(row))
         results = []
+        receipt_rows: list[Any] = []  # every ack's receipts in one INSERT per chunk
         for ack, upto in zip(acks, uptos, strict=True):
             acked = rows.pop((ack.user, ack.device), [])
-            results.append(AckResult(upto, self._delivered(c, ack, acked)))
+            results.append(AckResult(upto, self._delivered(c, ack, acked, receipt_rows)))
+        insert_rows(c, INSERT_INBOX_EXTRAS, 5, receipt_rows)
         return results
 
     def _delivered(
@@ -865,8 +932,10 @@ class SqliteStore(Store):
         c: sqlite3.Connection,
         ack: _AckOp,
         acked: list[tuple[int, int, str | None, str | None, str | None]],
+        rows: list[Any],
     ) -> Appended:
-        """Append the delivered receipts for the rows an ack removed."""
+        """Stage the delivered receipts for the rows an ack removed (their inbox rows'
+        values go to ``rows``)."""
         if not acked:
             return []
         receipts: list[tuple[DeviceKey, Receipt | GroupEvent]] = []
@@ -875,7 +944,7 @@ class SqliteStore(Store):
             blocked = self._blocked_by(c, ack.user)
         for sender, receipt in delivered_receipts(acked, ack.user, ack.device, ack.now_ms, blocked):
             receipts.extend(((sender, d), receipt) for d in self._active_device_ids(c, sender))
-        return self._append_extra(c, receipts)
+        return self._stage_extra(c, receipts, rows)
 
     def _blocked_by(self, c: sqlite3.Connection, user: str) -> frozenset[str]:
         found = self._blocked.get(user)
