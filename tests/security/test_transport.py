@@ -370,6 +370,44 @@ async def test_idle_websocket_closes_but_pinging_one_stays(tmp_path: Path) -> No
         server.stop()
 
 
+async def test_a_client_that_answers_no_ping_is_dropped(tmp_path: Path) -> None:
+    """The node pings a silent connection every ``heartbeat_s`` and drops one that
+    does not answer within half of it (a peer gone without closing), long before the
+    idle timeout; a client that answers stays."""
+    server = ServerProcess(
+        tmp_path / "s", settings={"limits": {"idle_timeout_s": 60}, "server": {"heartbeat_s": 0.5}}
+    ).start()
+    try:
+        async with aiohttp.ClientSession() as s:
+            alice = await register(s, server.url, "alice")
+            answering = await connect(s, server.ws_url, alice.token)
+            # aiohttp answers Pings while it reads: this one reads until its Pong comes.
+            answered = asyncio.create_task(answering.until(Pong, timeout=30 * UNIT_S))
+            mute = await s.ws_connect(server.ws_url, autoping=False)
+            await mute.send_str(encode_frame(Auth(token=alice.token, last_seq=0)).decode())
+            started = time.monotonic()
+            pinged = False
+            while True:
+                msg = await mute.receive(timeout=10 * UNIT_S)
+                if msg.type is aiohttp.WSMsgType.PING:
+                    pinged = True
+                    continue
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    continue  # ready
+                break
+            assert pinged
+            assert msg.type is aiohttp.WSMsgType.CLOSED
+            assert mute.close_code == 1006  # cut, no close frame
+            assert time.monotonic() - started < 5 * UNIT_S
+            assert not answering.ws.closed
+            await answering.send_frame(Ping(ref="still-here"))
+            pong = await answered
+            assert pong.ref == "still-here"
+            await answering.ws.close()
+    finally:
+        server.stop()
+
+
 def _open_from(source: str, port: int) -> socket.socket:
     sock = socket.socket()
     sock.bind((source, 0))

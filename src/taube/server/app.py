@@ -259,7 +259,9 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
         await services.notices.start()
         await services.status.start()
         retention = asyncio.create_task(purge_old_messages(services))
-        sweeper = asyncio.create_task(connections.sweep_forever(config.idle_timeout_s))
+        sweeper = asyncio.create_task(
+            connections.sweep_forever(config.idle_timeout_s, config.heartbeat_s)
+        )
         log.info(
             "node %s: store %s, bus %s",
             config.node_name,

@@ -28,6 +28,9 @@ def text_frame(payload: bytes) -> bytes:
 
 _CLOSE_FIN = 0x88
 
+PING_FRAME = bytes((0x89, 0))
+"""A final, unmasked Ping with no payload (RFC 6455 5.5.2): the node's heartbeat."""
+
 
 def close_frame(code: int, reason: str) -> bytes:
     """A final, unmasked close frame (RFC 6455 5.5.1): the code, then a short reason."""

@@ -63,7 +63,8 @@ from taube.protocol.frames import (
     encode_frame,
 )
 from taube.protocol.ids import normalize_handle
-from taube.server.framing import close_frame, text_frame
+from taube.server.admission import Admission
+from taube.server.framing import PING_FRAME, close_frame, text_frame
 from taube.server.services import Services
 from taube.server.transport import EDGE, FrameRate, client_ip, origin_allowed
 from taube.server.wakeup import Wakeup
@@ -147,17 +148,19 @@ class Connection:
         "_ack_target",
         "_acked",
         "_acks_changed",
+        "_admission",
         "_closing",
         "_cursor",
         "_ended",
         "_flush_soon",
-        "_handshake_done",
         "_heard",
         "_loop",
         "_max_outbound",
         "_outbuf",
         "_outbuf_bytes",
+        "_pinged",
         "_polled",
+        "_ponged",
         "_pushing",
         "_rate",
         "_reading",
@@ -186,10 +189,12 @@ class Connection:
         peer: str,
         transport: asyncio.Transport | None = None,
         drain: Callable[[], Awaitable[None]] | None = None,
-        handshake_done: Callable[[], None] = lambda: None,
+        admission: Admission | None = None,
     ) -> None:
         self.ws = ws
-        self._handshake_done = handshake_done
+        # Told once when the handshake is over (authenticated or not), so that the
+        # node's count of connections still authenticating stays right.
+        self._admission = admission
         self.transport = transport
         self.drain = drain or _no_drain
         self.s = services
@@ -225,6 +230,9 @@ class Connection:
         # Loop times of the client's last frame or ping and of the pusher's last look at
         # the inbox (the node's sweep reads both, from the moment the socket is open).
         self._heard = self._polled = self._loop.time()
+        # Loop times of the node's last Ping to this client and of the client's last
+        # Pong (0: none yet); the sweep pings a silent client and drops a mute one.
+        self._pinged = self._ponged = 0.0
         self._timed_out = False
         self.hears_notices = False
         """Set in the same step that queued ``ready`` and the current notices: from then
@@ -234,7 +242,7 @@ class Connection:
 
     async def run(self) -> None:
         device = await self._authenticate()
-        self._handshake_done()
+        self.handshake_done()
         if device is None:
             return
         self.device = device
@@ -278,6 +286,12 @@ class Connection:
                 await sub.cancel()
             await presence.disconnected(user)
             log.info("disconnected user=%s device=%d", user, dev)
+
+    def handshake_done(self) -> None:
+        """Tell admission control this connection is past its handshake (once)."""
+        if self._admission is not None:
+            admission, self._admission = self._admission, None
+            admission.handshake_done()
 
     async def _keys_low_after_ready(self, user: str, dev: int) -> None:
         """Tell a device that runs low on one-time prekeys, right after ``ready``
@@ -356,18 +370,45 @@ class Connection:
             return None
         return device
 
-    def sweep(self, now: float, idle_s: float) -> None:
+    def sweep(self, now: float, idle_s: float, heartbeat_s: float) -> None:
         """The node's periodic check: close a connection the client left silent for
-        ``idle_s``; read the inbox of one that has not for CATCH_UP_POLL_S (in case a
-        doorbell was lost)."""
+        ``idle_s``; ping one silent for ``heartbeat_s`` and drop it if that Ping is not
+        answered within half of it (a peer gone without closing); read the inbox of one
+        that has not for CATCH_UP_POLL_S (in case a doorbell was lost). One sweep per
+        node instead of aiohttp's heartbeat timer per connection (~0.5 KiB each, and a
+        reschedule on every frame received)."""
         if self.device is None or self._closing or self._ended or self._timed_out:
             return
         if now - self._heard >= idle_s:
             self._timed_out = True
             self._tasks.append(self._loop.create_task(self._fatal(TaubeError("conn.idle"))))
-        elif now - self._polled >= CATCH_UP_POLL_S:
+            return
+        heard, pinged = max(self._heard, self._ponged), self._pinged
+        if pinged and heard < pinged:  # the last Ping is still unanswered
+            if now - pinged >= heartbeat_s / 2:
+                self._drop_unresponsive()
+                return
+        elif now - heard >= heartbeat_s:
+            self._ping(now)
+        if now - self._polled >= CATCH_UP_POLL_S:
             self._polled = now
             self._ring_pusher()
+
+    def _ping(self, now: float) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            self._flush()  # after what is queued: a control frame never splits a message
+            transport.write(PING_FRAME)
+            self._pinged = now
+
+    def _drop_unresponsive(self) -> None:
+        """No Pong in time: the peer is gone (a dead link, a sleeping laptop). Cut the
+        socket (the client sees 1006 if it ever does); the read loop ends on it."""
+        self._closing = True
+        device = self.device.id if self.device else None
+        log.info("no pong, dropped peer=%s device=%s", self.peer, device)
+        if self.transport is not None:
+            self.transport.abort()
 
     # ------------------------------------------------------------ reading
 
@@ -383,6 +424,7 @@ class Connection:
                 await self._make_room()
             msg = await self.ws.receive()
             if msg.type is WSMsgType.PONG:  # answers to our pings are no sign of use
+                self._ponged = clock()
                 continue
             self._heard = clock()
             if msg.type is WSMsgType.PING:  # the client's heartbeat (autoping is off)
@@ -723,10 +765,17 @@ class Connection:
             self._forward(subject, data)
 
 
+def _is_upgrade(request: web.Request) -> bool:
+    # A function of its own, so that the probe is gone before the connection starts:
+    # held by the handler's frame it cost every connection a second response object.
+    return web.WebSocketResponse().can_prepare(request).ok
+
+
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    """One frame for the whole life of the connection (every suspended coroutine in
+    its chain is kept by each idle connection)."""
     services: Services = request.app[SERVICES]
-    probe = web.WebSocketResponse()
-    if not probe.can_prepare(request).ok:
+    if not _is_upgrade(request):
         raise TaubeError("request.invalid", "This route needs a WebSocket upgrade.")
     # A browser page may only connect to its own server (or an allowed origin): without
     # this check any web site could open a socket here with the visitor's address.
@@ -743,55 +792,43 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         wait = node.admission.admit_session()
         if wait:
             raise TaubeError("server.overloaded", retry_after_s=wait)
-        done = False
-
-        def handshake_done() -> None:
-            nonlocal done
-            if not done:
-                done = True
-                node.admission.handshake_done()
-
+        connection: Connection | None = None
         try:
-            return await _serve_websocket(request, services, handshake_done)
-        finally:
-            handshake_done()
+            ws = web.WebSocketResponse(
+                max_msg_size=config.max_frame_bytes,
+                # No heartbeat timer per connection: the node's sweep pings silent
+                # clients and drops those that do not answer (Connection.sweep).
+                heartbeat=None,
+                # Pings are answered by the read loop: only the client's own count as use.
+                autoping=False,
+                # Payloads are opaque (soon ciphertext): deflate would cost CPU on every
+                # frame for almost no gain, and framing.py writes uncompressed frames.
+                compress=False,
+                # Text frames reach msgspec as bytes: it checks the UTF-8 while it
+                # decodes, so decoding them to str first would be a second pass.
+                decode_text=False,
+            )
+            await ws.prepare(request)
+            connection = Connection(
+                ws, services, ip, request.transport, request.writer.drain, node.admission
+            )
+            open_connections = request.app[CONNECTIONS].open
+            open_connections.add(connection)
+            try:
+                await connection.run()
+            finally:
+                open_connections.discard(connection)
+                if not ws.closed:
+                    await ws.close()
+            return ws
+        finally:  # admitted: the handshake is over now if it was not before
+            if connection is None:
+                node.admission.handshake_done()
+            else:
+                connection.handshake_done()
     finally:
         if edge is not None:
             edge.websockets.release(ip)
-
-
-async def _serve_websocket(
-    request: web.Request, services: Services, handshake_done: Callable[[], None]
-) -> web.StreamResponse:
-    ws = web.WebSocketResponse(
-        max_msg_size=services.config.max_frame_bytes,
-        heartbeat=services.config.heartbeat_s,
-        # Pings are answered by the read loop: only the client's own count as use.
-        autoping=False,
-        # Payloads are opaque (soon ciphertext): deflate would cost CPU on every frame
-        # for almost no gain, and framing.py writes uncompressed frames.
-        compress=False,
-        # Text frames reach msgspec as bytes: it checks the UTF-8 while it decodes,
-        # so decoding them to str first would be a second pass over every frame.
-        decode_text=False,
-    )
-    await ws.prepare(request)
-    connection = Connection(
-        ws,
-        services,
-        client_ip(request),
-        request.transport,
-        request.writer.drain,
-        handshake_done,
-    )
-    request.app[CONNECTIONS].open.add(connection)
-    try:
-        await connection.run()
-    finally:
-        request.app[CONNECTIONS].open.discard(connection)
-        if not ws.closed:
-            await ws.close()
-    return ws
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services")
@@ -805,15 +842,16 @@ class Connections:
         self.open: set[Connection] = set()
         self._catching_up: asyncio.Task[None] | None = None
 
-    async def sweep_forever(self, idle_timeout_s: float) -> None:
-        """Every SWEEP_S (or a quarter of the idle timeout), ``sweep`` each connection."""
+    async def sweep_forever(self, idle_timeout_s: float, heartbeat_s: float) -> None:
+        """Every SWEEP_S (or a quarter of the idle timeout or of the heartbeat, when
+        shorter), ``sweep`` each connection."""
         loop = asyncio.get_running_loop()
-        every = min(SWEEP_S, idle_timeout_s / 4)
+        every = min(SWEEP_S, idle_timeout_s / 4, heartbeat_s / 4)
         while True:
             await asyncio.sleep(every)
             now = loop.time()
             for connection in list(self.open):
-                connection.sweep(now, idle_timeout_s)
+                connection.sweep(now, idle_timeout_s, heartbeat_s)
 
     def catch_up(self) -> None:
         """The bus was away: doorbells for this node's devices may have been lost
