@@ -308,7 +308,8 @@ class Client:
         with contextlib.suppress(Exception):
             # Commit what is due while the socket may still be open, so the
             # server learns the ack (and senders get "delivered") right away.
-            await asyncio.wait_for(self._persist_once(), timeout=5)
+            async with asyncio.timeout(5):
+                await self._persist_once()
         if self._status_task is not None:
             self._tasks.append(self._status_task)
             self._status_task = None
@@ -1246,8 +1247,12 @@ class Client:
                 due = None
             wait = 30.0 if due is None else min(30.0, max(0.0, (due - now) / 1000) + 0.01)
             self._expiry_changed.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns normally when
+            # the task is cancelled just as the event is set, and this loop then went on
+            # for ever while close() waited for it (a hang seen in the test suite).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._expiry_changed.wait(), timeout=wait)
+                async with asyncio.timeout(wait):
+                    await self._expiry_changed.wait()
 
     async def _persist_loop(self) -> None:
         while True:
