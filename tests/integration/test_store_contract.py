@@ -531,6 +531,37 @@ async def test_sqlite_streaming_acks_share_the_next_sends_transaction(tmp_path: 
         await store.close()
 
 
+async def test_sqlite_wal_starts_over_under_a_stream_of_writes(tmp_path: Path) -> None:
+    """With writes on the event loop, SQLite's auto-checkpoint is off (it stalled every
+    connection inside a COMMIT); a thread checkpoints instead, and the writer copies
+    what that left. The WAL then starts over while writes keep coming: after a
+    stream, the frames in it are those of the last write, not of the whole stream."""
+    store = await open_sqlite_inline(tmp_path)
+    assert isinstance(store, SqliteStore)
+    recipients = [f"b{i}" for i in range(20)]
+    for handle in ("alice", *recipients):
+        await user(store, handle)
+    started, batches = time.monotonic(), 0
+    while time.monotonic() - started < 0.5:
+        await asyncio.gather(
+            *[
+                store.submit_message(message("alice", f"m{batches}-{k}", [(recipients[k], 1)]))
+                for k in range(4)
+            ]
+        )
+        batches += 1
+    await asyncio.sleep(3 * sqlite_store.CHECKPOINT_EVERY_S)  # the thread's checkpoint ends
+    await store.commit_message(message("alice", "last-but-one", [("b0", 1)]))  # copies the rest
+    await store.commit_message(message("alice", "last", [("b1", 1)]))  # the WAL starts over
+    with sqlite3.connect(tmp_path / "taube.db") as conn:
+        busy, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0
+    assert batches > 100
+    assert frames < 50, f"{frames} frames in the WAL after {batches} batches"
+    assert len(await store.read_inbox("b1", 1, 0, 100_000)) == batches + 1
+    await store.close()
+
+
 # ---------------------------------------------------------------- PostgreSQL only
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -100,8 +101,15 @@ INSERT_INBOX_MESSAGES = (
     "INSERT INTO inbox (user, device, seq, kind, sender, msg_id, conversation, payload)"
 )
 INSERT_INBOX_EXTRAS = "INSERT INTO inbox (user, device, seq, kind, data)"
+log = logging.getLogger(__name__)
+
 MAX_ROWS_PER_INSERT = 128
 WRITER_CACHE_USERS = 100_000
+CHECKPOINT_EVERY_S = 0.1
+"""While writes come, the WAL is checkpointed this often by a thread of its own (see
+``_checkpoint_soon``), instead of by SQLite's auto-checkpoint inside a COMMIT on the
+event loop, which stalled every connection for the time of copying the pages and
+two fsyncs (the flush p99 at 5,000 messages/s measured 4 ms with it, 1.2 ms without)."""
 LAZY_WRITE_S = 0.01
 """How long a streaming ack may wait for a send to share its transaction. At a steady
 trickle of traffic a message otherwise cost three transactions (the send, the
@@ -208,6 +216,11 @@ class SqliteStore(Store):
             synchronous.upper() not in {"OFF", "NORMAL"} if threaded is None else threaded
         )
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="taube-sqlite-write")
+        self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="taube-sqlite-checkpoint")
+        self._cconn: sqlite3.Connection | None = None
+        self._checkpoint_at = 0.0  # loop time of the last background checkpoint's start
+        self._checkpointing = False
+        self._finish_checkpoint = False
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="taube-sqlite-read")
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
@@ -254,6 +267,8 @@ class SqliteStore(Store):
                 continue
             # executescript commits, so each migration and its version bump are one script.
             conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version={version};\nCOMMIT;")
+        if not self._threaded:  # checkpoints off the event loop (``_checkpoint_soon``)
+            conn.execute("PRAGMA wal_autocheckpoint=0")
         return conn
 
     async def open(self) -> None:
@@ -261,13 +276,18 @@ class SqliteStore(Store):
         loop = self._loop = asyncio.get_running_loop()
         self._wconn = await loop.run_in_executor(self._writer, self._open_writer)
         self._rconn = await loop.run_in_executor(self._reader, self._connect)
+        if not self._threaded:
+            self._cconn = await loop.run_in_executor(self._checkpointer, self._connect)
 
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
         self._flush_inline()  # writes queued for the next turn of the loop still count
         loop = asyncio.get_running_loop()
-        if self._wconn is not None:
+        if self._cconn is not None:  # waits for a checkpoint under way
+            await loop.run_in_executor(self._checkpointer, self._cconn.close)
+        self._checkpointer.shutdown()
+        if self._wconn is not None:  # the last connection: SQLite checkpoints the WAL
             await loop.run_in_executor(self._writer, self._wconn.close)
         if self._rconn is not None:
             await loop.run_in_executor(self._reader, self._rconn.close)
@@ -332,6 +352,43 @@ class SqliteStore(Store):
         batch, self._queue = _grouped(self._queue), []
         if batch:
             self._settle(batch, self._run_batch_or_fail(batch))
+            self._checkpoint_soon()
+
+    def _checkpoint_soon(self) -> None:
+        """Checkpoint the WAL in the background (at most every CHECKPOINT_EVERY_S while
+        writes come). A checkpoint running beside the writer cannot copy the frames
+        written meanwhile, and SQLite starts the WAL over only once every frame is
+        copied: so after each background checkpoint, the writer copies the few frames
+        left right after its next COMMIT (``_finish_checkpoint``), and the WAL stays
+        small."""
+        loop = self._loop
+        if self._cconn is None or self._checkpointing or loop is None:
+            return
+        if self._finish_checkpoint and self._wconn is not None:
+            self._finish_checkpoint = False
+            try:
+                self._checkpoint_passive(self._wconn)
+            except sqlite3.Error as exc:  # the data is committed; the WAL waits longer
+                log.warning("checkpoint failed: %s", exc)
+        now = loop.time()
+        if now - self._checkpoint_at < CHECKPOINT_EVERY_S:
+            return
+        self._checkpoint_at, self._checkpointing = now, True
+        done = loop.run_in_executor(self._checkpointer, self._checkpoint_passive, self._cconn)
+        done.add_done_callback(self._checkpointed)
+
+    @staticmethod
+    def _checkpoint_passive(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _checkpointed(self, done: asyncio.Future[None]) -> None:
+        self._checkpointing = False
+        if done.cancelled():
+            return
+        if done.exception() is not None:
+            log.warning("background checkpoint failed: %s", done.exception())
+            return
+        self._finish_checkpoint = True  # the writer copies the rest after its next batch
 
     async def _flush(self) -> None:
         """Run the queued writes on the writer thread (an fsync per COMMIT)."""
