@@ -164,6 +164,7 @@ class Connection:
         "_pushing",
         "_rate",
         "_reading",
+        "_receiving",
         "_rung",
         "_send_room",
         "_side_tasks",
@@ -233,6 +234,7 @@ class Connection:
         # Loop times of the node's last Ping to this client and of the client's last
         # Pong (0: none yet); the sweep pings a silent client and drops a mute one.
         self._pinged = self._ponged = 0.0
+        self._receiving = False  # the read loop waits in ws.receive()
         self._timed_out = False
         self.hears_notices = False
         """Set in the same step that queued ``ready`` and the current notices: from then
@@ -385,7 +387,10 @@ class Connection:
             return
         heard, pinged = max(self._heard, self._ponged), self._pinged
         if pinged and heard < pinged:  # the last Ping is still unanswered
-            if now - pinged >= heartbeat_s / 2:
+            # Only while the read loop waits for frames (a Pong may sit unread behind
+            # a send waiting for room) and the peer took everything we sent (else the
+            # Ping is queued behind it: the slow-reader bound is the one that applies).
+            if now - pinged >= heartbeat_s / 2 and self._receiving and not self._backlog():
                 self._drop_unresponsive()
                 return
         elif now - heard >= heartbeat_s:
@@ -422,7 +427,9 @@ class Connection:
             if self._backlog() > WRITE_BUFFER_HIGH:
                 # A client that does not read its answers is not read from either.
                 await self._make_room()
+            self._receiving = True
             msg = await self.ws.receive()
+            self._receiving = False
             if msg.type is WSMsgType.PONG:  # answers to our pings are no sign of use
                 self._ponged = clock()
                 continue

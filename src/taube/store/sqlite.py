@@ -280,14 +280,21 @@ class SqliteStore(Store):
             self._cconn = await loop.run_in_executor(self._checkpointer, self._connect)
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
-        self._flush_inline()  # writes queued for the next turn of the loop still count
+        # Writes queued for a later turn of the loop (or a lazy ack's timer) still count.
+        self._cancel_lazy_flush()
         loop = asyncio.get_running_loop()
-        if self._cconn is not None:  # waits for a checkpoint under way
-            await loop.run_in_executor(self._checkpointer, self._cconn.close)
+        if self._threaded:  # on the writer thread, never beside it on the loop
+            while self._flusher is not None or self._queue:
+                if self._flusher is None:
+                    self._flusher = loop.create_task(self._flush())
+                await asyncio.shield(self._flusher)
+        else:
+            self._flush_inline()
+        cconn, self._cconn = self._cconn, None  # no checkpoint is started after this
+        if cconn is not None:  # waits for a checkpoint under way
+            await loop.run_in_executor(self._checkpointer, cconn.close)
         self._checkpointer.shutdown()
-        if self._wconn is not None:  # the last connection: SQLite checkpoints the WAL
+        if self._wconn is not None:
             await loop.run_in_executor(self._writer, self._wconn.close)
         if self._rconn is not None:
             await loop.run_in_executor(self._reader, self._rconn.close)
@@ -365,6 +372,8 @@ class SqliteStore(Store):
         if self._cconn is None or self._checkpointing or loop is None:
             return
         if self._finish_checkpoint and self._wconn is not None:
+            # On the loop, but short: the thread copied all but the last few frames and
+            # synced the WAL; what is left is those frames and two quick fsyncs.
             self._finish_checkpoint = False
             try:
                 self._checkpoint_passive(self._wconn)
@@ -953,8 +962,9 @@ class SqliteStore(Store):
     def submit_ack(
         self, user: str, device: int, upto_seq: int, now_ms: int
     ) -> asyncio.Future[AckResult]:
-        # Lazy: nobody waits for a streaming ack (its receipts may come a few
-        # milliseconds later), and at a steady trickle it shares the next send's
+        # Lazy: no client waits for an answer to a streaming ack (its receipts may
+        # come a few milliseconds later, and the connection's window of unacked items
+        # moves on as late), and at a steady trickle it shares the next send's
         # transaction instead of paying for one of its own.
         return self._submit(_AckOp(user, device, upto_seq, now_ms), lazy=True)
 
