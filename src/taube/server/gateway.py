@@ -9,7 +9,8 @@ caught up it ends, and doorbells carry the items themselves; a doorbell that can
 its commit is durable) and cumulative acks (one write in flight, later acks folded
 into the next) are done-callbacks, not tasks, so an idle connection holds no task
 of its own and a message costs no task switch. One sweep per node (``SWEEP_S``)
-closes connections whose client sent no frame or ping for ``idle_timeout_s`` and
+closes connections whose client sent no frame or ping for ``idle_timeout_s``, pings
+those silent for ``heartbeat_s`` and cuts those that leave the Ping unanswered, and
 rings a catch-up read every ``CATCH_UP_POLL_S`` in case a doorbell was lost.
 Frames queued during one turn of the event loop leave in one socket write at its
 end; the queue is bounded by the socket's buffer (the reader stops reading a client
@@ -82,9 +83,10 @@ WRITE_BUFFER_HIGH = 256 * 1024
 CATCH_UP_POLL_S = 30.0
 """An idle connection reads its inbox this often, in case a doorbell was lost."""
 SWEEP_S = 1.0
-"""How often the node checks every connection for idleness and catch-up polls (at most;
-a quarter of ``idle_timeout_s`` when that is shorter). One timer for the node instead
-of two per connection: an idle connection's timers measured ~1.6 KiB."""
+"""How often the node checks every connection for idleness, heartbeat and catch-up polls
+(at most; a quarter of ``idle_timeout_s`` or of ``heartbeat_s`` when that is shorter).
+One timer for the node instead of three per connection: an idle connection's timers
+measured ~1.6 KiB, aiohttp's heartbeat ~0.5 KiB more."""
 CATCH_UP_BATCH = 500
 CATCH_UP_BATCH_PAUSE_S = 0.05
 """After the bus reconnects, connections catch up this many at a time, this far apart."""
@@ -799,26 +801,27 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         wait = node.admission.admit_session()
         if wait:
             raise TaubeError("server.overloaded", retry_after_s=wait)
-        connection: Connection | None = None
+        ws = web.WebSocketResponse(
+            max_msg_size=config.max_frame_bytes,
+            # No heartbeat timer per connection: the node's sweep pings silent clients
+            # and drops those that do not answer (Connection.sweep).
+            heartbeat=None,
+            # Pings are answered by the read loop: only the client's own count as use.
+            autoping=False,
+            # Payloads are opaque (soon ciphertext): deflate would cost CPU on every
+            # frame for almost no gain, and framing.py writes uncompressed frames.
+            compress=False,
+            # Text frames reach msgspec as bytes: it checks the UTF-8 while it decodes,
+            # so decoding them to str first would be a second pass over every frame.
+            decode_text=False,
+        )
+        # Made before the upgrade, so that it alone tells admission control when the
+        # handshake is over, on every path.
+        connection = Connection(
+            ws, services, ip, request.transport, request.writer.drain, node.admission
+        )
         try:
-            ws = web.WebSocketResponse(
-                max_msg_size=config.max_frame_bytes,
-                # No heartbeat timer per connection: the node's sweep pings silent
-                # clients and drops those that do not answer (Connection.sweep).
-                heartbeat=None,
-                # Pings are answered by the read loop: only the client's own count as use.
-                autoping=False,
-                # Payloads are opaque (soon ciphertext): deflate would cost CPU on every
-                # frame for almost no gain, and framing.py writes uncompressed frames.
-                compress=False,
-                # Text frames reach msgspec as bytes: it checks the UTF-8 while it
-                # decodes, so decoding them to str first would be a second pass.
-                decode_text=False,
-            )
             await ws.prepare(request)
-            connection = Connection(
-                ws, services, ip, request.transport, request.writer.drain, node.admission
-            )
             open_connections = request.app[CONNECTIONS].open
             open_connections.add(connection)
             try:
@@ -829,10 +832,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                     await ws.close()
             return ws
         finally:  # admitted: the handshake is over now if it was not before
-            if connection is None:
-                node.admission.handshake_done()
-            else:
-                connection.handshake_done()
+            connection.handshake_done()
     finally:
         if edge is not None:
             edge.websockets.release(ip)

@@ -285,9 +285,7 @@ class SqliteStore(Store):
         loop = asyncio.get_running_loop()
         if self._threaded:  # on the writer thread, never beside it on the loop
             while self._flusher is not None or self._queue:
-                if self._flusher is None:
-                    self._flusher = loop.create_task(self._flush())
-                await asyncio.shield(self._flusher)
+                await asyncio.shield(self._start_flusher())
         else:
             self._flush_inline()
         cconn, self._cconn = self._cconn, None  # no checkpoint is started after this
@@ -326,8 +324,7 @@ class SqliteStore(Store):
             if self._lazy_flush is None and self._flusher is None and not self._inline_scheduled:
                 self._lazy_flush = loop.call_later(LAZY_WRITE_S, self._flush_lazy)
         elif self._threaded:
-            if self._flusher is None:
-                self._flusher = loop.create_task(self._flush())
+            self._start_flusher()
         elif not self._inline_scheduled:
             # Two turns of the loop before the batch runs, so that the writes of the
             # frames read in the next turn join it too (group commit). Callbacks rather
@@ -343,10 +340,16 @@ class SqliteStore(Store):
         if not self._queue or self._inline_scheduled or self._flusher is not None:
             return  # taken already, or about to be
         if self._threaded:
-            assert self._loop is not None
-            self._flusher = self._loop.create_task(self._flush())
+            self._start_flusher()
         else:
             self._flush_inline()
+
+    def _start_flusher(self) -> asyncio.Task[None]:
+        """The writer-thread flusher (threaded mode), started if it is not running."""
+        if self._flusher is None:
+            assert self._loop is not None
+            self._flusher = self._loop.create_task(self._flush())
+        return self._flusher
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         result: T = await self._submit(fn)
