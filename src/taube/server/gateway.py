@@ -28,7 +28,8 @@ import contextlib
 import functools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -213,12 +214,13 @@ class Connection:
         # Sends not answered yet, in arrival order: each is answered ("sent" or an error)
         # from a done-callback of its commit, never before an earlier one.
         self._unanswered: deque[PendingSend] | None = None  # made by the first send
-        self._send_room = Wakeup(self._loop)
+        # Made when first needed (most connections never wait for either).
+        self._send_room: Wakeup | None = None
         self._ack_in_flight = False
         self._ended = False
         self._rung = False  # the pusher must (re)read the inbox
         self._pushing: asyncio.Task[None] | None = None
-        self._acks_changed = Wakeup(self._loop)
+        self._acks_changed: Wakeup | None = None
         self._window = services.config.max_unacked_items
         # True while the pusher reads the store; a doorbell's item may not jump the queue.
         self._reading = True
@@ -226,9 +228,11 @@ class Connection:
         self._acked = 0  # newest seq acked and committed
         self._ack_target = 0
         self._subs: list[Subscription] = []
-        self._watch_subs: list[Subscription] = []
-        self._tasks: list[asyncio.Task[None]] = []
-        self._side_tasks: set[asyncio.Task[None]] = set()
+        # Empty until used: an idle connection keeps no empty containers (memory per
+        # idle connection is a figure we publish).
+        self._watch_subs: list[Subscription] | None = None
+        self._tasks: list[asyncio.Task[None]] | None = None
+        self._side_tasks: set[asyncio.Task[None]] | None = None
         self._closing = False
         # Loop times of the client's last frame or ping and of the pusher's last look at
         # the inbox (the node's sweep reads both, from the moment the socket is open).
@@ -283,13 +287,19 @@ class Connection:
             self._ended = True  # no more ack writes from callbacks: the last one is below
             if self._pushing is not None:
                 self._pushing.cancel()
-            for task in [*self._tasks, *self._side_tasks]:
+            for task in [*(self._tasks or ()), *(self._side_tasks or ())]:
                 task.cancel()
             await self._commit_last_ack()
-            for sub in self._subs + self._watch_subs:
+            for sub in [*self._subs, *(self._watch_subs or ())]:
                 await sub.cancel()
             await presence.disconnected(user)
             log.info("disconnected user=%s device=%d", user, dev)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a task of this connection (cancelled when it ends)."""
+        if self._tasks is None:
+            self._tasks = []
+        self._tasks.append(self._loop.create_task(work))
 
     def handshake_done(self) -> None:
         """Tell admission control this connection is past its handshake (once)."""
@@ -385,7 +395,7 @@ class Connection:
             return
         if now - self._heard >= idle_s:
             self._timed_out = True
-            self._tasks.append(self._loop.create_task(self._fatal(TaubeError("conn.idle"))))
+            self._background(self._fatal(TaubeError("conn.idle")))
             return
         heard, pinged = max(self._heard, self._ponged), self._pinged
         if pinged and heard < pinged:  # the last Ping is still unanswered
@@ -480,6 +490,8 @@ class Connection:
                 self.s.node.limits.check_send(user, dev)  # rate.limited with retry_after_s
                 prepared = await self.s.delivery.prepare(user, dev, frame)
                 while self._sends_full():
+                    if self._send_room is None:
+                        self._send_room = Wakeup(self._loop)
                     self._send_room.clear()
                     await self._send_room.wait()
                 # Submitted in arrival order, so commits keep the order of the sends.
@@ -503,13 +515,11 @@ class Connection:
 
     async def _watch(self, users: list[str]) -> None:
         assert self.device is not None
-        for sub in self._watch_subs:
+        for sub in self._watch_subs or ():
             await sub.cancel()
-        self._watch_subs = []
+        self._watch_subs = watching = []
         for user in dict.fromkeys(users):
-            self._watch_subs.append(
-                await self.s.bus.subscribe(presence_subject(user), self._watcher(user))
-            )
+            watching.append(await self.s.bus.subscribe(presence_subject(user), self._watcher(user)))
             await self._enqueue(await self.s.presence.current(user, watcher=self.device.user))
 
     def _watcher(self, watched: str) -> Callable[[str, bytes], None]:
@@ -521,6 +531,8 @@ class Connection:
             blocked = self.s.directory.cached_blocked_by(watched)
             if blocked is None:  # not cached: ask the store, off this handler
                 task = asyncio.create_task(self._forward_unless_hidden(watched, subject, data))
+                if self._side_tasks is None:
+                    self._side_tasks = set()
                 self._side_tasks.add(task)
                 task.add_done_callback(self._side_tasks.discard)
             elif self.device.user not in blocked:
@@ -619,6 +631,8 @@ class Connection:
         while True:
             self._rung = False
             while self._cursor - self._acked >= window:
+                if self._acks_changed is None:
+                    self._acks_changed = Wakeup(self._loop)
                 self._acks_changed.clear()
                 await self._acks_changed.wait()
             room = window - (self._cursor - self._acked)
@@ -662,10 +676,11 @@ class Connection:
             return
         except BaseException:
             log.exception("ack failed peer=%s", self.peer)
-            self._tasks.append(self._loop.create_task(self._close(1011)))
+            self._background(self._close(1011))
             return
         self._acked = max(self._acked, target)
-        self._acks_changed.set()
+        if self._acks_changed is not None:
+            self._acks_changed.set()
         self._commit_acks()
 
     async def _commit_last_ack(self) -> None:
@@ -737,7 +752,8 @@ class Connection:
                     Sent(id=message_id, sent_at_ms=result.sent_at_ms, duplicate=result.duplicate)
                 )
             )
-        self._send_room.set()
+        if self._send_room is not None:
+            self._send_room.set()
 
     # ------------------------------------------------------------ bus handlers
 
@@ -767,9 +783,9 @@ class Connection:
         """Notices for this device: ``revoked``, or an ephemeral server frame to pass on
         as it is (``keys_low``)."""
         if data == REVOKED:
-            self._tasks.append(asyncio.create_task(self._fatal(TaubeError("auth.revoked"))))
+            self._background(self._fatal(TaubeError("auth.revoked")))
         elif data == SUSPENDED:
-            self._tasks.append(asyncio.create_task(self._fatal(TaubeError("account.suspended"))))
+            self._background(self._fatal(TaubeError("account.suspended")))
         elif data.startswith(b"{"):
             self._forward(subject, data)
 
