@@ -38,7 +38,13 @@ from taube.server.admission import Admission, RateLimits
 from taube.server.api import ROUTES
 from taube.server.auth_api import AUTH_ROUTES
 from taube.server.config import Config, ConfigError, load_config
-from taube.server.gateway import CONNECTIONS, SERVICES, Connections, websocket_handler
+from taube.server.gateway import (
+    CONNECTIONS,
+    SERVICES,
+    Connections,
+    direct_upgrade,
+    websocket_handler,
+)
 from taube.server.http import problem_middleware
 from taube.server.limits import Limits
 from taube.server.openapi import openapi_document
@@ -291,6 +297,7 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
         await asyncio.gather(*(c.move_elsewhere() for c in connections), return_exceptions=True)
         if connections:
             log.info("drain: told %d connections to move", len(connections))
+        await app[CONNECTIONS].wait_direct(SHUTDOWN_TIMEOUT_S)
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(close_connections)
@@ -298,6 +305,7 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
 
 
 PURGE_EVERY_S = 3600.0
+SHUTDOWN_TIMEOUT_S = 5.0
 PURGE_CHUNK = 10_000
 LINK_GRACE_MS = 3_600_000
 """Device links (and a token nobody took) are deleted this long after they expired."""
@@ -360,13 +368,18 @@ async def serve_until_stopped(config: Config, stop: asyncio.Event | None = None)
     runner = web.AppRunner(
         build_app(config),
         handle_signals=False,
-        shutdown_timeout=5.0,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
         keepalive_timeout=config.idle_timeout_s,
     )
     await runner.setup()
     try:
         site = GuardedSite(
-            runner, config.host, config.port, runner.app[EDGE], ssl_context=ssl_context
+            runner,
+            config.host,
+            config.port,
+            runner.app[EDGE],
+            ssl_context=ssl_context,
+            offer=direct_upgrade(runner.app),
         )
         await site.start()
         # Everything allocated so far lives as long as the process: keep it out of the

@@ -36,3 +36,9 @@ def close_frame(code: int, reason: str) -> bytes:
     """A final, unmasked close frame (RFC 6455 5.5.1): the code, then a short reason."""
     payload = code.to_bytes(2, "big") + reason.encode()[:123]
     return bytes((_CLOSE_FIN, len(payload))) + payload
+
+
+def pong_frame(payload: bytes) -> bytes:
+    """A final, unmasked Pong echoing a Ping's payload (at most 125 bytes, RFC 6455 5.5)."""
+    payload = payload[:125]
+    return bytes((0x8A, len(payload))) + payload

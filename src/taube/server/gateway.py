@@ -29,10 +29,10 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from taube.bus.base import (
     Subscription,
@@ -66,6 +66,7 @@ from taube.protocol.frames import (
 )
 from taube.protocol.ids import normalize_handle
 from taube.server.admission import Admission
+from taube.server.direct_ws import DirectSocket, DirectUpgrade, UpgradeHead
 from taube.server.framing import PING_FRAME, close_frame, text_frame
 from taube.server.services import Services
 from taube.server.transport import EDGE, FrameRate, client_ip, origin_allowed
@@ -73,6 +74,19 @@ from taube.server.wakeup import Wakeup
 from taube.store.base import AckResult, DeviceRecord, NewMessage, SendResult, StoreUnavailable
 
 log = logging.getLogger("taube.gateway")
+
+
+class WebSocket(Protocol):
+    """What a Connection uses of its socket: aiohttp's ``WebSocketResponse`` or, for
+    upgrades taken at the edge, ``direct_ws.DirectSocket`` (the same meanings)."""
+
+    @property
+    def closed(self) -> bool: ...
+    async def receive(self) -> WSMessage: ...
+    async def send_str(self, data: str) -> None: ...
+    async def pong(self, data: bytes = b"") -> None: ...
+    async def close(self, *, code: int = 1000, message: bytes = b"") -> bool: ...
+
 
 PendingSend = tuple[str, NewMessage | None, asyncio.Future[SendResult] | SendResult]
 """(message id, the message if it is being committed, its commit or its known result)."""
@@ -188,7 +202,7 @@ class Connection:
 
     def __init__(
         self,
-        ws: web.WebSocketResponse,
+        ws: WebSocket,
         services: Services,
         peer: str,
         transport: asyncio.Transport | None = None,
@@ -854,6 +868,51 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             edge.websockets.release(ip)
 
 
+def direct_upgrade(app: web.Application) -> DirectUpgrade:
+    """The edge's offer for WebSocket upgrades (``direct_ws``): the same checks as
+    ``websocket_handler`` (an upgrade that fails one goes on to the handler, which
+    answers it), then the same life for the connection, without aiohttp's objects."""
+    services, edge, connections = app[SERVICES], app[EDGE], app[CONNECTIONS]
+
+    def admit(head: UpgradeHead, ip: str) -> bool:
+        node = services.node
+        if node.draining:
+            return False
+        if not origin_allowed(head.origin, head.host, services.config.allowed_origins):
+            return False
+        if not edge.websockets.acquire(ip):
+            return False
+        if node.admission.admit_session():
+            edge.websockets.release(ip)
+            return False
+        return True
+
+    async def serve(socket: DirectSocket, ip: str, transport: asyncio.Transport) -> None:
+        connection = Connection(
+            socket, services, ip, transport, socket.drain, services.node.admission
+        )
+        task = asyncio.current_task()
+        try:
+            if task is not None:
+                connections.direct.add(task)
+            connections.open.add(connection)
+            try:
+                await connection.run()
+            finally:
+                connections.open.discard(connection)
+                if not socket.closed:
+                    await socket.close()
+        except Exception:
+            log.exception("connection failed peer=%s", ip)
+            transport.abort()
+        finally:
+            connection.handshake_done()
+            edge.websockets.release(ip)
+            connections.direct.discard(task)
+
+    return DirectUpgrade(admit, serve, services.config.max_frame_bytes, edge.proxies)
+
+
 SERVICES: web.AppKey[Services] = web.AppKey("services")
 
 
@@ -863,7 +922,20 @@ class Connections:
 
     def __init__(self) -> None:
         self.open: set[Connection] = set()
+        # The tasks of connections taken at the edge (direct_ws): aiohttp does not know
+        # them, so shutdown waits for them here.
+        self.direct: set[asyncio.Task[Any]] = set()
         self._catching_up: asyncio.Task[None] | None = None
+
+    async def wait_direct(self, timeout_s: float) -> None:
+        """Let the edge's connections end (told to move), cancel what is left."""
+        if not self.direct:
+            return
+        _, pending = await asyncio.wait(set(self.direct), timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
 
     async def sweep_forever(self, idle_timeout_s: float, heartbeat_s: float) -> None:
         """Every SWEEP_S (or a quarter of the idle timeout or of the heartbeat, when

@@ -25,9 +25,9 @@ import ipaddress
 import logging
 import math
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -236,13 +236,60 @@ _TOO_MANY_BODY = (
 TOO_MANY_RESPONSE = _TOO_MANY % (len(_TOO_MANY_BODY), _TOO_MANY_BODY)
 
 
-class GuardedProtocol(asyncio.Protocol):
-    """Wraps aiohttp's per-connection protocol: counts the connection against its peer
-    address and closes it unless a complete request head (``\\r\\n\\r\\n``) arrives within
-    the handshake timeout. Everything else is passed through unchanged."""
+class Offer(Protocol):
+    """Takes a connection away from aiohttp by its first request head, or leaves it
+    (None). ``server/direct_ws.py`` offers this for WebSocket upgrades."""
 
-    def __init__(self, inner: asyncio.Protocol, edge: EdgeState) -> None:
-        self._inner = inner
+    def offer(self, head: bytes, tail: bytes, transport: asyncio.Transport) -> Taken | None: ...
+
+
+class Taken(Protocol):
+    """What serves a connection taken by an ``Offer``: the transport's callbacks."""
+
+    def data_received(self, data: bytes) -> None: ...
+    def eof_received(self) -> bool | None: ...
+    def pause_writing(self) -> None: ...
+    def resume_writing(self) -> None: ...
+    def connection_lost(self, exc: Exception | None) -> None: ...
+
+
+MAX_OFFERED_HEAD = 16 * 1024
+"""A longer first request head is not offered: aiohttp answers it (431)."""
+
+
+class GuardedProtocol(asyncio.Protocol):
+    """Sits in front of aiohttp's per-connection protocol: counts the connection
+    against its peer address and closes it unless a complete request head
+    (``\\r\\n\\r\\n``) arrives within the handshake timeout. With an ``offer``, the
+    first request head is held until complete and offered (see ``Offer``); aiohttp's
+    protocol is only made for connections the offer leaves. Everything else is
+    passed through unchanged."""
+
+    __slots__ = (
+        "_edge",
+        "_head",
+        "_inner",
+        "_key",
+        "_make_inner",
+        "_offer",
+        "_passed",
+        "_tail",
+        "_taken",
+        "_timer",
+        "_transport",
+    )
+
+    def __init__(
+        self,
+        make_inner: Callable[[], asyncio.Protocol],
+        edge: EdgeState,
+        offer: Offer | None = None,
+    ) -> None:
+        self._make_inner = make_inner
+        self._inner: asyncio.Protocol | None = None
+        self._taken: Taken | None = None
+        self._offer = offer
+        self._head = b""
         self._edge = edge
         self._key: str | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -268,7 +315,13 @@ class GuardedProtocol(asyncio.Protocol):
             self._edge.handshake_timeout_s, self._expire
         )
         self._passed = True
-        self._inner.connection_made(transport)
+        if self._offer is None:
+            self._start_inner()
+
+    def _start_inner(self) -> asyncio.Protocol:
+        inner = self._inner = self._make_inner()
+        inner.connection_made(cast(asyncio.Transport, self._transport))
+        return inner
 
     def _expire(self) -> None:
         self._timer = None
@@ -278,6 +331,9 @@ class GuardedProtocol(asyncio.Protocol):
             self._transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        if self._taken is not None:
+            self._taken.data_received(data)
+            return
         if self._timer is not None:
             window = self._tail + data
             if b"\r\n\r\n" in window:
@@ -285,16 +341,40 @@ class GuardedProtocol(asyncio.Protocol):
                 self._timer = None
             else:
                 self._tail = window[-3:]
-        self._inner.data_received(data)
+        if self._inner is not None:
+            self._inner.data_received(data)
+            return
+        held = self._head + data
+        end = held.find(b"\r\n\r\n")
+        if end < 0 and len(held) <= MAX_OFFERED_HEAD:
+            self._head = held  # the head is not complete yet
+            return
+        self._head = b""
+        if end >= 0 and self._offer is not None and self._transport is not None:
+            taken = self._offer.offer(held[:end], held[end + 4 :], self._transport)
+            if taken is not None:
+                self._taken = taken
+                return
+        self._start_inner().data_received(held)
 
     def eof_received(self) -> bool | None:
-        return self._inner.eof_received() if self._passed else None
+        if self._taken is not None:
+            return self._taken.eof_received()
+        if self._inner is not None and self._passed:
+            return self._inner.eof_received()
+        return None
 
     def pause_writing(self) -> None:
-        self._inner.pause_writing()
+        if self._taken is not None:
+            self._taken.pause_writing()
+        elif self._inner is not None:
+            self._inner.pause_writing()
 
     def resume_writing(self) -> None:
-        self._inner.resume_writing()
+        if self._taken is not None:
+            self._taken.resume_writing()
+        elif self._inner is not None:
+            self._inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
@@ -303,15 +383,17 @@ class GuardedProtocol(asyncio.Protocol):
         if self._key is not None:
             self._edge.tcp.release(self._key)
             self._key = None
-        if self._passed:
-            self._passed = False
+        if self._taken is not None:
+            self._taken.connection_lost(exc)
+        elif self._passed and self._inner is not None:
             self._inner.connection_lost(exc)
+        self._passed = False
 
 
 class GuardedSite(web.BaseSite):
     """A TCP (or TLS) site whose connections go through ``GuardedProtocol``."""
 
-    __slots__ = ("_edge", "_host", "_port")
+    __slots__ = ("_edge", "_host", "_offer", "_port")
 
     def __init__(
         self,
@@ -321,11 +403,13 @@ class GuardedSite(web.BaseSite):
         edge: EdgeState,
         *,
         ssl_context: ssl.SSLContext | None = None,
+        offer: Offer | None = None,
     ) -> None:
         super().__init__(runner, ssl_context=ssl_context, backlog=1024)
         self._host = host
         self._port = port
         self._edge = edge
+        self._offer = offer
 
     @property
     def name(self) -> str:
@@ -338,10 +422,10 @@ class GuardedSite(web.BaseSite):
         loop = asyncio.get_running_loop()
         server = self._runner.server
         assert server is not None
-        edge = self._edge
+        edge, offer = self._edge, self._offer
 
         def factory() -> asyncio.Protocol:
-            return GuardedProtocol(server(), edge)
+            return GuardedProtocol(server, edge, offer)
 
         self._server = await loop.create_server(
             factory,
