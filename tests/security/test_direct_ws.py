@@ -9,6 +9,7 @@ import asyncio
 import os
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -70,6 +71,10 @@ def test_a_clean_upgrade_is_taken() -> None:
         head().replace(b"Upgrade: websocket", b"Upgrade: h2c"),
         head().replace(b"keep-alive, Upgrade", b"keep-alive"),
         head().replace(b"Host: 127.0.0.1", b"Host 127.0.0.1"),
+        head("N@me: x"),  # not a token
+        head("X-Value: a\x01b"),  # a control character
+        head("X-Long: " + "a" * 9000),
+        head("X-Many: " + "a" * 8000, "X-More: " + "a" * 8000, "X-Most: " + "a" * 8000),
     ],
 )
 def test_anything_unusual_goes_to_aiohttp(raw: bytes) -> None:
@@ -240,5 +245,35 @@ async def test_a_frame_over_the_limit_closes_with_1009(tmp_path: Path, session) 
         account = await register(session, server.url, "bigframe")
         code = await asyncio.to_thread(_oversized, server.port, account.token, 32 * 1024 + 1)
         assert code == 1009
+    finally:
+        server.stop()
+
+
+def _silent_after_auth(port: int, token: str) -> tuple[bytes, float]:
+    """Authenticates, then neither sends nor answers anything (not even the close)."""
+    raw = Raw(port)
+    raw.send(head() + b"\r\n\r\n")
+    raw.response_head()
+    raw.send(masked(0x1, encode_frame(Auth(token=token, last_seq=0))))
+    started = time.monotonic()
+    while (reply := raw.frame())[0] != 0x8:
+        pass
+    raw.sock.settimeout(30 * UNIT_S)
+    assert raw.closed_by_server()
+    return reply[1], time.monotonic() - started  # until the TCP connection ended
+
+
+async def test_a_connection_the_node_closes_ends_even_if_the_client_stays_mute(
+    tmp_path: Path, session
+) -> None:
+    """The idle timeout closes from the node's sweep while the read loop waits: the
+    TCP connection must end then, whether or not the client answers the close."""
+    settings = {"limits": {"idle_timeout_s": 1.0}, "server": {"heartbeat_s": 60.0}}
+    server = ServerProcess(tmp_path / "s", settings=settings).start()
+    try:
+        account = await register(session, server.url, "mute")
+        close, took = await asyncio.to_thread(_silent_after_auth, server.port, account.token)
+        assert struct.unpack("!H", close[:2])[0] == 4008  # conn.idle
+        assert took < 5 * UNIT_S
     finally:
         server.stop()

@@ -62,3 +62,20 @@ def test_rate_limits_are_per_key_and_say_when_to_come_back() -> None:
     assert limits.take("carol") == 0  # erin's goes...
     assert limits.take("frank") == 0  # ...then bob's, used longest ago
     assert limits.take("bob") == 0  # forgotten: a fresh bucket
+
+
+def test_trying_to_admit_refuses_without_counting() -> None:
+    """The edge tries first (direct_ws); the handler that answers a refused upgrade
+    then asks ``admit_session``, so a refusal must count only once."""
+    admission = Admission(
+        sessions_per_s=1, logins_per_s=1, max_handshakes=1, clock=lambda: 0.0, jitter=lambda: 0.0
+    )
+    assert admission.try_admit_session()
+    assert admission.handshakes == 1
+    assert not admission.try_admit_session()  # one handshake in flight at most
+    assert admission.refused == 0
+    assert admission.admit_session() >= 1
+    assert admission.refused == 1
+    admission.handshake_done()
+    assert not admission.try_admit_session()  # the bucket (1/s, burst 1) is empty
+    assert admission.refused == 1

@@ -105,6 +105,18 @@ class Admission:
         self.handshakes += 1
         return 0
 
+    def try_admit_session(self) -> bool:
+        """``admit_session`` that refuses silently: True to go ahead (then call
+        ``handshake_done``); False counts nothing, for a caller that then asks
+        ``admit_session`` for the answer to give (direct_ws hands such upgrades to
+        the WebSocket handler)."""
+        if self.handshakes >= self._max_handshakes:
+            return False
+        if self._sessions.take(self._clock()):
+            return False  # a refused take leaves the bucket's tokens as they were
+        self.handshakes += 1
+        return True
+
     def handshake_done(self) -> None:
         self.handshakes -= 1
 

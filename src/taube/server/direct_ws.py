@@ -30,6 +30,8 @@ import binascii
 import contextlib
 import hashlib
 import logging
+import re
+import socket
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, cast
@@ -57,6 +59,10 @@ CLOSE_TIMEOUT_S = 10.0
 """How long a closing side waits for the peer's close frame (aiohttp's default)."""
 QUEUE_LIMIT = 2**16
 """Bytes of parsed frames queued before the socket stops reading (aiohttp's default)."""
+MAX_FIELD_BYTES = 8190
+"""aiohttp's limit for one header line."""
+# RFC 9110 5.1 and 5.5: a token, a colon, then visible ASCII, spaces and tabs.
+_FIELD = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([\t\x20-\x7e]*)")
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 4.2.2
 
 
@@ -76,6 +82,8 @@ def parse_upgrade(head: bytes, path: str = WS_PATH) -> UpgradeHead | None:
     """The upgrade in ``head`` (the bytes before the blank line), or None unless it is
     an unambiguous ``GET path`` WebSocket version 13 upgrade without a body. None
     means "let aiohttp answer", so this may be strict: anything unusual is None."""
+    if len(head) > MAX_HEAD_BYTES:
+        return None
     try:
         text = head.decode("ascii")
     except UnicodeDecodeError:
@@ -85,13 +93,13 @@ def parse_upgrade(head: bytes, path: str = WS_PATH) -> UpgradeHead | None:
         return None
     headers: dict[str, str] = {}
     for line in lines:
-        name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip() or not name.isprintable():
-            return None  # also folded lines (obsolete) and stray whitespace
-        name = name.lower()
+        match = _FIELD.fullmatch(line)
+        if match is None or len(line) > MAX_FIELD_BYTES:
+            return None  # also folded lines (obsolete), stray whitespace, controls
+        name = match[1].lower()
         if name in headers:
             return None  # repeated headers need merging rules: aiohttp's job
-        headers[name] = value.strip()
+        headers[name] = match[2].strip(" \t")
     if "content-length" in headers or "transfer-encoding" in headers:
         return None
     if headers.get("upgrade", "").lower() != "websocket":
@@ -218,14 +226,18 @@ class DirectSocket:
             msg = WS_CLOSED_MESSAGE
         except WebSocketError as exc:  # malformed, too big, bad close code, bad UTF-8
             msg = WSMessage(WSMsgType.ERROR, exc, None)
+        except Exception as exc:  # anything else the queue holds: as aiohttp, an error
+            msg = WSMessage(WSMsgType.ERROR, exc, None)
         finally:
             self._receiving = None  # before close() below, which would wait for it
-            waiting.set_result(None)
+            if not waiting.done():
+                waiting.set_result(None)
         if msg.type is WSMsgType.CLOSE:
             self._close_received = True
             await self.close()
         elif msg.type is WSMsgType.ERROR:
-            await self.close(code=msg.data.code)
+            code = msg.data.code if isinstance(msg.data, WebSocketError) else 1011
+            await self.close(code=code)
         elif msg.type is WSMsgType.CLOSED:
             await self.close()
         return msg
@@ -249,16 +261,20 @@ class DirectSocket:
         transport = self._transport
         if not transport.is_closing():
             transport.write(close_frame(code, message.decode(errors="replace")))
-        if self._receiving is not None:  # another task reads: let it stop first
-            receiving = self._receiving
-            self._queue.feed_data(WS_CLOSING_MESSAGE, 0)
-            await receiving
-        if not self._close_received and not transport.is_closing():
-            with contextlib.suppress(TimeoutError, EofStream, WebSocketError):
-                async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                    while (await self._queue.read()).type is not WSMsgType.CLOSE:
-                        pass
-        transport.close()
+        try:
+            if self._receiving is not None:
+                # Another task reads: let it stop, then close at once (as aiohttp does:
+                # nobody is left to read the peer's close frame).
+                receiving = self._receiving
+                self._queue.feed_data(WS_CLOSING_MESSAGE, 0)
+                await receiving
+            elif not self._close_received and not transport.is_closing():
+                with contextlib.suppress(TimeoutError, EofStream, WebSocketError):
+                    async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                        while (await self._queue.read()).type is not WSMsgType.CLOSE:
+                            pass
+        finally:  # also when cancelled: the socket must not outlive the connection
+            transport.close()
         return True
 
 
@@ -284,9 +300,10 @@ class DirectUpgrade:
         self._serve = serve
         self._max_msg_size = max_msg_size
         self._proxies = proxies
+        self._broken = False
 
     def offer(self, head: bytes, tail: bytes, transport: asyncio.Transport) -> DirectSocket | None:
-        if not DIRECT_AVAILABLE:
+        if not DIRECT_AVAILABLE or self._broken:
             return None
         upgrade = parse_upgrade(head)
         if upgrade is None:
@@ -296,12 +313,21 @@ class DirectUpgrade:
         if address is None or self._proxies.trusts(address):
             return None  # a proxy's client is known from its headers: aiohttp parses them
         ip = str(address)
+        loop = asyncio.get_running_loop()
+        try:  # before any counter is taken: a changed aiohttp must cost nothing
+            direct = DirectSocket(transport, self._max_msg_size, loop)
+        except Exception:
+            log.exception("WebSocket upgrades go to aiohttp: its frame reader changed")
+            self._broken = True
+            return None
         if not self._admit(upgrade, ip):
             return None
-        loop = asyncio.get_running_loop()
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # as aiohttp's tcp_keepalive: notice peers that vanished
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         transport.write(switching_protocols(upgrade.key))
-        socket = DirectSocket(transport, self._max_msg_size, loop)
-        socket.task = loop.create_task(self._serve(socket, ip, transport))
+        direct.task = loop.create_task(self._serve(direct, ip, transport))
         if tail:
-            socket.data_received(tail)
-        return socket
+            direct.data_received(tail)
+        return direct

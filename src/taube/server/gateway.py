@@ -882,7 +882,7 @@ def direct_upgrade(app: web.Application) -> DirectUpgrade:
             return False
         if not edge.websockets.acquire(ip):
             return False
-        if node.admission.admit_session():
+        if not node.admission.try_admit_session():
             edge.websockets.release(ip)
             return False
         return True
@@ -906,6 +906,7 @@ def direct_upgrade(app: web.Application) -> DirectUpgrade:
             log.exception("connection failed peer=%s", ip)
             transport.abort()
         finally:
+            transport.close()  # whoever closed the socket, the TCP connection ends here
             connection.handshake_done()
             edge.websockets.release(ip)
             connections.direct.discard(task)

@@ -289,7 +289,7 @@ class GuardedProtocol(asyncio.Protocol):
         self._inner: asyncio.Protocol | None = None
         self._taken: Taken | None = None
         self._offer = offer
-        self._head = b""
+        self._head: bytearray | None = None  # the first request head, while offered
         self._edge = edge
         self._key: str | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -334,6 +334,8 @@ class GuardedProtocol(asyncio.Protocol):
         if self._taken is not None:
             self._taken.data_received(data)
             return
+        if not self._passed:
+            return  # refused when it connected (data can still come, e.g. over TLS)
         if self._timer is not None:
             window = self._tail + data
             if b"\r\n\r\n" in window:
@@ -344,18 +346,21 @@ class GuardedProtocol(asyncio.Protocol):
         if self._inner is not None:
             self._inner.data_received(data)
             return
-        held = self._head + data
-        end = held.find(b"\r\n\r\n")
+        if self._head is None:
+            self._head = bytearray()
+        held = self._head
+        seen = max(0, len(held) - 3)  # only new bytes can end the head: no rescans
+        held += data
+        end = held.find(b"\r\n\r\n", seen)
         if end < 0 and len(held) <= MAX_OFFERED_HEAD:
-            self._head = held  # the head is not complete yet
-            return
-        self._head = b""
+            return  # the head is not complete yet
+        self._head = None
         if end >= 0 and self._offer is not None and self._transport is not None:
-            taken = self._offer.offer(held[:end], held[end + 4 :], self._transport)
+            taken = self._offer.offer(bytes(held[:end]), bytes(held[end + 4 :]), self._transport)
             if taken is not None:
                 self._taken = taken
                 return
-        self._start_inner().data_received(held)
+        self._start_inner().data_received(bytes(held))
 
     def eof_received(self) -> bool | None:
         if self._taken is not None:
