@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -26,7 +27,9 @@ from taube.bus.base import Bus, Subscription, presence_subject
 from taube.core.clock import Clock
 from taube.core.directory import Directory
 from taube.protocol.frames import Presence, encode_frame
-from taube.store.base import Store
+from taube.store.base import Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 NODES_SUBJECT = "presence.nodes"
 LEASE_EVERY_S = 10.0
@@ -136,8 +139,13 @@ class PresenceService:
         if self._online_elsewhere(user):
             return  # still online on another node
         now = self._clock()
-        await self._store.set_last_seen(user, now)
-        await self._publish(user, Presence(user=user, online=False, last_seen_ms=now))
+        try:
+            await self._store.set_last_seen(user, now)
+            await self._publish(user, Presence(user=user, online=False, last_seen_ms=now))
+        except StoreUnavailable:
+            # Without the store, whether the user hides their presence is unknown: say
+            # nothing rather than too much (watchers learn it at their next watch).
+            log.warning("offline not recorded user=%s: store unavailable", user)
 
     async def set_hidden(self, user: str, hide: bool) -> None:
         """Change the setting and tell watchers at once (hidden looks like offline)."""
