@@ -31,8 +31,13 @@ from tests.wire import Wire, connect, register
 
 UNAVAILABLE_WITHIN_S = 5.0
 """A send while the store is unreachable is answered within this (connect timeouts)."""
-RECOVERY_BOUND_S = 30.0
-"""Restore to every outbox caught up: SDK backoff is capped at 10 s, plus slack."""
+RECOVERY_BOUND_S = 30.0 if SCALE.clients <= 30 else 90.0
+"""Restore to every outbox caught up: SDK backoff is capped at 10 s, plus slack. At
+``make chaos`` scale the bound is the test process's own: its 200 SDK clients
+encrypt, store and decrypt the outage's backlog (~20 messages each) in one process
+on the machine's two cores. Measured: that process at 100-140 % CPU while the nodes
+idled at ~6 %, every client reconnected within 11 s of the restore, every outbox
+caught up after 46 s, nothing lost."""
 BUS_CATCH_UP_BOUND_S = 10.0
 """Bus back to every message delivered: the reconnect catch-up, with slack."""
 BUS_RETURN_STAGGER_S = 1.0
@@ -103,6 +108,8 @@ async def test_postgresql_outage_under_load_loses_nothing(
                 sent = await resend_until_sent(a, b.ready.handle, gap)
                 assert (sent.id, sent.duplicate) == (gap, False)
                 probe_s = time.monotonic() - restored_at
+                # Read now: b's raw socket answers no heartbeat while nobody reads it.
+                assert [m.id for m in await b.messages(1)] == [gap]
                 await wait_until(
                     lambda: all(queued_in_gap[c.handle] <= c.acked for c in ring.chatters),
                     RECOVERY_BOUND_S,
@@ -111,7 +118,6 @@ async def test_postgresql_outage_under_load_loses_nothing(
                 catch_up_s = time.monotonic() - restored_at
                 await asyncio.sleep(max(0.0, restored_at + SCALE.traffic_s / 2 - time.monotonic()))
             check = await ring.settle()
-            assert [m.id for m in await b.messages(1)] == [gap]
         finally:
             await ring.close()
 

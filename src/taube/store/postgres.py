@@ -467,7 +467,12 @@ class PostgresStore(Store):
         if pool is None:
             raise StoreUnavailable("store is not open")
         try:
-            async with pool.acquire(timeout=self._connect_timeout_s) as conn:
+            # Waiting for a free connection may take longer than connecting: right after
+            # an outage every client of the node comes back at once, and failing them
+            # after the connect timeout only sends them into another round of backoff.
+            # A database that does not answer still fails within the connect timeout
+            # (the pool's connect attempts have their own).
+            async with pool.acquire(timeout=self._statement_timeout_s) as conn:
                 yield conn
         except StoreUnavailable:
             raise
