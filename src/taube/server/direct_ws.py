@@ -56,7 +56,10 @@ WS_PATH = "/v1/ws"
 MAX_HEAD_BYTES = 16 * 1024
 """A longer request head is not a client of ours: aiohttp answers it (431)."""
 CLOSE_TIMEOUT_S = 10.0
-"""How long a closing side waits for the peer's close frame (aiohttp's default)."""
+"""How long a closing side waits for the peer's close frame (aiohttp's default)..."""
+CLOSE_INTERRUPTED_S = 2.0
+"""...and when the close came from another task (idle timeout, drain): shorter, as the
+node may be about to exit."""
 QUEUE_LIMIT = 2**16
 """Bytes of parsed frames queued before the socket stops reading (aiohttp's default)."""
 MAX_FIELD_BYTES = 8190
@@ -143,6 +146,7 @@ class DirectSocket:
     __slots__ = (
         "_close_received",
         "_closed",
+        "_done",
         "_drained",
         "_loop",
         "_queue",
@@ -169,6 +173,7 @@ class DirectSocket:
         # Set while writing is paused: drain() waits on it.
         self._drained: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
+        self._done: asyncio.Future[None] = loop.create_future()  # close() is over
 
     # -- the transport's side (called by GuardedProtocol) ---------------------
 
@@ -261,21 +266,30 @@ class DirectSocket:
         transport = self._transport
         if not transport.is_closing():
             transport.write(close_frame(code, message.decode(errors="replace")))
+        wait_s = CLOSE_TIMEOUT_S
         try:
-            if self._receiving is not None:
-                # Another task reads: let it stop, then close at once (as aiohttp does:
-                # nobody is left to read the peer's close frame).
+            if self._receiving is not None:  # another task reads: let it stop first
                 receiving = self._receiving
                 self._queue.feed_data(WS_CLOSING_MESSAGE, 0)
                 await receiving
-            elif not self._close_received and not transport.is_closing():
+                wait_s = CLOSE_INTERRUPTED_S
+            # Read (and drop) what the peer still sends until its close frame: closing
+            # a socket with unread data makes the kernel send a reset, and a reset can
+            # destroy what the peer has not read yet (the error frame saying why).
+            if not self._close_received and not transport.is_closing():
                 with contextlib.suppress(TimeoutError, EofStream, WebSocketError):
-                    async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    async with asyncio.timeout(wait_s):
                         while (await self._queue.read()).type is not WSMsgType.CLOSE:
                             pass
         finally:  # also when cancelled: the socket must not outlive the connection
             transport.close()
+            self._done.set_result(None)
         return True
+
+    async def wait_closed(self) -> None:
+        """Until a started ``close()`` is over (it is bounded by its timeouts)."""
+        if self._closed:
+            await self._done
 
 
 # ---------------------------------------------------------------- the offer
@@ -295,7 +309,11 @@ class DirectUpgrade:
         serve: Serve,
         max_msg_size: int,
         proxies: TrustedProxies,
+        track: Callable[[asyncio.Task[None]], None] = lambda _task: None,
     ) -> None:
+        """``track`` learns each connection's task as it is made (shutdown waits for
+        them: aiohttp does not know these connections)."""
+        self._track = track
         self._admit = admit
         self._serve = serve
         self._max_msg_size = max_msg_size
@@ -328,6 +346,7 @@ class DirectUpgrade:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         transport.write(switching_protocols(upgrade.key))
         direct.task = loop.create_task(self._serve(direct, ip, transport))
+        self._track(direct.task)
         if tail:
             direct.data_received(tail)
         return direct

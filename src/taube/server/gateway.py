@@ -263,6 +263,13 @@ class Connection:
     # ------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
+        if self.s.node.draining:
+            # Upgraded while the node began to drain, after it told its open connections
+            # to move (the caller adds this one to them first, with no await between):
+            # tell it too, or it would be cut off when the process exits.
+            self.handshake_done()
+            await self.move_elsewhere()
+            return
         device = await self._authenticate()
         self.handshake_done()
         if device is None:
@@ -893,8 +900,6 @@ def direct_upgrade(app: web.Application) -> DirectUpgrade:
         )
         task = asyncio.current_task()
         try:
-            if task is not None:
-                connections.direct.add(task)
             connections.open.add(connection)
             try:
                 await connection.run()
@@ -906,12 +911,19 @@ def direct_upgrade(app: web.Application) -> DirectUpgrade:
             log.exception("connection failed peer=%s", ip)
             transport.abort()
         finally:
-            transport.close()  # whoever closed the socket, the TCP connection ends here
+            # Whoever closed the socket, the TCP connection ends here; after the close
+            # handshake if another task started one (a drain), so that the peer reads
+            # the frames saying why before the connection goes.
+            with contextlib.suppress(asyncio.CancelledError):
+                await socket.wait_closed()
+            transport.close()
             connection.handshake_done()
             edge.websockets.release(ip)
             connections.direct.discard(task)
 
-    return DirectUpgrade(admit, serve, services.config.max_frame_bytes, edge.proxies)
+    return DirectUpgrade(
+        admit, serve, services.config.max_frame_bytes, edge.proxies, connections.direct.add
+    )
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services")
