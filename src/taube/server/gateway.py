@@ -108,6 +108,8 @@ CATCH_UP_BATCH_PAUSE_S = 0.05
 MAX_PENDING_SENDS = 1024
 FATAL_SEND_S = 1.0
 """An error frame before a close waits this long for the socket at most."""
+CLOSE_GRACE_S = 3.0
+"""How long a connection's end waits for a close another of its tasks started."""
 ABORT_AFTER_S = 10.0
 """A slow reader's socket gets this long to take its close frame, then it is cut."""
 
@@ -308,6 +310,11 @@ class Connection:
             self._ended = True  # no more ack writes from callbacks: the last one is below
             if self._pushing is not None:
                 self._pushing.cancel()
+            if self._tasks:
+                # Closes started elsewhere (idle timeout, revocation) ended the read
+                # loop: let them finish the close handshake (bounded), so that the
+                # client reads why before the connection goes.
+                await asyncio.wait(self._tasks, timeout=CLOSE_GRACE_S)
             for task in [*(self._tasks or ()), *(self._side_tasks or ())]:
                 task.cancel()
             await self._commit_last_ack()
