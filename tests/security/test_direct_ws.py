@@ -10,7 +10,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -150,15 +150,6 @@ class Raw:
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as s:
         yield s
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path / "s").start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 def _upgrade_in_pieces(port: int, token: str) -> tuple[str, list[tuple[int, bytes]], bool]:

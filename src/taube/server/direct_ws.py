@@ -41,7 +41,7 @@ from aiohttp.http_websocket import WS_CLOSED_MESSAGE, WS_CLOSING_MESSAGE, WebSoc
 from aiohttp.streams import EofStream
 
 from taube.server.framing import close_frame, pong_frame, text_frame
-from taube.server.transport import TrustedProxies, parse_address
+from taube.server.transport import MAX_OFFERED_HEAD, TrustedProxies, parse_address
 
 try:  # private in aiohttp (see the module doc)
     from aiohttp._websocket.reader import WebSocketDataQueue, WebSocketReader
@@ -53,8 +53,6 @@ except ImportError:  # pragma: no cover - depends on the installed aiohttp
 log = logging.getLogger("taube.gateway")
 
 WS_PATH = "/v1/ws"
-MAX_HEAD_BYTES = 16 * 1024
-"""A longer request head is not a client of ours: aiohttp answers it (431)."""
 CLOSE_TIMEOUT_S = 10.0
 """How long a closing side waits for the peer's close frame (aiohttp's default)..."""
 CLOSE_INTERRUPTED_S = 2.0
@@ -85,7 +83,7 @@ def parse_upgrade(head: bytes, path: str = WS_PATH) -> UpgradeHead | None:
     """The upgrade in ``head`` (the bytes before the blank line), or None unless it is
     an unambiguous ``GET path`` WebSocket version 13 upgrade without a body. None
     means "let aiohttp answer", so this may be strict: anything unusual is None."""
-    if len(head) > MAX_HEAD_BYTES:
+    if len(head) > MAX_OFFERED_HEAD:
         return None
     try:
         text = head.decode("ascii")
@@ -154,7 +152,6 @@ class DirectSocket:
         "_reading_paused",
         "_receiving",
         "_transport",
-        "task",
     )
 
     def __init__(
@@ -172,8 +169,7 @@ class DirectSocket:
         self._receiving: asyncio.Future[None] | None = None
         # Set while writing is paused: drain() waits on it.
         self._drained: asyncio.Future[None] | None = None
-        self.task: asyncio.Task[None] | None = None
-        self._done: asyncio.Future[None] = loop.create_future()  # close() is over
+        self._done: asyncio.Future[None] | None = None  # made by close(), set when over
 
     # -- the transport's side (called by GuardedProtocol) ---------------------
 
@@ -229,9 +225,9 @@ class DirectSocket:
             msg = cast(WSMessage, await self._queue.read())
         except EofStream:
             msg = WS_CLOSED_MESSAGE
-        except WebSocketError as exc:  # malformed, too big, bad close code, bad UTF-8
-            msg = WSMessage(WSMsgType.ERROR, exc, None)
-        except Exception as exc:  # anything else the queue holds: as aiohttp, an error
+        except Exception as exc:
+            # A WebSocketError (malformed, too big, bad close code, bad UTF-8) or anything
+            # else the queue holds: as in aiohttp, an ERROR message, then a close.
             msg = WSMessage(WSMsgType.ERROR, exc, None)
         finally:
             self._receiving = None  # before close() below, which would wait for it
@@ -263,6 +259,7 @@ class DirectSocket:
         if self._closed:
             return False
         self._closed = True
+        done = self._done = self._loop.create_future()
         transport = self._transport
         if not transport.is_closing():
             transport.write(close_frame(code, message.decode(errors="replace")))
@@ -283,12 +280,12 @@ class DirectSocket:
                             pass
         finally:  # also when cancelled: the socket must not outlive the connection
             transport.close()
-            self._done.set_result(None)
+            done.set_result(None)
         return True
 
     async def wait_closed(self) -> None:
         """Until a started ``close()`` is over (it is bounded by its timeouts)."""
-        if self._closed:
+        if self._done is not None:
             await self._done
 
 
@@ -311,8 +308,8 @@ class DirectUpgrade:
         proxies: TrustedProxies,
         track: Callable[[asyncio.Task[None]], None] = lambda _task: None,
     ) -> None:
-        """``track`` learns each connection's task as it is made (shutdown waits for
-        them: aiohttp does not know these connections)."""
+        """``track`` learns each connection's task as it is made and keeps it (shutdown
+        waits for them: aiohttp does not know these connections)."""
         self._track = track
         self._admit = admit
         self._serve = serve
@@ -345,8 +342,7 @@ class DirectUpgrade:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         transport.write(switching_protocols(upgrade.key))
-        direct.task = loop.create_task(self._serve(direct, ip, transport))
-        self._track(direct.task)
+        self._track(loop.create_task(self._serve(direct, ip, transport)))
         if tail:
             direct.data_received(tail)
         return direct
