@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
@@ -28,6 +29,12 @@ POSTGRES_DSN = os.environ.get(
 )
 NATS_URL = os.environ.get("TAUBE_TEST_NATS_URL", "nats://127.0.0.1:4222")
 IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -14,12 +13,6 @@ from taube.protocol.frames import Ack, Auth, DevicePayload, Error, Message, Send
 from taube.protocol.ids import uuid7
 from tests.serverproc import UNIT_S, ServerProcess, free_port
 from tests.wire import connect, http, login, register
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def send_json(to: str, payload: bytes, message_id: str | None = None) -> str:

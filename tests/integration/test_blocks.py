@@ -8,12 +8,10 @@ receipts from her for 1:1 messages. Group life goes on as before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
-import pytest
 
 from taube.protocol.frames import (
     DevicePayload,
@@ -30,12 +28,6 @@ from taube.protocol.ids import uuid7
 from tests.conftest import drop_schema, fresh_name, nats_url, postgres_dsn
 from tests.serverproc import UNIT_S, ServerProcess
 from tests.wire import Account, Wire, connect, http, login, quiet, register
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def block(

@@ -3,21 +3,11 @@ groups, multi-device and receipts."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import aiohttp
-import pytest
 
 from taube.protocol.frames import Ack, GroupEvent, Message, Read, Receipt
 from tests.serverproc import ServerProcess
 from tests.wire import connect, http, login, quiet, register
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def test_offline_delivery_500_in_order_once(server: ServerProcess, session) -> None:

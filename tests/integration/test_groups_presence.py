@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import aiohttp
-import pytest
-
 from taube.protocol.frames import GroupEvent, Presence, SetTyping, Typing, Watch
 from tests.serverproc import ServerProcess
 from tests.wire import Account, connect, http, quiet, register
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def call(session, server: ServerProcess, who: Account, method: str, path: str, body=None):

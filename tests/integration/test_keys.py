@@ -4,7 +4,6 @@ consume one-time prekeys, identities, the errors, the rate limit and ``keys_low`
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,12 +29,6 @@ from tests.serverproc import UNIT_S, ServerProcess
 from tests.wire import Account, connect, http, login, quiet, register
 
 T = TypeVar("T")
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 @dataclass

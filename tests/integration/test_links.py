@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
-import pytest
 
 from taube.core.links import display_code, new_code, normalize_code
 from tests.conftest import drop_schema, fresh_name, nats_url, postgres_dsn
@@ -24,12 +22,6 @@ RIGHT_AFTER_A_RECHECK_S = 1.2
 an answer within WOKEN_WITHIN_S can only come from the bus waking it."""
 WOKEN_WITHIN_S = 0.6 * UNIT_S
 CODE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def start(session: aiohttp.ClientSession, base: str, name: str = "Firefox") -> Any:

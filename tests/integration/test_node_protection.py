@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -13,12 +12,6 @@ import pytest
 from taube.protocol.frames import Error
 from tests.serverproc import UNIT_S, ServerProcess
 from tests.wire import PASSWORD, connect, http, register
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def test_login_flood_gets_overloaded_with_retry_after(tmp_path: Path, session) -> None:

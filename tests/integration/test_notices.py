@@ -4,7 +4,7 @@ frame reaching every connected device at once (and later ones right after ready)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,6 @@ from tests.serverproc import UNIT_S, ServerProcess
 from tests.wire import connect, http, quiet, register
 
 ADMIN = "s3cret-admin-token"
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 @pytest.fixture

@@ -5,23 +5,15 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pyotp
-import pytest
 
 from taube.protocol.frames import Error
 from tests.serverproc import UNIT_S, ServerProcess
 from tests.wire import PASSWORD, Account, connect, http, login, register
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def fresh_step() -> int:

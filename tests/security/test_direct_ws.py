@@ -10,10 +10,8 @@ import os
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import msgspec
 import pytest
 
@@ -144,12 +142,6 @@ class Raw:
             return self.sock.recv(1) == b""
         except ConnectionResetError:
             return True
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def _upgrade_in_pieces(port: int, token: str) -> tuple[str, list[tuple[int, bytes]], bool]:

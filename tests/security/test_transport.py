@@ -124,12 +124,6 @@ def test_transport_settings() -> None:
 # ---------------------------------------------------------------- live servers
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
 def self_signed(folder: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 and localhost, valid for a day."""
     key = ec.generate_private_key(ec.SECP256R1())
