@@ -110,6 +110,13 @@ CHECKPOINT_EVERY_S = 0.1
 ``_checkpoint_soon``), instead of by SQLite's auto-checkpoint inside a COMMIT on the
 event loop, which stalled every connection for the time of copying the pages and
 two fsyncs (the flush p99 at 5,000 messages/s measured 4 ms with it, 1.2 ms without)."""
+WAL_RESET_FRAMES = 8192
+"""The writer copies what the background checkpoint left, so that the WAL starts over,
+only once the WAL holds this many frames (32 MiB at 4 KiB pages; about 1.3 s of writes
+at 5,000 messages/s). That copy runs on the event loop and ends with two fsyncs: ~2.3 ms
+on this kind of VM, in which no frame is read or written. Done after every background
+checkpoint (7 times a second at 5,000 messages/s) it was the p99 of Workload B: 3.3-3.7
+ms, against 2.3 ms with this bound (docs/performance.md, section 9.11)."""
 LAZY_WRITE_S = 0.01
 """How long a streaming ack may wait for a send to share its transaction. At a steady
 trickle of traffic a message otherwise cost three transactions (the send, the
@@ -390,17 +397,20 @@ class SqliteStore(Store):
         done.add_done_callback(self._checkpointed)
 
     @staticmethod
-    def _checkpoint_passive(conn: sqlite3.Connection) -> None:
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    def _checkpoint_passive(conn: sqlite3.Connection) -> int:
+        """Copy what can be copied now; returns the frames in the WAL."""
+        _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(frames)
 
-    def _checkpointed(self, done: asyncio.Future[None]) -> None:
+    def _checkpointed(self, done: asyncio.Future[int]) -> None:
         self._checkpointing = False
         if done.cancelled():
             return
         if done.exception() is not None:
             log.warning("background checkpoint failed: %s", done.exception())
             return
-        self._finish_checkpoint = True  # the writer copies the rest after its next batch
+        # The writer copies the rest after its next batch, once the WAL is worth it.
+        self._finish_checkpoint = done.result() >= WAL_RESET_FRAMES
 
     async def _flush(self) -> None:
         """Run the queued writes on the writer thread (an fsync per COMMIT)."""
