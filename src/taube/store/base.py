@@ -43,6 +43,8 @@ import asyncio
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
+
 from taube.protocol.frames import GroupEvent, InboxItem, Receipt
 
 DeviceKey = tuple[str, int]
@@ -129,8 +131,11 @@ class GroupRecord:
     """handle -> is admin, in join order."""
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+# The records made for every message (a send, its commit, an ack) are msgspec Structs:
+# building one measured 0.1 us against 1 us for a frozen dataclass, several per message.
+
+
+class Delivery(msgspec.Struct, frozen=True):
     """One message copy for one device. ``payload`` None means the message's shared payload."""
 
     user: str
@@ -139,8 +144,7 @@ class Delivery:
     payload: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class NewMessage:
+class NewMessage(msgspec.Struct, frozen=True):
     sender: str
     sender_device: int
     id: str
@@ -150,8 +154,7 @@ class NewMessage:
     deliveries: Sequence[Delivery]
 
 
-@dataclass(frozen=True, slots=True)
-class SendResult:
+class SendResult(msgspec.Struct, frozen=True):
     sent_at_ms: int
     duplicate: bool
     appended: list[tuple[DeviceKey, int]]
@@ -331,8 +334,7 @@ Appended = list[tuple[DeviceKey, InboxItem]]
 """Inbox items as appended, with their seq, by device."""
 
 
-@dataclass(frozen=True, slots=True)
-class AckResult:
+class AckResult(msgspec.Struct, frozen=True):
     acked_seq: int
     appended: Appended
     """The delivered receipts this ack queued."""

@@ -265,8 +265,7 @@ WHERE handle = $1 AND device = ANY($2::int[]) GROUP BY device
 """
 
 
-@dataclass(frozen=True, slots=True)
-class _Ack:
+class _Ack(msgspec.Struct, frozen=True):
     user: str
     device: int
     upto_seq: int

@@ -26,7 +26,6 @@ import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -81,8 +80,7 @@ T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], Any]
 
 
-@dataclass(frozen=True, slots=True)
-class _AckOp:
+class _AckOp(msgspec.Struct, frozen=True):
     """A cumulative ack, as a write the writer can run together with its neighbours."""
 
     user: str
