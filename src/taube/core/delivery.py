@@ -196,7 +196,7 @@ class DeliveryService:
     def submit(self, message: NewMessage) -> asyncio.Future[SendResult]:
         """Queue the commit now (so commits keep the order of submission) and return
         what resolves once it is durable; then call ``committed``."""
-        return asyncio.ensure_future(self._store.submit_message(message))
+        return self._store.submit_message(message)
 
     def committed(self, message: NewMessage, result: SendResult) -> None:
         """Ring the doorbells of a committed message's recipient devices."""
@@ -219,7 +219,7 @@ class DeliveryService:
 
     def submit_ack(self, user: str, device: int, upto_seq: int) -> asyncio.Future[AckResult]:
         """Queue a cumulative ack (upto_seq > 0); pass its result to ``acked``."""
-        return asyncio.ensure_future(self._store.submit_ack(user, device, upto_seq, self._clock()))
+        return self._store.submit_ack(user, device, upto_seq, self._clock())
 
     def acked(self, result: AckResult) -> int:
         """Ring the doorbells of a committed ack's receipts; the effective acked seq."""

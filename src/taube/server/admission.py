@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 
-@dataclass
+@dataclass(slots=True)
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up. Pure: time is passed in."""
 
@@ -38,7 +38,8 @@ class TokenBucket:
         (``cost`` is at most ``burst``, or it never will)."""
         if self.tokens < 0:
             self.tokens, self.updated = self.burst, now
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        tokens = self.tokens + (now - self.updated) * self.rate
+        self.tokens = tokens if tokens < self.burst else self.burst  # not min(): per send
         self.updated = now
         if self.tokens >= cost:
             self.tokens -= cost
@@ -153,5 +154,5 @@ class RateLimits:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(key)
-        wait = bucket.take(self._clock(), min(cost, self._burst))
+        wait = bucket.take(self._clock(), cost if cost < self._burst else self._burst)
         return max(1, math.ceil(wait)) if wait else 0

@@ -495,9 +495,12 @@ class Connection:
                         retry_after_s=FrameRate.retry_after_s(wait),
                     )
                 frame = decode_frame(msg.data)
-                ref = frame_ref(frame)
-                if type(frame) is Send and self._send_at_once(frame):
-                    continue
+                if type(frame) is Send:  # most frames: no frame_ref() call
+                    ref = frame.id
+                    if self._send_at_once(frame):
+                        continue
+                else:
+                    ref = frame_ref(frame)
                 await self._dispatch(frame)
             except TaubeError as exc:
                 if exc.spec.ws_close is not None:

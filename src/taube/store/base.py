@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -447,7 +447,7 @@ class Store(abc.ABC):
     async def commit_message(self, message: NewMessage) -> SendResult:
         """Store the message and append it to every delivery's inbox, idempotently."""
 
-    def submit_message(self, message: NewMessage) -> Awaitable[SendResult]:
+    def submit_message(self, message: NewMessage) -> asyncio.Future[SendResult]:
         """Like ``commit_message``, but the write is queued before this returns, so
         that messages submitted one after another commit in that order."""
         return asyncio.ensure_future(self.commit_message(message))
@@ -479,7 +479,7 @@ class Store(abc.ABC):
 
     def submit_ack(
         self, user: str, device: int, upto_seq: int, now_ms: int
-    ) -> Awaitable[AckResult]:
+    ) -> asyncio.Future[AckResult]:
         """Like ``ack``, but queued before this returns (a gateway answers from a
         callback when it is done, without a task waiting on it)."""
         return asyncio.ensure_future(self.ack(user, device, upto_seq, now_ms))
