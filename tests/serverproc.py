@@ -36,6 +36,11 @@ TEST_SETTINGS: dict[str, dict[str, object]] = {
 }
 
 
+# The nodes of a test cluster share a status signing key, as every cluster must (the
+# server refuses a NATS bus without one); a fixed test-only seed, 32 bytes of 0x2a.
+CLUSTER_SIGNING_KEY = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio="
+
+
 def toml_text(settings: dict[str, dict[str, object]]) -> str:
     """The few TOML forms our settings need: sections of numbers and strings."""
     lines = []
@@ -79,6 +84,8 @@ class ServerProcess:
         self.log_path = data_dir / "server.log"
         data_dir.mkdir(parents=True, exist_ok=True)
         merged = {section: dict(values) for section, values in TEST_SETTINGS.items()}
+        if bus is not None:
+            merged["status"] = {"signing_key": CLUSTER_SIGNING_KEY}
         for section, values in (settings or {}).items():
             merged.setdefault(section, {}).update(values)
         self.config_path.write_text(toml_text(merged))

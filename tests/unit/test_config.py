@@ -34,6 +34,10 @@ def test_precedence(tmp_path: Path) -> None:
         ("[server]\nport = 0\n", "port 0 is out of range"),
         ("[store]\nstore = 'mysql://x'\n", "use sqlite:///PATH or postgresql://"),
         ("[bus]\nbus = 'kafka://x'\n", "use local or nats://"),
+        (
+            "[store]\nstore = 'postgresql://u@h/d'\n[bus]\nbus = 'nats://h:4222'\n",
+            "give them all the same [status] signing_key",
+        ),
         ("[store]\ndurability = 'SOMETIMES'\n", "durability must be"),
         ("[limits]\nmax_frame_bytes = 10\n", "max_frame_bytes"),
         ("[limits]\nkey_fetches_per_min = 0\n", "key_fetches_per_min must be positive"),
