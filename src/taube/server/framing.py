@@ -16,14 +16,22 @@ _LEN16 = struct.Struct("!BBH")
 _LEN64 = struct.Struct("!BBQ")
 
 
+_SMALL_HEADERS = tuple(bytes((_TEXT_FIN, size)) for size in range(126))
+
+
+def text_header(size: int) -> bytes:
+    """The header of a final, unmasked, uncompressed text frame of ``size`` bytes: a
+    writer that joins many frames appends it and the payload, and copies each once."""
+    if size < 126:
+        return _SMALL_HEADERS[size]
+    if size < 65536:
+        return _LEN16.pack(_TEXT_FIN, 126, size)
+    return _LEN64.pack(_TEXT_FIN, 127, size)
+
+
 def text_frame(payload: bytes) -> bytes:
     """One final, unmasked, uncompressed text frame carrying ``payload`` (UTF-8)."""
-    size = len(payload)
-    if size < 126:
-        return bytes((_TEXT_FIN, size)) + payload
-    if size < 65536:
-        return _LEN16.pack(_TEXT_FIN, 126, size) + payload
-    return _LEN64.pack(_TEXT_FIN, 127, size) + payload
+    return text_header(len(payload)) + payload
 
 
 _CLOSE_FIN = 0x88

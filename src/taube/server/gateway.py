@@ -67,7 +67,7 @@ from taube.protocol.frames import (
 from taube.protocol.ids import normalize_handle
 from taube.server.admission import Admission
 from taube.server.direct_ws import DirectSocket, DirectUpgrade, UpgradeHead
-from taube.server.framing import PING_FRAME, close_frame, text_frame
+from taube.server.framing import PING_FRAME, close_frame, text_header
 from taube.server.services import Services
 from taube.server.transport import EDGE, FrameRate, client_ip, origin_allowed
 from taube.server.wakeup import Wakeup
@@ -605,7 +605,9 @@ class Connection:
         if self._backlog() + len(data) > self._max_outbound:
             self._drop_slow_reader()
             return
-        self._outbuf.append(text_frame(data))
+        outbuf = self._outbuf
+        outbuf.append(text_header(len(data)))  # header and payload: joined once, in _flush
+        outbuf.append(data)
         self._outbuf_bytes += len(data)
         if not self._flush_soon:
             self._flush_soon = True

@@ -75,19 +75,6 @@ def inbox_item(
     return msgspec.structs.replace(_extra_decoder.decode(data or b""), seq=seq)
 
 
-def one_to_one_from_other(
-    row: tuple[int, int, str | None, str | None, str | None], user: str
-) -> bool:
-    """An acked row (seq, kind, sender, msg_id, conversation) is a 1:1 message from
-    someone else (its delivered receipt may be withheld by a block)."""
-    _, kind, sender, _, conversation = row
-    return (
-        kind == KIND_MESSAGE
-        and sender not in (None, user)
-        and not (conversation or "").startswith("#")
-    )
-
-
 def delivered_receipts(
     acked: Iterable[tuple[int, int, str | None, str | None, str | None]],
     user: str,
@@ -100,13 +87,16 @@ def delivered_receipts(
     most MAX_RECEIPT_IDS ids each; none for the user's own messages, and none for 1:1
     messages from senders in ``blocked`` (the users ``user`` has blocked)."""
     by_sender: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
+    one_to_one = f"@{user}"  # how a 1:1 sender sees the conversation (once, not per row)
     for seq, kind, sender, msg_id, conversation in acked:
         if kind != KIND_MESSAGE or sender is None or sender == user or msg_id is None:
             continue
-        conversation = conversation or ""
-        if not conversation.startswith("#") and sender in blocked:
+        if conversation and conversation.startswith("#"):
+            seen_as = conversation
+        elif sender in blocked:
             continue
-        seen_as = conversation if conversation.startswith("#") else f"@{user}"
+        else:
+            seen_as = one_to_one
         by_sender[(sender, seen_as)].append((seq, msg_id))
     receipts: list[tuple[str, Receipt]] = []
     for (sender, seen_as), refs in by_sender.items():

@@ -72,7 +72,6 @@ from taube.store.rows import (
     encode_extra,
     extra_kind,
     inbox_item,
-    one_to_one_from_other,
     shared_payload,
 )
 
@@ -995,8 +994,8 @@ class SqliteStore(Store):
         rows: dict[DeviceKey, list[tuple[int, int, str | None, str | None, str | None]]] = {}
         for start, count in _chunks(len(wanted) // 3):
             chunk = wanted[start * 3 : (start + count) * 3]
-            for user, device, *row in c.execute(_ack_sql(count), chunk):
-                rows.setdefault((user, device), []).append(tuple(row))
+            for row in c.execute(_ack_sql(count), chunk):  # one slice per row, no list
+                rows.setdefault((row[0], row[1]), []).append(row[2:])
         results = []
         receipt_rows: list[Any] = []  # every ack's receipts in one INSERT per chunk
         for ack, upto in zip(acks, uptos, strict=True):
@@ -1017,9 +1016,7 @@ class SqliteStore(Store):
         if not acked:
             return []
         receipts: list[tuple[DeviceKey, Receipt | GroupEvent]] = []
-        blocked: frozenset[str] = frozenset()
-        if any(one_to_one_from_other(row, ack.user) for row in acked):
-            blocked = self._blocked_by(c, ack.user)
+        blocked = self._blocked_by(c, ack.user)  # cached: no pass over the rows to skip it
         for sender, receipt in delivered_receipts(acked, ack.user, ack.device, ack.now_ms, blocked):
             receipts.extend(((sender, d), receipt) for d in self._active_device_ids(c, sender))
         return self._stage_extra(c, receipts, rows)
