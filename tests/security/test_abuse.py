@@ -4,18 +4,21 @@ stops its logins and sends, and makes it unreachable (``account.suspended``)."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from taube.client import Client
 from taube.client import register as sdk_register
 from taube.protocol.frames import Sent
 from tests.client.conftest import FAST, collect
+from tests.conftest import drop_schema, fresh_name, nats_url, postgres_dsn
 from tests.serverproc import UNIT_S, ServerProcess
 from tests.wire import PASSWORD, connect, http, login, register
 
@@ -165,6 +168,66 @@ async def test_operator_routes_want_the_admin_token(
     assert (status, problem["code"]) == (401, "admin.invalid_token")
     status, _ = await http(session, "GET", f"{admin_server.url}/v1/me", token=mallory.token)
     assert status == 200  # nothing was suspended
+
+
+async def test_a_suspension_made_on_one_node_holds_on_another(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """Two nodes on one PostgreSQL schema and NATS: the operator suspends Mallory through
+    node 1 while Mallory and Alice are connected to node 2. Node 2 ends Mallory's
+    connection, refuses Alice's message to Mallory, and takes both back on unsuspend."""
+    dsn, bus, schema = postgres_dsn(), nats_url(), fresh_name("abuse")
+    conn = await asyncpg.connect(dsn, timeout=5 * UNIT_S)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+    finally:
+        await conn.close()
+    store = f"{dsn}{'&' if '?' in dsn else '?'}options=-csearch_path%3D{schema}"
+    settings: dict[str, dict[str, object]] = {"admin": {"token": ADMIN}}
+    nodes = [
+        ServerProcess(tmp_path / f"n{i}", settings=settings, store=store, bus=bus, node=f"n{i}")
+        for i in (1, 2)
+    ]
+    try:
+        await asyncio.gather(*(asyncio.to_thread(n.start) for n in nodes))
+        n1, n2 = nodes
+        alice = await register(session, n2.url, "alice")
+        mallory = await register(session, n2.url, "mallory")
+        mallory_wire = await connect(session, n2.ws_url, mallory.token)
+        alice_wire = await connect(session, n2.ws_url, alice.token)
+
+        status, _ = await http(
+            session, "POST", f"{n1.url}/v1/admin/accounts/mallory/suspend", {"reason": "spam"},
+            ADMIN,
+        )  # fmt: skip
+        assert status == 200
+        error = await mallory_wire.error(timeout=5)
+        assert error.code == "account.suspended"
+        await mallory_wire.ws.receive(timeout=5 * UNIT_S)
+        assert mallory_wire.ws.close_code == 4003
+        sent_id = await alice_wire.send("@mallory", b"hi")
+        error = await alice_wire.error()
+        assert (error.code, error.ref) == ("account.suspended", sent_id)
+        status, problem = await http(session, "GET", f"{n2.url}/v1/me", token=mallory.token)
+        assert (status, problem["code"]) == (403, "account.suspended")
+
+        status, _ = await http(
+            session, "POST", f"{n1.url}/v1/admin/accounts/mallory/unsuspend", None, ADMIN
+        )
+        assert status == 200
+        for _ in range(50):  # node 2 hears of it over NATS, within milliseconds
+            if (await http(session, "GET", f"{n2.url}/v1/me", token=mallory.token))[0] == 200:
+                break
+            await asyncio.sleep(0.1 * UNIT_S)
+        back = await connect(session, n2.ws_url, mallory.token)
+        await alice_wire.send("@mallory", b"welcome back")
+        assert isinstance(await alice_wire.until(Sent), Sent)
+        [got] = await back.messages(1)
+        assert got.payload == b"welcome back"
+    finally:
+        for node in nodes:
+            node.stop()
+        await drop_schema(dsn, schema)
 
 
 async def test_suspending_an_unknown_account_is_not_found(
