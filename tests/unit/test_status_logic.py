@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from taube.status.aggregates import MINUTE_MS, Aggregate, bucket_of, percentile
+from taube.status.document import with_live
 from taube.status.incidents import Picture, can_move, plan
 from taube.status.reports import ReportRule, detect_spike
 from taube.status.slo import evaluate, month_start_ms
@@ -94,6 +95,31 @@ def test_a_node_that_stopped_reporting_is_down_and_others_judge_it() -> None:
     assert statuses["send"] == "partial_outage"
     assert statuses["connect"] == "unknown"  # nobody measured it
     assert overall(statuses) == "partial_outage"
+
+
+def test_a_short_node_outage_split_over_two_minutes_shows_in_the_minutes_it_was_shown_live() -> (
+    None
+):
+    """n2 was down for 12 s across a minute boundary. The probers stopped probing it
+    within seconds, so each minute holds 3 failed probes of 30: operational by the
+    share. The live verdict (a known node that stopped reporting is down) showed it as
+    a major outage in both minutes, opened the incident; the recorded minutes agree."""
+    window = {("n1", "node:n2"): agg(30, 27), ("n3", "node:n2"): agg(30, 27)}
+    measured = component_statuses(
+        window, known_nodes={"n1", "n2", "n3"}, reporting={"n1", "n2", "n3"}, nodes_seen=3,
+        thresholds=T,
+    )  # fmt: skip
+    assert measured["node:n2"] == "operational"
+    recorded = with_live(measured, {"node:n2": "major_outage"})
+    assert recorded["node:n2"] == "major_outage"
+    assert {c: s for c, s in recorded.items() if c != "node:n2"} == {
+        c: s for c, s in measured.items() if c != "node:n2"
+    }
+    # What the page showed never makes a measured minute look better, and a component
+    # nobody measured in the minute keeps what was shown.
+    assert with_live({"send": "major_outage"}, {"send": "degraded"}) == {"send": "major_outage"}
+    assert with_live({}, {"node:n2": "partial_outage"}) == {"node:n2": "partial_outage"}
+    assert with_live({"api": "operational"}, {}) == {"api": "operational"}
 
 
 def test_overall_verdict() -> None:

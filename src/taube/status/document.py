@@ -125,6 +125,20 @@ def minute_statuses(
     return {c: s for c, s in statuses.items() if s != "unknown"}
 
 
+def with_live(measured: Mapping[str, Status], live: Mapping[str, Status]) -> dict[str, Status]:
+    """A closed minute's statuses: what its probes say, made as bad as what the live
+    verdict showed during the minute (``live``: the worst bad status seen per component).
+
+    Probers stop probing a node they no longer hear within seconds, so a short node
+    outage split over two minutes can leave each minute above the operational share of
+    probes; the live rule (a known node that stopped reporting is down) saw it, opened
+    the incident and showed it on the page, and the uptime bar must agree."""
+    out = dict(measured)
+    for component, status in live.items():
+        out[component] = worst((out.get(component, status), status))
+    return out
+
+
 # ---------------------------------------------------------------- findings
 
 

@@ -33,12 +33,13 @@ from taube.status.document import (
     canary_picture,
     live_view,
     minute_statuses,
+    with_live,
 )
 from taube.status.incidents import AUTOMATIC, IncidentDesk, Picture, plan
 from taube.status.reports import COMPONENT_OF_KIND, ReportRule, describe_spike, detect_spike
 from taube.status.signing import Signer
 from taube.status.slo import Objective, month_start_ms
-from taube.status.verdict import Thresholds
+from taube.status.verdict import Status, Thresholds, is_bad, worst
 from taube.status.webhooks import WebhookSender
 from taube.store.base import IncidentRecord, MaintenanceRecord, Store
 
@@ -125,6 +126,9 @@ class StatusService:
         self._days: tuple[float, list[tuple[str, int, str, int]]] | None = None
         self._doc_lock = asyncio.Lock()
         self.leading = False
+        self._seen_live: dict[int, dict[str, Status]] = {}
+        """minute -> component -> the worst bad status the live verdict showed in it
+        (kept by the leading node, which records the minutes)."""
 
     async def start(self) -> None:
         if self.prober is not None:
@@ -178,10 +182,17 @@ class StatusService:
         self.leading = self._leader(view) == self.settings.node
         if not self.leading:
             return
+        self._remember_live(view)
         await self._record_minutes(view)
         incidents = await self._store.open_incidents()
         await self._automatic("canary", view, incidents)
         await self._automatic("reports", view, incidents)
+
+    def _remember_live(self, view: LiveView) -> None:
+        seen = self._seen_live.setdefault(minute_of(view.now_ms), {})
+        for component, status in view.statuses.items():
+            if is_bad(status):
+                seen[component] = worst((seen.get(component, status), status))
 
     async def _record_minutes(self, view: LiveView) -> None:
         # A minute is final once its slowest probe (sent in it, resolved within the
@@ -195,15 +206,18 @@ class StatusService:
             final_before - BACKFILL_MINUTES * MINUTE_MS,
             (last + MINUTE_MS) if last is not None else 0,
         )
+        for old in [m for m in self._seen_live if m < start]:
+            del self._seen_live[old]
         if start >= final_before:
             return
         rows = await self._store.probe_minutes(start - SEEN_WINDOW_MS)
         written: list[tuple[int, str, str]] = []
         for minute in range(start, final_before, MINUTE_MS):
-            statuses = minute_statuses(
+            measured = minute_statuses(
                 rows, minute, known_nodes=sorted(view.known_nodes),
                 thresholds=s.thresholds, quorum=s.quorum,
             )  # fmt: skip
+            statuses = with_live(measured, self._seen_live.pop(minute, {}))
             written += [(minute, c, st) for c, st in statuses.items()]
         await self._store.put_status_minutes(written)
 
