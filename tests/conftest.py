@@ -102,6 +102,32 @@ async def pg_schema() -> AsyncIterator[str]:
         await drop_schema(dsn, schema)
 
 
+@contextlib.asynccontextmanager
+async def two_nodes(
+    folder: Path, settings: dict[str, dict[str, object]] | None = None
+) -> AsyncIterator[tuple[ServerProcess, ServerProcess]]:
+    """Two real nodes in cluster mode (one fresh PostgreSQL schema, the test NATS),
+    started together; stopped, and the schema dropped, afterwards."""
+    dsn, bus, schema = postgres_dsn(), nats_url(), fresh_name("nodes")
+    conn = await asyncpg.connect(dsn, timeout=5 * UNIT_S)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+    finally:
+        await conn.close()
+    store = f"{dsn}{'&' if '?' in dsn else '?'}options=-csearch_path%3D{schema}"
+    nodes = [
+        ServerProcess(folder / f"n{i}", settings=settings, store=store, bus=bus, node=f"n{i}")
+        for i in (1, 2)
+    ]
+    try:
+        await asyncio.gather(*(asyncio.to_thread(n.start) for n in nodes))
+        yield nodes[0], nodes[1]
+    finally:
+        for node in nodes:
+            node.stop()
+        await drop_schema(dsn, schema)
+
+
 class TcpProxy:
     """A loopback TCP relay in front of a service: ``stop()`` cuts every connection and
     refuses new ones, ``start()`` listens again on the same port. Simulates an outage

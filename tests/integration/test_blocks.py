@@ -11,7 +11,6 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
-import asyncpg  # type: ignore[import-untyped]
 
 from taube.protocol.frames import (
     DevicePayload,
@@ -25,8 +24,8 @@ from taube.protocol.frames import (
     Watch,
 )
 from taube.protocol.ids import uuid7
-from tests.conftest import drop_schema, fresh_name, nats_url, postgres_dsn
-from tests.serverproc import UNIT_S, ServerProcess
+from tests.conftest import fresh_name, two_nodes
+from tests.serverproc import ServerProcess
 from tests.wire import Account, Wire, connect, http, login, quiet, register
 
 
@@ -198,19 +197,7 @@ async def test_a_block_made_on_one_node_holds_on_another_within_a_second(
 ) -> None:
     """Two nodes on one PostgreSQL schema and NATS: Alice blocks Bob on node 1 while
     Bob sends through node 2, whose cache knew Alice had blocked no one."""
-    dsn = postgres_dsn()
-    bus = nats_url()
-    schema = fresh_name("blocks")
-    conn = await asyncpg.connect(dsn, timeout=5 * UNIT_S)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-    finally:
-        await conn.close()
-    store = f"{dsn}{'&' if '?' in dsn else '?'}options=-csearch_path%3D{schema}"
-    nodes = [ServerProcess(tmp_path / f"n{i}", store=store, bus=bus, node=f"n{i}") for i in (1, 2)]
-    try:
-        await asyncio.gather(*(asyncio.to_thread(n.start) for n in nodes))
-        n1, n2 = nodes
+    async with two_nodes(tmp_path) as (n1, n2):
         tag = fresh_name("u").replace("_", "")
         alice = await register(session, n1.url, f"alice{tag}")
         bob = await register(session, n2.url, f"bob{tag}")
@@ -229,7 +216,3 @@ async def test_a_block_made_on_one_node_holds_on_another_within_a_second(
         after = await b.send(f"@{alice.handle}", b"unblocked")
         (got,) = await a.messages(1)
         assert got.id == after
-    finally:
-        for node in nodes:
-            node.stop()
-        await drop_schema(dsn, schema)

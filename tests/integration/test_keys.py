@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
-import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import pytest
 from multidict import CIMultiDictProxy
@@ -24,8 +23,8 @@ from taube.crypto import (
 from taube.crypto.keys import verify_signed_prekey
 from taube.protocol import api
 from taube.protocol.frames import KeysLow
-from tests.conftest import NATS_URL, nats_url, postgres_dsn
-from tests.serverproc import UNIT_S, ServerProcess
+from tests.conftest import fresh_name, two_nodes
+from tests.serverproc import ServerProcess
 from tests.wire import Account, connect, http, login, quiet, register
 
 T = TypeVar("T")
@@ -427,38 +426,22 @@ async def test_keys_low_when_a_fetch_drains_the_pool(
 
 
 async def test_keys_low_reaches_a_device_on_another_node(
-    tmp_path: Path, pg_schema: str, session: aiohttp.ClientSession
+    tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
-    dsn = postgres_dsn()
-    nats_url()
-    conn = await asyncpg.connect(dsn, timeout=5 * UNIT_S)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{pg_schema}"')
-    finally:
-        await conn.close()
-    store = f"{dsn}{'&' if '?' in dsn else '?'}options=-csearch_path%3D{pg_schema}"
-    nodes = [
-        ServerProcess(tmp_path / name, store=store, bus=NATS_URL, node=name)
-        for name in ("n1", "n2")
-    ]
-    try:
-        for node in nodes:
-            node.start()
+    async with two_nodes(tmp_path) as (n1, n2):
         # NATS subjects carry handles: random ones keep tests apart.
-        alice_handle, bob_handle = f"a{pg_schema[-8:]}", f"b{pg_schema[-8:]}"
-        alice = await register(session, nodes[0].url, alice_handle)
-        bob = await register(session, nodes[1].url, bob_handle)
-        await put_keys(session, nodes[0].url, alice, DeviceKeys().upload(range(25)))
-        a = await connect(session, nodes[0].ws_url, alice.token)
+        tag = fresh_name("k")[-8:]
+        alice_handle, bob_handle = f"a{tag}", f"b{tag}"
+        alice = await register(session, n1.url, alice_handle)
+        bob = await register(session, n2.url, bob_handle)
+        await put_keys(session, n1.url, alice, DeviceKeys().upload(range(25)))
+        a = await connect(session, n1.ws_url, alice.token)
         for _ in range(5):
-            await bundles(session, nodes[1].url, bob, alice_handle)
+            await bundles(session, n2.url, bob, alice_handle)
         assert await quiet(a) == []  # 20 left
-        await bundles(session, nodes[1].url, bob, alice_handle)
+        await bundles(session, n2.url, bob, alice_handle)
         assert await a.next() == KeysLow(one_time_prekeys=19)
         await a.close()
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 async def test_openapi_lists_the_key_routes(

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg  # type: ignore[import-untyped]
 
 from taube.core.links import display_code, new_code, normalize_code
-from tests.conftest import drop_schema, fresh_name, nats_url, postgres_dsn
+from tests.conftest import fresh_name, two_nodes
 from tests.serverproc import UNIT_S, ServerProcess
 from tests.wire import connect, http, register
 
@@ -176,19 +175,7 @@ async def test_starts_are_limited_per_address_and_approvals_per_account(
 async def test_approval_on_another_node_wakes_the_waiting_requester(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
-    dsn = postgres_dsn()
-    bus = nats_url()
-    schema = fresh_name("links")
-    conn = await asyncpg.connect(dsn, timeout=5 * UNIT_S)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-    finally:
-        await conn.close()
-    store = f"{dsn}{'&' if '?' in dsn else '?'}options=-csearch_path%3D{schema}"
-    nodes = [ServerProcess(tmp_path / f"n{i}", store=store, bus=bus, node=f"n{i}") for i in (1, 2)]
-    try:
-        await asyncio.gather(*(asyncio.to_thread(n.start) for n in nodes))
-        n1, n2 = nodes
+    async with two_nodes(tmp_path) as (n1, n2):
         handle = f"alice{fresh_name('u').replace('_', '')}"
         alice = await register(session, n2.url, handle)
         link = await start(session, n1.url)
@@ -205,7 +192,3 @@ async def test_approval_on_another_node_wakes_the_waiting_requester(
         wire = await connect(session, n2.ws_url, got["token"])
         assert wire.ready.device == 2
         await wire.close()
-    finally:
-        for node in nodes:
-            node.stop()
-        await drop_schema(dsn, schema)

@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import pytest
 
 from taube.protocol.frames import Notice
 from taube.server.config import load_config
 from taube.status.signing import verify_notice
-from tests.conftest import drop_schema, fresh_name, nats_url, postgres_dsn
+from tests.conftest import fresh_name, two_nodes
 from tests.serverproc import UNIT_S, ServerProcess
 from tests.wire import connect, http, quiet, register
 
@@ -161,23 +160,8 @@ async def test_notices_end_and_expire(
 async def test_a_notice_reaches_devices_on_every_node_and_restarted_nodes_know_it(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
-    dsn = postgres_dsn()
-    bus = nats_url()
-    schema = fresh_name("notices")
-    conn = await asyncpg.connect(dsn, timeout=5 * UNIT_S)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-    finally:
-        await conn.close()
-    store = f"{dsn}{'&' if '?' in dsn else '?'}options=-csearch_path%3D{schema}"
     settings: dict[str, dict[str, object]] = {"admin": {"token": ADMIN}}
-    nodes = [
-        ServerProcess(tmp_path / f"n{i}", settings=settings, store=store, bus=bus, node=f"n{i}")
-        for i in (1, 2)
-    ]
-    try:
-        await asyncio.gather(*(asyncio.to_thread(n.start) for n in nodes))
-        n1, n2 = nodes
+    async with two_nodes(tmp_path, settings) as (n1, n2):
         handle = f"alice{fresh_name('u').replace('_', '')}"
         alice = await register(session, n1.url, handle)
         on_n2 = await connect(session, n2.ws_url, alice.token)
@@ -194,10 +178,6 @@ async def test_a_notice_reaches_devices_on_every_node_and_restarted_nodes_know_i
         assert isinstance(frame, Notice)
         assert frame.id == info["id"]
         await again.close()
-    finally:
-        for node in nodes:
-            node.stop()
-        await drop_schema(dsn, schema)
 
 
 async def test_openapi_lists_the_link_and_notice_routes(

@@ -11,14 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from taube.client import Client
 from taube.client import register as sdk_register
 from taube.protocol.frames import Sent
 from tests.client.conftest import FAST, collect
-from tests.conftest import drop_schema, fresh_name, nats_url, postgres_dsn
+from tests.conftest import two_nodes
 from tests.serverproc import UNIT_S, ServerProcess
 from tests.wire import PASSWORD, connect, http, login, register
 
@@ -176,21 +175,8 @@ async def test_a_suspension_made_on_one_node_holds_on_another(
     """Two nodes on one PostgreSQL schema and NATS: the operator suspends Mallory through
     node 1 while Mallory and Alice are connected to node 2. Node 2 ends Mallory's
     connection, refuses Alice's message to Mallory, and takes both back on unsuspend."""
-    dsn, bus, schema = postgres_dsn(), nats_url(), fresh_name("abuse")
-    conn = await asyncpg.connect(dsn, timeout=5 * UNIT_S)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-    finally:
-        await conn.close()
-    store = f"{dsn}{'&' if '?' in dsn else '?'}options=-csearch_path%3D{schema}"
     settings: dict[str, dict[str, object]] = {"admin": {"token": ADMIN}}
-    nodes = [
-        ServerProcess(tmp_path / f"n{i}", settings=settings, store=store, bus=bus, node=f"n{i}")
-        for i in (1, 2)
-    ]
-    try:
-        await asyncio.gather(*(asyncio.to_thread(n.start) for n in nodes))
-        n1, n2 = nodes
+    async with two_nodes(tmp_path, settings) as (n1, n2):
         alice = await register(session, n2.url, "alice")
         mallory = await register(session, n2.url, "mallory")
         mallory_wire = await connect(session, n2.ws_url, mallory.token)
@@ -224,10 +210,6 @@ async def test_a_suspension_made_on_one_node_holds_on_another(
         assert isinstance(await alice_wire.until(Sent), Sent)
         [got] = await back.messages(1)
         assert got.payload == b"welcome back"
-    finally:
-        for node in nodes:
-            node.stop()
-        await drop_schema(dsn, schema)
 
 
 async def test_suspending_an_unknown_account_is_not_found(
