@@ -1,4 +1,5 @@
-"""``insert_rows``: many rows per INSERT, in power-of-two chunks, none lost or repeated."""
+"""``insert_rows``: many rows per INSERT (one statement of the exact size for small
+batches, power-of-two chunks for larger ones), none lost or repeated."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import sqlite3
 
 import pytest
 
-from taube.store.sqlite import MAX_ROWS_PER_INSERT, insert_rows
+from taube.store.sqlite import EXACT_ROWS, MAX_ROWS_PER_INSERT, _chunks, insert_rows
 
 
-@pytest.mark.parametrize("count", [0, 1, 2, 3, 127, 128, 129, 255, 256, 300, 1000])
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 12, 31, 32, 33, 127, 128, 129, 255, 256, 300, 1000])
 def test_every_row_arrives_once_in_order(count: int) -> None:
     c = sqlite3.connect(":memory:")
     c.execute("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT, c BLOB)")
@@ -25,3 +26,11 @@ def test_every_row_arrives_once_in_order(count: int) -> None:
 def test_statements_stay_under_sqlite_variable_limit() -> None:
     # 8 columns (the inbox) times the largest chunk must stay far below 32,766.
     assert 8 * MAX_ROWS_PER_INSERT < 32_766
+
+
+def test_small_batches_are_one_statement_and_sizes_stay_few() -> None:
+    assert _chunks(0) == []
+    assert _chunks(12) == [(0, 12)]
+    assert _chunks(EXACT_ROWS) == [(0, EXACT_ROWS)]
+    sizes = {n for total in range(EXACT_ROWS + 1, 2000) for _, n in _chunks(total)}
+    assert sizes <= {2**k for k in range(8)}  # larger batches: powers of two up to 128
