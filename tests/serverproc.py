@@ -85,7 +85,7 @@ class ServerProcess:
         data_dir.mkdir(parents=True, exist_ok=True)
         merged = {section: dict(values) for section, values in TEST_SETTINGS.items()}
         if bus is not None:
-            merged["status"] = {"signing_key": CLUSTER_SIGNING_KEY}
+            merged.setdefault("status", {})["signing_key"] = CLUSTER_SIGNING_KEY
         for section, values in (settings or {}).items():
             merged.setdefault(section, {}).update(values)
         self.config_path.write_text(toml_text(merged))

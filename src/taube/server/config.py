@@ -384,20 +384,19 @@ def load_config(
         raise ConfigError(
             f"store {config.store!r}: use sqlite:///PATH or postgresql://USER@HOST/DATABASE"
         )
-    if config.bus != "local" and not all(
-        url.strip().startswith(("nats://", "tls://")) for url in config.bus.split(",")
-    ):
-        raise ConfigError(f"bus {config.bus!r}: use local or nats://HOST:PORT[,nats://...]")
-    if config.bus != "local" and not config.uses_postgres:
-        raise ConfigError("a NATS bus joins several nodes: they need a postgresql:// store")
-    if config.bus != "local" and not config.status_signing_key:
-        # Without it each node would make a key of its own: clients, who learn the key
-        # from the node they log in to, would drop notices and status documents that
-        # other nodes signed (as forged), and the canaries' passwords would differ.
-        raise ConfigError(
-            "a NATS bus joins several nodes: give them all the same [status] signing_key"
-            " (TAUBE_STATUS_SIGNING_KEY); make one with: head -c 32 /dev/urandom | base64"
-        )
+    if config.bus != "local":
+        if not all(url.strip().startswith(("nats://", "tls://")) for url in config.bus.split(",")):
+            raise ConfigError(f"bus {config.bus!r}: use local or nats://HOST:PORT[,nats://...]")
+        if not config.uses_postgres:
+            raise ConfigError("a NATS bus joins several nodes: they need a postgresql:// store")
+        if not config.status_signing_key:
+            # Without it each node would make a key of its own: clients, who learn the
+            # key from the node they log in to, would drop notices and status documents
+            # that other nodes signed (as forged), and the canaries' passwords would differ.
+            raise ConfigError(
+                "a NATS bus joins several nodes: give them all the same [status] signing_key"
+                " (TAUBE_STATUS_SIGNING_KEY); make one with: head -c 32 /dev/urandom | base64"
+            )
     if config.durability not in {"normal", "full"}:
         raise ConfigError('durability must be "normal" or "full"')
     if config.max_payload_bytes < 1:

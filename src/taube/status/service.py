@@ -39,7 +39,7 @@ from taube.status.incidents import AUTOMATIC, IncidentDesk, Picture, plan
 from taube.status.reports import COMPONENT_OF_KIND, ReportRule, describe_spike, detect_spike
 from taube.status.signing import Signer
 from taube.status.slo import Objective, month_start_ms
-from taube.status.verdict import Status, Thresholds, is_bad, worst
+from taube.status.verdict import Status, Thresholds, is_bad
 from taube.status.webhooks import WebhookSender
 from taube.store.base import IncidentRecord, MaintenanceRecord, Store
 
@@ -189,10 +189,9 @@ class StatusService:
         await self._automatic("reports", view, incidents)
 
     def _remember_live(self, view: LiveView) -> None:
-        seen = self._seen_live.setdefault(minute_of(view.now_ms), {})
-        for component, status in view.statuses.items():
-            if is_bad(status):
-                seen[component] = worst((seen.get(component, status), status))
+        minute = minute_of(view.now_ms)
+        bad = {c: s for c, s in view.statuses.items() if is_bad(s)}
+        self._seen_live[minute] = with_live(self._seen_live.get(minute, {}), bad)
 
     async def _record_minutes(self, view: LiveView) -> None:
         # A minute is final once its slowest probe (sent in it, resolved within the
