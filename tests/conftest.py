@@ -102,6 +102,12 @@ async def pg_schema() -> AsyncIterator[str]:
         await drop_schema(dsn, schema)
 
 
+def schema_dsn(dsn: str, schema: str) -> str:
+    """``dsn`` with every session's search_path set to ``schema`` (libpq and asyncpg
+    both pass ``options`` to PostgreSQL at connect)."""
+    return f"{dsn}{'&' if '?' in dsn else '?'}options=-csearch_path%3D{schema}"
+
+
 @contextlib.asynccontextmanager
 async def two_nodes(
     folder: Path, settings: dict[str, dict[str, object]] | None = None
@@ -114,7 +120,7 @@ async def two_nodes(
         await conn.execute(f'CREATE SCHEMA "{schema}"')
     finally:
         await conn.close()
-    store = f"{dsn}{'&' if '?' in dsn else '?'}options=-csearch_path%3D{schema}"
+    store = schema_dsn(dsn, schema)
     nodes = [
         ServerProcess(folder / f"n{i}", settings=settings, store=store, bus=bus, node=f"n{i}")
         for i in (1, 2)

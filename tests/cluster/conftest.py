@@ -36,6 +36,7 @@ from tests.conftest import (
     fresh_name,
     nats_url,
     postgres_dsn,
+    schema_dsn,
 )
 from tests.serverproc import UNIT_S, ServerProcess
 
@@ -141,12 +142,6 @@ async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -
 
 
 # ---------------------------------------------------------------- the cluster
-
-
-def schema_dsn(dsn: str, schema: str) -> str:
-    """``dsn`` with every session's search_path set to ``schema`` (libpq and asyncpg
-    both pass ``options`` to PostgreSQL at connect)."""
-    return f"{dsn}{'&' if '?' in dsn else '?'}options=-csearch_path%3D{schema}"
 
 
 @dataclass

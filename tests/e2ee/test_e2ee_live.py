@@ -30,8 +30,7 @@ from taube.client import (
 from taube.client.envelope import decode_envelope
 from taube.crypto import SenderKeyMessage, SenderKeyReceiver, UnknownSenderKey
 from tests.client.conftest import FAST, PASSWORD, assert_no_more_messages, collect
-from tests.cluster.conftest import schema_dsn
-from tests.conftest import drop_schema, fresh_name, postgres_dsn
+from tests.conftest import drop_schema, fresh_name, postgres_dsn, schema_dsn
 from tests.serverproc import UNIT_S, ServerProcess
 
 
