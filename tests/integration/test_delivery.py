@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from taube.protocol.frames import Ack, GroupEvent, Message, Read, Receipt
 from tests.serverproc import ServerProcess
 from tests.wire import connect, http, login, quiet, register
@@ -157,6 +159,58 @@ async def test_delivered_then_read_receipts(server: ServerProcess, session) -> N
     await b.send_frame(Read(conversation="@alice", sender="alice", ids=[message.id]))
     read: Receipt = await a.until(Receipt)
     assert (read.status, read.ids, read.by) == ("read", [message_id], "bob")
+
+
+@pytest.mark.parametrize(("ack_delay_ms", "receipts"), [(0, [[0], [1]]), (2000, [[0, 1]])])
+async def test_acks_that_come_together_are_folded_into_one_receipt(
+    tmp_path: Path, session, ack_delay_ms: int, receipts: list[list[int]]
+) -> None:
+    """Small acks wait ``ack_delay_ms`` for the next ones (a chat acks one message at a
+    time): two acks then make one commit and one delivered receipt. With 0 each ack is
+    committed on its own, so the receipts show that the setting is what folds them."""
+    server = ServerProcess(tmp_path / "srv", settings={"store": {"ack_delay_ms": ack_delay_ms}})
+    server.start()
+    try:
+        alice = await register(session, server.url, "alice")
+        bob = await register(session, server.url, "bob")
+        a = await connect(session, server.ws_url, alice.token)
+        ids = [await a.send("@bob", b"one"), await a.send("@bob", b"two")]
+        await a.sent(2)
+        b = await connect(session, server.ws_url, bob.token)
+        got = await b.messages(2, ack=False)
+        await b.send_frame(Ack(seq=got[0].seq))
+        await b.send_frame(Ack(seq=got[1].seq))
+        seen = []
+        for _ in receipts:
+            receipt: Receipt = await a.until(Receipt)
+            await a.send_frame(Ack(seq=receipt.seq))
+            seen.append(receipt.ids)
+        assert seen == [[ids[i] for i in want] for want in receipts]
+        assert not [f for f in await quiet(a) if isinstance(f, Receipt)]
+    finally:
+        server.stop()
+
+
+async def test_a_waiting_ack_counts_when_the_connection_closes(tmp_path: Path, session) -> None:
+    """An ack still waiting to be folded with the next is committed at the close."""
+    server = ServerProcess(tmp_path / "srv", settings={"store": {"ack_delay_ms": 60_000}})
+    server.start()
+    try:
+        alice = await register(session, server.url, "alice")
+        bob = await register(session, server.url, "bob")
+        a = await connect(session, server.ws_url, alice.token)
+        message_id = await a.send("@bob", b"hi")
+        await a.sent(1)
+        b = await connect(session, server.ws_url, bob.token)
+        (message,) = await b.messages(1, ack=False)
+        await b.send_frame(Ack(seq=message.seq))
+        await b.close()
+        delivered: Receipt = await a.until(Receipt)
+        assert delivered.ids == [message_id]
+        b2 = await connect(session, server.ws_url, bob.token, last_seq=0)
+        assert not [f for f in await quiet(b2) if isinstance(f, Message)]
+    finally:
+        server.stop()
 
 
 async def test_retry_of_a_stored_message_is_a_duplicate_even_after_leaving(

@@ -39,6 +39,7 @@ def test_precedence(tmp_path: Path) -> None:
             "give them all the same [status] signing_key",
         ),
         ("[store]\ndurability = 'SOMETIMES'\n", "durability must be"),
+        ("[store]\nack_delay_ms = -1\n", "ack_delay_ms must not be negative"),
         ("[limits]\nmax_frame_bytes = 10\n", "max_frame_bytes"),
         ("[limits]\nkey_fetches_per_min = 0\n", "key_fetches_per_min must be positive"),
         ("[limits]\nmax_one_time_prekeys = 0\n", "max_one_time_prekeys must be positive"),

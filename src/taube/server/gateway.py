@@ -159,6 +159,11 @@ def error_frame(exc: TaubeError, ref: str | None) -> Error:
     return Error(code=exc.code, message=exc.message, ref=ref, details=exc.details or None)
 
 
+ACK_FOLD_ITEMS = 16
+"""An ack that covers fewer new items than this waits up to ``ack_delay_ms`` for the
+next ones (see ``_commit_acks``)."""
+
+
 class Connection:
     # Slots: an idle connection's attributes (over 30, past CPython's shared-keys limit)
     # would otherwise cost a dictionary of about 2 KiB each.
@@ -690,10 +695,25 @@ class Connection:
 
     def _commit_acks(self) -> None:
         """Commit the newest cumulative ack, one write at a time: acks that come while
-        one is being committed are folded into the next. Callbacks, not a task, so an
-        ack costs no task switch."""
+        one is being committed are folded into the next. A small ack (a chat acks each
+        message as it comes) first waits ``ack_delay_ms`` so that the next ones fold
+        into it: one commit, one receipt and one receipt ack instead of one per message.
+        Callbacks, not a task, so an ack costs no task switch."""
         if self._ack_in_flight or self._ended or self._ack_target <= self._acked:
             return
+        delay = self.s.config.ack_delay_ms
+        if delay and self._ack_target - self._acked < ACK_FOLD_ITEMS:
+            self._ack_in_flight = True  # acks that come meanwhile only move the target
+            self._loop.call_later(delay / 1000, self._ack_due)
+            return
+        self._submit_ack()
+
+    def _ack_due(self) -> None:
+        self._ack_in_flight = False
+        if not self._ended:  # else the close commits it (_commit_last_ack)
+            self._submit_ack()
+
+    def _submit_ack(self) -> None:
         assert self.device is not None
         target = self._ack_target
         self._ack_in_flight = True
