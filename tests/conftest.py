@@ -33,7 +33,10 @@ IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
+    """Every request on a connection of its own, as a browser opens its WebSocket: a
+    pooled keep-alive connection would carry the upgrade as its second request, which
+    aiohttp serves, while the clients' upgrades are taken at the edge (direct_ws)."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
         yield s
 
 

@@ -3,6 +3,7 @@ groups, multi-device and receipts."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,22 @@ import pytest
 from taube.protocol.frames import Ack, GroupEvent, Message, Read, Receipt
 from tests.serverproc import ServerProcess
 from tests.wire import connect, http, login, quiet, register
+
+
+@pytest.fixture(params=["edge", "aiohttp"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
+    """Each test on both ways a WebSocket is served: taken at the edge (direct_ws), as
+    clients connect, and by aiohttp, as behind a trusted proxy (the edge leaves those
+    to aiohttp, which reads the client's address from the proxy's header)."""
+    proxied = {"server": {"trusted_proxies": ["127.0.0.1"]}}
+    proc = ServerProcess(
+        tmp_path / "server", settings=proxied if request.param == "aiohttp" else None
+    )
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
 async def test_offline_delivery_500_in_order_once(server: ServerProcess, session) -> None:
@@ -26,6 +43,29 @@ async def test_offline_delivery_500_in_order_once(server: ServerProcess, session
     assert all(m.conversation == "@alice" and m.sender == "alice" for m in got)
     assert [m.seq for m in got] == list(range(1, 501))
     assert not [f for f in await quiet(b) if isinstance(f, Message)]
+
+
+async def test_sends_on_new_and_known_routes_keep_their_order(
+    server: ServerProcess, session
+) -> None:
+    """A send to an address new to the device is checked against the directory (the
+    read loop); a send on a known route is taken as its frame arrives. Mixed, they are
+    still answered, stored and delivered in the order they came."""
+    alice = await register(session, server.url, "alice")
+    bob = await register(session, server.url, "bob")
+    carol = await register(session, server.url, "carol")
+    a = await connect(session, server.ws_url, alice.token)
+    warm = await a.send("@bob", b"warm")  # from now on the route to @bob is known
+    await a.sent(1)
+    targets = ["@bob", "@carol", "@bob", "@bob", "@carol", "@bob"]
+    ids = [await a.send(to, str(i).encode()) for i, to in enumerate(targets)]
+    assert [s.id for s in await a.sent(len(ids))] == ids
+    b = await connect(session, server.ws_url, bob.token)
+    c = await connect(session, server.ws_url, carol.token)
+    to_bob = [warm] + [i for i, to in zip(ids, targets, strict=True) if to == "@bob"]
+    to_carol = [i for i, to in zip(ids, targets, strict=True) if to == "@carol"]
+    assert [m.id for m in await b.messages(len(to_bob))] == to_bob
+    assert [m.id for m in await c.messages(len(to_carol))] == to_carol
 
 
 async def test_acknowledged_messages_survive_kill_9(tmp_path: Path, session) -> None:

@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from taube.protocol.frames import Auth, Error, Ping, Pong, encode_frame
+from taube.protocol.frames import Auth, Error, Ping, Pong, Send, Sent, encode_frame
+from taube.protocol.ids import uuid7
 from taube.server.config import ConfigError, load_config
 from taube.server.transport import (
     AddressCounter,
@@ -442,29 +443,42 @@ async def test_connections_per_address_are_bounded(tmp_path: Path, session) -> N
         server.stop()
 
 
-async def test_frame_rate_refuses_then_closes_a_flood(tmp_path: Path, session) -> None:
+@pytest.mark.parametrize("kind", ["ping", "send"])
+async def test_frame_rate_refuses_then_closes_a_flood(tmp_path: Path, session, kind: str) -> None:
+    """Pings go through the read loop; sends on a known route are taken as they arrive
+    (gateway ``_take_at_once``): the same rate, the same refusals, the same close."""
     server = ServerProcess(
         tmp_path / "s", settings={"limits": {"frames_per_s": 20, "frame_burst": 20}}
     ).start()
+
+    def frame(ref: str) -> Ping | Send:
+        if kind == "ping":
+            return Ping(ref=ref)
+        return Send(id=uuid7(), to="@alice", payload=ref.encode())
+
     try:
         alice = await register(session, server.url, "alice")
         wire = await connect(session, server.ws_url, alice.token)
+        if kind == "send":  # to oneself: the route is known after the first
+            await wire.send("@alice", b"warm")
+            await wire.sent(1)
+            await asyncio.sleep(1.1)  # the bucket fills again
         for i in range(30):
-            await wire.send_frame(Ping(ref=f"p{i}"))
-        pongs, errors = 0, []
-        while pongs + len(errors) < 30:
-            frame = await wire.next()
-            if isinstance(frame, Pong):
-                pongs += 1
-            elif isinstance(frame, Error):
-                errors.append(frame)
-        assert 20 <= pongs < 30
+            await wire.send_frame(frame(f"p{i}"))
+        answered, errors = 0, []
+        while answered + len(errors) < 30:
+            got = await wire.next()
+            if isinstance(got, Pong | Sent):
+                answered += 1
+            elif isinstance(got, Error):
+                errors.append(got)
+        assert 20 <= answered < 30
         assert {e.code for e in errors} == {"rate.limited"}
         assert all(e.details and e.details["retry_after_s"] >= 1 for e in errors)
         assert errors[0].ref is not None  # says which frame was refused
         # Far over the rate: the connection is closed.
         for i in range(200):
-            await wire.send_frame(Ping(ref=f"f{i}"))
+            await wire.send_frame(frame(f"f{i}"))
         with contextlib.suppress(ConnectionError):
             while True:
                 await wire.next()

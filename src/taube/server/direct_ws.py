@@ -50,6 +50,27 @@ try:  # private in aiohttp (see the module doc)
 except ImportError:  # pragma: no cover - depends on the installed aiohttp
     DIRECT_AVAILABLE = False
 
+FrameTaker = Callable[[WSMessage], bool]
+"""Handles a frame as it arrives and says True, or says False to queue it for receive()."""
+
+if DIRECT_AVAILABLE:
+
+    class _FrameQueue(WebSocketDataQueue):
+        """aiohttp's frame queue, with a first look at each frame for ``take`` (see
+        ``DirectSocket.take_frames``). The reader (C) calls ``feed_data`` for every
+        frame it parses; a frame that ``take`` handles never enters the queue, so no
+        future, coroutine or task step is spent on it. Only while the queue is empty:
+        frames keep their order."""
+
+        __slots__ = ("take",)
+        take: FrameTaker | None
+
+        def feed_data(self, data: Any, size: int) -> None:
+            take: FrameTaker | None = self.take
+            if take is None or self._buffer or not take(data):
+                super().feed_data(data, size)
+
+
 log = logging.getLogger("taube.gateway")
 
 WS_PATH = "/v1/ws"
@@ -160,7 +181,8 @@ class DirectSocket:
         self._transport = transport
         self._loop = loop
         # The queue asks its protocol only for _reading_paused and pause/resume_reading.
-        self._queue = WebSocketDataQueue(cast(Any, self), QUEUE_LIMIT, loop=loop)
+        self._queue = _FrameQueue(cast(Any, self), QUEUE_LIMIT, loop=loop)
+        self._queue.take = None
         self._reader = WebSocketReader(self._queue, max_msg_size, False, False)
         self._reading_paused = False  # read by the queue
         self._closed = False
@@ -212,6 +234,12 @@ class DirectSocket:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def take_frames(self, take: FrameTaker | None) -> None:
+        """Offer each frame that arrives while none waits in the queue to ``take``
+        first (the gateway handles most sends and acks so, in the transport's callback,
+        while its read loop sleeps); None: stop."""
+        self._queue.take = take
 
     async def drain(self) -> None:
         if self._drained is not None:

