@@ -551,7 +551,10 @@ class Connection:
             return self._send_at_once(frame, self._frame_allowed)
         except TaubeError as exc:  # rate.limited (retry_after_s), as the loop answers it
             self._buffer(encode_frame(error_frame(exc, frame.id)))
-            return True
+        except Exception:  # as the loop: said, logged, and the connection goes on
+            log.exception("frame handling failed peer=%s", self.peer)
+            self._buffer(encode_frame(error_frame(TaubeError("internal"), frame.id)))
+        return True
 
     def _frame_allowed(self) -> bool:
         """The connection's frame rate allows one more now (then it is taken and the
@@ -812,14 +815,14 @@ class Connection:
         if self._unanswered is None:
             self._unanswered = deque()  # an idle connection never pays for its block
         self._unanswered.append(pending)
-        commit = pending[2]
-        if isinstance(commit, SendResult) or commit.done():
+        if len(self._unanswered) == 1:  # nothing ahead of it: it answers for itself
             self._answer_sends()
-        else:
-            commit.add_done_callback(self._answer_sends)
 
     def _answer_sends(self, _done: object = None) -> None:
-        """Answer the sends whose commits are done, in the order they came."""
+        """Answer the sends whose commits are done, in the order they came. Only the
+        first unanswered send's commit has this as its callback (sends behind it are
+        answered with it, or wait for their own turn at the front): one callback per
+        batch and connection instead of one per send."""
         unanswered = self._unanswered
         while unanswered:  # None before the first send
             message_id, message, commit = unanswered[0]
@@ -827,6 +830,7 @@ class Connection:
             if isinstance(commit, SendResult):
                 result = commit
             elif not commit.done():
+                commit.add_done_callback(self._answer_sends)
                 return
             else:
                 try:
