@@ -64,6 +64,21 @@ def test_rate_limits_are_per_key_and_say_when_to_come_back() -> None:
     assert limits.take("bob") == 0  # forgotten: a fresh bucket
 
 
+def test_a_kept_bucket_is_the_keys_bucket() -> None:
+    """A connection keeps its device's bucket (``bucket``) and takes from it directly
+    (``take_from``): the same tokens as ``take`` by key, and the same answers."""
+    now = [0.0]
+    limits = RateLimits(per_s=1.0, burst=2, clock=lambda: now[0])
+    kept = limits.bucket("alice/1")
+    assert limits.bucket("alice/1") is kept
+    assert limits.take_from(kept) == 0
+    assert limits.take("alice/1") == 0
+    assert limits.take_from(kept) == 1  # both tokens gone: 1 s to the next
+    assert limits.take_from(kept, cost=5.0) == 2  # capped at the burst
+    now[0] = 2.0
+    assert limits.take("alice/1") == 0
+
+
 def test_trying_to_admit_refuses_without_counting() -> None:
     """The edge tries first (direct_ws); the handler that answers a refused upgrade
     then asks ``admit_session``, so a refusal must count only once."""

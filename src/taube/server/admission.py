@@ -147,6 +147,11 @@ class RateLimits:
     def take(self, key: str, cost: float = 1.0) -> int:
         """0 to go ahead, else whole seconds (at least 1) until ``key`` may try again
         (``cost``: tokens this request uses, e.g. bytes; capped at the burst)."""
+        return self.take_from(self.bucket(key), cost)
+
+    def bucket(self, key: str) -> TokenBucket:
+        """``key``'s bucket (made if new), now the most recently used. A caller may keep
+        it for ``take_from`` (a connection keeps its device's: no lookup per send)."""
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = TokenBucket(self._rate, self._burst)
@@ -154,5 +159,9 @@ class RateLimits:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(key)
+        return bucket
+
+    def take_from(self, bucket: TokenBucket, cost: float = 1.0) -> int:
+        """``take`` on a bucket kept from ``bucket(key)``."""
         wait = bucket.take(self._clock(), cost if cost < self._burst else self._burst)
         return max(1, math.ceil(wait)) if wait else 0

@@ -65,7 +65,7 @@ from taube.protocol.frames import (
     encode_frame,
 )
 from taube.protocol.ids import normalize_handle
-from taube.server.admission import Admission
+from taube.server.admission import Admission, TokenBucket
 from taube.server.direct_ws import DirectSocket, DirectUpgrade, UpgradeHead
 from taube.server.framing import PING_FRAME, close_frame, text_header
 from taube.server.services import Services
@@ -190,6 +190,7 @@ class Connection:
         "_reading",
         "_receiving",
         "_rung",
+        "_send_bucket",
         "_send_room",
         "_side_tasks",
         "_subs",
@@ -206,6 +207,7 @@ class Connection:
         "transport",
         "ws",
     )
+    _send_bucket: TokenBucket  # the device's, set once authenticated
 
     def __init__(
         self,
@@ -283,6 +285,7 @@ class Connection:
             return
         self.device = device
         user, dev = device.user, device.id
+        self._send_bucket = self.s.node.limits.send_bucket(user, dev)
         presence = self.s.presence
         try:
             # Ready is queued first so that no other frame can overtake it.
@@ -570,7 +573,7 @@ class Connection:
         user, dev = self.device.user, self.device.id
         match frame:
             case Send():
-                self.s.node.limits.check_send(user, dev)  # rate.limited with retry_after_s
+                self.s.node.limits.check_send(self._send_bucket)  # rate.limited, retry_after_s
                 prepared = await self.s.delivery.prepare(user, dev, frame)
                 while self._sends_full():
                     if self._send_room is None:
@@ -804,7 +807,7 @@ class Connection:
         prepared = delivery.prepare_known_route(user, dev, frame)
         if prepared is None or not allowed():
             return False
-        self.s.node.limits.check_send(user, dev)  # rate.limited with retry_after_s
+        self.s.node.limits.check_send(self._send_bucket)  # rate.limited, retry_after_s
         self._queue_send((frame.id, prepared, delivery.submit(prepared)))
         return True
 

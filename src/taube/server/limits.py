@@ -19,7 +19,7 @@ from aiohttp import web
 
 from taube.core.auth_guard import LockoutPolicy, LoginGuard
 from taube.protocol.errors import TaubeError
-from taube.server.admission import RateLimits
+from taube.server.admission import RateLimits, TokenBucket
 from taube.server.config import Config
 from taube.server.transport import client_ip
 
@@ -80,5 +80,13 @@ class Limits:
             ),
         )
 
-    def check_send(self, user: str, device: int) -> None:
-        check(self.sends, f"{user}/{device}", "messages")
+    def send_bucket(self, user: str, device: int) -> TokenBucket:
+        """A device's send bucket, for its connection to keep and pass to ``check_send``
+        (no lookup per message; a second connection of the device gets the same one)."""
+        return self.sends.bucket(f"{user}/{device}")
+
+    def check_send(self, bucket: TokenBucket) -> None:
+        """Raise ``rate.limited`` (with the seconds to wait) if the device sends too fast."""
+        wait = self.sends.take_from(bucket)
+        if wait:
+            raise TaubeError("rate.limited", "Too many messages.", retry_after_s=wait)
