@@ -88,8 +88,8 @@ class WebSocket(Protocol):
     async def close(self, *, code: int = 1000, message: bytes = b"") -> bool: ...
 
 
-PendingSend = tuple[str, NewMessage | None, asyncio.Future[SendResult] | SendResult]
-"""(message id, the message if it is being committed, its commit or its known result)."""
+PendingSend = tuple[str, NewMessage | None, asyncio.Future[SendResult] | SendResult | TaubeError]
+"""(message id, the message if it is being committed, its commit or its known outcome)."""
 
 CLIENT_FRAME_TYPES = frozenset(cls.__struct_config__.tag for cls in ClientFrame.__subclasses__())
 PUSH_BATCH = 256
@@ -189,6 +189,7 @@ class Connection:
         "_rate",
         "_reading",
         "_receiving",
+        "_refused_send",
         "_rung",
         "_send_bucket",
         "_send_room",
@@ -240,6 +241,9 @@ class Connection:
         # Made when first needed (most connections never wait for either).
         self._send_room: Wakeup | None = None
         self._ack_in_flight = False
+        # The first send refused as server.unavailable: later sends are refused too
+        # until it comes again (``_dispatch``), so that none is stored ahead of it.
+        self._refused_send: str | None = None
         self._ended = False
         self._rung = False  # the pusher must (re)read the inbox
         self._pushing: asyncio.Task[None] | None = None
@@ -573,6 +577,12 @@ class Connection:
         user, dev = self.device.user, self.device.id
         match frame:
             case Send():
+                if self._refused_send is not None:
+                    if frame.id != self._refused_send:
+                        # Answered in its turn, behind the sends still being committed.
+                        self._queue_send((frame.id, None, UNAVAILABLE))
+                        return
+                    self._refused_send = None  # the client resends in order: go on
                 self.s.node.limits.check_send(self._send_bucket)  # rate.limited, retry_after_s
                 prepared = await self.s.delivery.prepare(user, dev, frame)
                 while self._sends_full():
@@ -802,7 +812,7 @@ class Connection:
         assert self.device is not None
         user, dev = self.device.user, self.device.id
         delivery = self.s.delivery
-        if self._sends_full():
+        if self._sends_full() or self._refused_send is not None:
             return False
         prepared = delivery.prepare_known_route(user, dev, frame)
         if prepared is None or not allowed():
@@ -830,7 +840,7 @@ class Connection:
         while unanswered:  # None before the first send
             message_id, message, commit = unanswered[0]
             result: SendResult | TaubeError
-            if isinstance(commit, SendResult):
+            if isinstance(commit, SendResult | TaubeError):
                 result = commit
             elif not commit.done():
                 commit.add_done_callback(self._answer_sends)
@@ -841,8 +851,11 @@ class Connection:
                 except TaubeError as exc:
                     result = exc
                 except (StoreUnavailable, asyncio.CancelledError):
-                    # Not stored: the client keeps it in its outbox and sends it again.
+                    # Not stored: the client keeps it in its outbox and sends it again,
+                    # with every later one, in order (the SDKs close and resend).
                     result = UNAVAILABLE
+                    if self._refused_send is None:
+                        self._refused_send = message_id
                 except Exception:
                     log.exception("commit failed peer=%s", self.peer)
                     result = TaubeError("internal")

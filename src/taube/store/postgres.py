@@ -816,6 +816,14 @@ class PostgresStore(Store):
                     raise
                 except Exception as exc:
                     outcomes = [exc] * len(batch)
+                failed = next((o for o in outcomes if isinstance(o, StoreUnavailable)), None)
+                if failed is not None and lane.queue:
+                    # The writes queued behind a failed one fail with it: a client
+                    # resends its refused messages in order, so none of the later ones
+                    # may be stored first (by the database coming back meanwhile).
+                    batch += lane.queue
+                    outcomes = [*outcomes, *([failed] * len(lane.queue))]
+                    lane.queue.clear()
                 for (_, future), outcome in zip(batch, outcomes, strict=True):
                     if future.done():
                         continue
