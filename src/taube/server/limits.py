@@ -39,7 +39,11 @@ def client_address(request: web.Request) -> str:
 
 def check(limits: RateLimits, key: str, what: str, cost: float = 1.0) -> None:
     """Raise ``rate.limited`` (with the seconds to wait) if ``key`` is over the limit."""
-    wait = limits.take(key, cost)
+    refuse_if(limits.take(key, cost), what)
+
+
+def refuse_if(wait: int, what: str) -> None:
+    """Raise ``rate.limited`` with ``wait`` (a ``RateLimits`` answer) unless it is 0."""
     if wait:
         raise TaubeError("rate.limited", f"Too many {what}.", retry_after_s=wait)
 
@@ -87,6 +91,4 @@ class Limits:
 
     def check_send(self, bucket: TokenBucket) -> None:
         """Raise ``rate.limited`` (with the seconds to wait) if the device sends too fast."""
-        wait = self.sends.take_from(bucket)
-        if wait:
-            raise TaubeError("rate.limited", "Too many messages.", retry_after_s=wait)
+        refuse_if(self.sends.take_from(bucket), "messages")
