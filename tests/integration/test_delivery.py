@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from taube.protocol.frames import Ack, GroupEvent, Message, Read, Receipt
 from tests.serverproc import ServerProcess
-from tests.wire import connect, http, login, quiet, register
+from tests.wire import Account, Wire, connect, http, login, quiet, register
 
 
 @pytest.fixture(params=["edge", "aiohttp"])
@@ -27,6 +28,19 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerPro
         yield proc
     finally:
         proc.stop()
+
+
+async def alice_sent_to_bob(
+    server: ServerProcess, session: aiohttp.ClientSession, *payloads: bytes
+) -> tuple[Wire, Wire, list[str], Account]:
+    """Alice sends ``payloads`` to bob and has them stored ("sent"); then bob connects.
+    Alice's and bob's connections, the message ids, and bob's account."""
+    alice = await register(session, server.url, "alice")
+    bob = await register(session, server.url, "bob")
+    a = await connect(session, server.ws_url, alice.token)
+    ids = [await a.send("@bob", payload) for payload in payloads]
+    await a.sent(len(ids))
+    return a, await connect(session, server.ws_url, bob.token), ids, bob
 
 
 async def test_offline_delivery_500_in_order_once(server: ServerProcess, session) -> None:
@@ -185,12 +199,7 @@ async def test_multi_device_both_get_everything_and_sender_sees_own(server, sess
 
 
 async def test_delivered_then_read_receipts(server: ServerProcess, session) -> None:
-    alice = await register(session, server.url, "alice")
-    bob = await register(session, server.url, "bob")
-    a = await connect(session, server.ws_url, alice.token)
-    message_id = await a.send("@bob", b"hi")
-    await a.sent(1)
-    b = await connect(session, server.ws_url, bob.token)
+    a, b, (message_id,), _ = await alice_sent_to_bob(server, session, b"hi")
     (message,) = await b.messages(1)
     delivered: Receipt = await a.until(Receipt)
     assert (delivered.status, delivered.ids, delivered.by) == ("delivered", [message_id], "bob")
@@ -211,12 +220,7 @@ async def test_acks_that_come_together_are_folded_into_one_receipt(
     server = ServerProcess(tmp_path / "srv", settings={"store": {"ack_delay_ms": ack_delay_ms}})
     server.start()
     try:
-        alice = await register(session, server.url, "alice")
-        bob = await register(session, server.url, "bob")
-        a = await connect(session, server.ws_url, alice.token)
-        ids = [await a.send("@bob", b"one"), await a.send("@bob", b"two")]
-        await a.sent(2)
-        b = await connect(session, server.ws_url, bob.token)
+        a, b, ids, _ = await alice_sent_to_bob(server, session, b"one", b"two")
         got = await b.messages(2, ack=False)
         await b.send_frame(Ack(seq=got[0].seq))
         await b.send_frame(Ack(seq=got[1].seq))
@@ -236,12 +240,7 @@ async def test_a_waiting_ack_counts_when_the_connection_closes(tmp_path: Path, s
     server = ServerProcess(tmp_path / "srv", settings={"store": {"ack_delay_ms": 60_000}})
     server.start()
     try:
-        alice = await register(session, server.url, "alice")
-        bob = await register(session, server.url, "bob")
-        a = await connect(session, server.ws_url, alice.token)
-        message_id = await a.send("@bob", b"hi")
-        await a.sent(1)
-        b = await connect(session, server.ws_url, bob.token)
+        a, b, (message_id,), bob = await alice_sent_to_bob(server, session, b"hi")
         (message,) = await b.messages(1, ack=False)
         await b.send_frame(Ack(seq=message.seq))
         await b.close()
