@@ -178,7 +178,7 @@ def build_services(
         signer=signer,
         seed=seed,
     )
-    return Services(
+    services = Services(
         config=config,
         clock=clock,
         store=store,
@@ -228,6 +228,8 @@ def build_services(
         ),
         abuse=abuse,
     )
+    store.on_settled(services.node.after_commit)
+    return services
 
 
 def build_app(config: Config, clock: Clock = system_clock) -> web.Application:

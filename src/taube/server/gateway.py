@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -168,11 +167,14 @@ class Connection:
     # Slots: an idle connection's attributes (over 30, past CPython's shared-keys limit)
     # would otherwise cost a dictionary of about 2 KiB each.
     __slots__ = (
+        "_ack_commit",
         "_ack_in_flight",
         "_ack_target",
         "_acked",
         "_acks_changed",
         "_admission",
+        "_after",
+        "_awaited",
         "_closing",
         "_cursor",
         "_ended",
@@ -238,9 +240,12 @@ class Connection:
         # Sends not answered yet, in arrival order: each is answered ("sent" or an error)
         # from a done-callback of its commit, never before an earlier one.
         self._unanswered: deque[PendingSend] | None = None  # made by the first send
+        self._awaited: object = None  # the commit at the head that will answer them
+        self._after = services.node.after_commit
         # Made when first needed (most connections never wait for either).
         self._send_room: Wakeup | None = None
         self._ack_in_flight = False
+        self._ack_commit: tuple[int, asyncio.Future[AckResult]] | None = None
         # The first send refused as server.unavailable: later sends are refused too
         # until it comes again (``_dispatch``), so that none is stored ahead of it.
         self._refused_send: str | None = None
@@ -677,6 +682,8 @@ class Connection:
         if not self._flush_soon:
             self._flush_soon = True
             self._loop.call_soon(self._flush)
+        if self._after.collecting:  # answering a durable batch: written at its end
+            self._after.wrote(self._flush)
 
     def _drop_slow_reader(self) -> None:
         """A client that does not read must not grow our memory: forget what is queued,
@@ -778,7 +785,17 @@ class Connection:
         target = self._ack_target
         self._ack_in_flight = True
         done = self.s.delivery.submit_ack(self.device.user, self.device.id, target)
-        done.add_done_callback(functools.partial(self._acks_committed, target))
+        self._ack_commit = (target, done)
+        # As for sends: from the store's hook, so that the receipts go out in the same
+        # write as the batch's other frames; the done-callback if it ended otherwise.
+        self._after.answer(self._ack_settled)
+        done.add_done_callback(self._ack_settled)
+
+    def _ack_settled(self, _done: object = None) -> None:
+        pending = self._ack_commit
+        if pending is not None and pending[1].done():
+            self._ack_commit = None
+            self._acks_committed(*pending)
 
     def _acks_committed(self, target: int, done: asyncio.Future[AckResult]) -> None:
         self._ack_in_flight = False
@@ -833,9 +850,9 @@ class Connection:
 
     def _answer_sends(self, _done: object = None) -> None:
         """Answer the sends whose commits are done, in the order they came. Only the
-        first unanswered send's commit has this as its callback (sends behind it are
-        answered with it, or wait for their own turn at the front): one callback per
-        batch and connection instead of one per send."""
+        first unanswered send's commit asks for this (sends behind it are answered with
+        it, or wait for their own turn at the front): one call per batch and connection
+        instead of one per send, from the store's settled hook (after_commit.py)."""
         unanswered = self._unanswered
         while unanswered:  # None before the first send
             message_id, message, commit = unanswered[0]
@@ -843,7 +860,12 @@ class Connection:
             if isinstance(commit, SendResult | TaubeError):
                 result = commit
             elif not commit.done():
-                commit.add_done_callback(self._answer_sends)
+                if commit is not self._awaited:  # once per commit, however often asked
+                    self._awaited = commit
+                    # The store's hook answers in the commit's own turn; the
+                    # done-callback, a turn later, if the batch ended some other way.
+                    self._after.answer(self._answer_sends)
+                    commit.add_done_callback(self._answer_sends)
                 return
             else:
                 try:
@@ -870,6 +892,7 @@ class Connection:
                     Sent(id=message_id, sent_at_ms=result.sent_at_ms, duplicate=result.duplicate)
                 )
             )
+        self._awaited = None  # all answered: keep no finished future alive
         if self._send_room is not None:
             self._send_room.set()
 

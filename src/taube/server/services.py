@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from taube.bus.base import Bus
 from taube.core.abuse import Abuse
@@ -18,6 +18,7 @@ from taube.core.links import Links
 from taube.core.notices import Notices
 from taube.core.presence import PresenceService
 from taube.server.admission import Admission, RateLimits
+from taube.server.after_commit import AfterCommit
 from taube.server.config import Config
 from taube.server.limits import Limits
 from taube.status.service import StatusService
@@ -40,6 +41,8 @@ class NodeState:
     limits: Limits
     """The ``[rate]`` limits and the login lockout (server/limits.py)."""
     draining: bool = False
+    after_commit: AfterCommit = field(default_factory=AfterCommit)
+    """Run by the store when a batch is durable (``Store.on_settled``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -342,6 +343,24 @@ class AckResult(msgspec.Struct, frozen=True):
 
 class Store(abc.ABC):
     """Taube's persistent state. All methods are coroutines safe to call concurrently."""
+
+    _settled_hook: Callable[[int], None] | None = None
+
+    def on_settled(self, hook: Callable[[int], None]) -> None:
+        """Call ``hook(writes)`` on the event loop right after a batch of ``writes``
+        queued writes (``submit_message``, ``submit_ack``) has its results set, in the
+        same turn of the loop. Their done-callbacks run a turn later: the gateway
+        answers sends and writes their frames from the hook, so a message leaves as
+        soon as it is durable instead of behind whatever else the next turn holds."""
+        self._settled_hook = hook
+
+    def _settled(self, writes: int) -> None:
+        hook = self._settled_hook
+        if hook is not None:
+            try:
+                hook(writes)
+            except Exception:  # the writes are settled either way; their callbacks follow
+                logging.getLogger(__name__).exception("settled hook failed")
 
     @abc.abstractmethod
     async def open(self) -> None:

@@ -831,6 +831,7 @@ class PostgresStore(Store):
                         future.set_exception(outcome)
                     else:
                         future.set_result(outcome)
+                self._settled(len(batch))
         finally:
             for _, future in lane.queue:  # only when cancelled: nobody will write these
                 future.cancel()
