@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -573,6 +576,22 @@ async def test_sqlite_a_small_batch_settles_its_messages_before_its_acks(tmp_pat
     assert (await ack).acked_seq == 1
     assert order == [(1, True, False), (1, True, True)]
     assert [i.seq for i in await store.read_inbox("bob", 1, 0, 10)] == [2]
+    await store.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
+async def test_sqlite_checkpoints_yield_the_core_to_the_event_loop(tmp_path: Path) -> None:
+    """The background checkpoint thread runs at a low priority; the loop's is untouched."""
+    store = await open_sqlite_inline(tmp_path)
+    assert isinstance(store, SqliteStore)
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    loop_nice = nice()
+    checkpoint_nice = await asyncio.get_running_loop().run_in_executor(store._checkpointer, nice)
+    assert checkpoint_nice == sqlite_store.CHECKPOINT_NICE
+    assert nice() == loop_nice != checkpoint_nice
     await store.close()
 
 
