@@ -579,6 +579,25 @@ async def test_sqlite_a_small_batch_settles_its_messages_before_its_acks(tmp_pat
     await store.close()
 
 
+async def test_sqlite_an_awaited_ack_is_clamped_before_the_messages_of_its_batch(
+    tmp_path: Path,
+) -> None:
+    """An awaited ack (auth's resume point) may name more than was ever sent: it is
+    clamped to the newest seq assigned before the messages committed with it, so a
+    message in the same batch is never acked unseen (the batch is not split)."""
+    for opener, folder in ((open_sqlite_inline, "inline"), (open_sqlite, "thread")):
+        store = await opener(tmp_path / folder)
+        for handle in ("alice", "bob"):
+            await user(store, handle)
+        await store.commit_message(message("alice", "old", [("bob", 1)]))
+        send = store.submit_message(message("alice", "new", [("bob", 1)]))
+        acked = await store.ack("bob", 1, 100, 10)  # queued behind the send, same batch
+        assert (await send).appended == [(("bob", 1), 2)]
+        assert acked.acked_seq == 1
+        assert [i.seq for i in await store.read_inbox("bob", 1, 0, 10)] == [2]
+        await store.close()
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
 async def test_sqlite_checkpoints_yield_the_core_to_the_event_loop(tmp_path: Path) -> None:
     """The background checkpoint thread runs at a low priority; the loop's is untouched."""

@@ -91,7 +91,15 @@ class _AckOp(msgspec.Struct, frozen=True):
     now_ms: int
 
 
+class _StreamAck(_AckOp, frozen=True):
+    """A connection's streaming ack (``submit_ack``). The gateway bounds it by what it
+    pushed, so it never names an item of a message still being committed, unlike an
+    awaited ack (``ack``: auth's resume point may name more than was ever sent, and is
+    clamped to the newest seq assigned before the messages of its batch)."""
+
+
 WriteOp = WriteFn | NewMessage | _AckOp
+_BULKY = (NewMessage, _AckOp)
 
 
 INSERT_MESSAGES = (
@@ -213,13 +221,14 @@ def _messages_first(batch: list[QueuedWrite]) -> list[list[QueuedWrite]]:
     """A small batch of messages and acks as two transactions, its messages first: a
     sender's "sent" and the recipient's copy then wait for the messages' commit only,
     not also for the acks' deletes and receipts (at 5,000 messages/s a batch holds a
-    few of each; p99 send to arrival ...). Acks commute with the messages of their
-    batch (``_grouped``); any other write keeps the batch whole."""
+    few of each: p99 send to arrival 2.86, 3.14, 2.74 -> 2.26, 2.46, 1.59 ms). Streaming
+    acks commute with the messages of their batch (``_StreamAck``); an awaited ack or
+    any other write keeps the batch whole."""
     if not batch or len(batch) > SPLIT_MAX_WRITES:
         return [batch] if batch else []
     acks = [w for w in batch if isinstance(w[0], _AckOp)]
-    if not acks or len(acks) == len(batch):
-        return [batch]
+    if not acks or len(acks) == len(batch) or any(type(w[0]) is _AckOp for w in acks):
+        return [batch]  # an awaited ack keeps its place before the messages
     messages = [w for w in batch if isinstance(w[0], NewMessage)]
     if len(messages) + len(acks) < len(batch):
         return [batch]
@@ -554,8 +563,8 @@ class SqliteStore(Store):
         run is written with one statement per table."""
         runs: list[list[WriteOp]] = []
         for op in ops:
-            bulky = isinstance(op, NewMessage | _AckOp)
-            if bulky and runs and type(runs[-1][0]) is type(op):
+            kind = _AckOp if isinstance(op, _AckOp) else type(op)  # a _StreamAck too
+            if kind in _BULKY and runs and isinstance(runs[-1][0], kind):
                 runs[-1].append(op)
             else:
                 runs.append([op])
@@ -1043,7 +1052,7 @@ class SqliteStore(Store):
         # come a few milliseconds later, and the connection's window of unacked items
         # moves on as late), and at a steady trickle it shares the next send's
         # transaction instead of paying for one of its own.
-        return self._submit(_AckOp(user, device, upto_seq, now_ms), lazy=True)
+        return self._submit(_StreamAck(user, device, upto_seq, now_ms), lazy=True)
 
     def _ack_many(self, c: sqlite3.Connection, acks: list[_AckOp]) -> list[AckResult]:
         """Acks in one DELETE per chunk (a group message is acked by every member),
