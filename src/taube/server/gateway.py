@@ -238,7 +238,8 @@ class Connection:
         self._flush_soon = False
         self._loop = asyncio.get_running_loop()
         # Sends not answered yet, in arrival order: each is answered ("sent" or an error)
-        # from a done-callback of its commit, never before an earlier one.
+        # when its commit is done (the store's settled hook, else the commit's
+        # done-callback), never before an earlier one.
         self._unanswered: deque[PendingSend] | None = None  # made by the first send
         self._awaited: object = None  # the commit at the head that will answer them
         self._after = services.node.after_commit
