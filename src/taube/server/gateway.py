@@ -787,10 +787,14 @@ class Connection:
         self._ack_in_flight = True
         done = self.s.delivery.submit_ack(self.device.user, self.device.id, target)
         self._ack_commit = (target, done)
-        # As for sends: from the store's hook, so that the receipts go out in the same
-        # write as the batch's other frames; the done-callback if it ended otherwise.
-        self._after.answer(self._ack_settled)
-        done.add_done_callback(self._ack_settled)
+        self._when_settled(done, self._ack_settled)  # receipts in the batch's write
+
+    def _when_settled(self, commit: asyncio.Future[Any], then: Callable[..., None]) -> None:
+        """Call ``then`` when ``commit`` is done: from the store's settled hook, in the
+        commit's own turn (after_commit.py), or from its done-callback a turn later if
+        the batch ended some other way. ``then`` must do nothing the second time."""
+        self._after.answer(then)
+        commit.add_done_callback(then)
 
     def _ack_settled(self, _done: object = None) -> None:
         pending = self._ack_commit
@@ -863,10 +867,7 @@ class Connection:
             elif not commit.done():
                 if commit is not self._awaited:  # once per commit, however often asked
                     self._awaited = commit
-                    # The store's hook answers in the commit's own turn; the
-                    # done-callback, a turn later, if the batch ended some other way.
-                    self._after.answer(self._answer_sends)
-                    commit.add_done_callback(self._answer_sends)
+                    self._when_settled(commit, self._answer_sends)
                 return
             else:
                 try:
