@@ -22,6 +22,7 @@ from taube.protocol.frames import GroupEvent, Message, Receipt
 from taube.store import postgres as postgres_store
 from taube.store import sqlite as sqlite_store
 from taube.store.base import (
+    AckResult,
     BundleRecord,
     Delivery,
     GroupRecord,
@@ -411,6 +412,58 @@ async def test_acks_committed_together_each_get_their_own_receipts(store: Store)
     assert results[-1].appended == []  # m0's rows went to its first ack
     receipts = await store.read_inbox("alice", 1, 0, 100)
     assert len(receipts) == len(members)
+
+
+async def test_successive_acks_each_get_the_receipts_of_exactly_their_rows(store: Store) -> None:
+    """A device's later acks (which the SQLite writer serves from its own record of the
+    rows, without reading them back) remove and report exactly the rows they cover,
+    receipts and group events among them included."""
+    for handle in ("alice", "bob"):
+        await user(store, handle)
+    await store.commit_message(message("alice", "a1", [("bob", 1)]))
+    await store.commit_message(message("bob", "b1", [("alice", 1)]))
+    await store.ack("alice", 1, 1, 10)  # bob's seq 2: alice's delivered receipt
+    await store.commit_message(message("alice", "a2", [("bob", 1)]))
+    await store.commit_message(message("alice", "a3", [("bob", 1)]))
+
+    def ids(result: AckResult) -> list[list[str]]:
+        return [item.ids for _, item in result.appended if isinstance(item, Receipt)]
+
+    first = await store.ack("bob", 1, 1, 20)
+    assert (first.acked_seq, ids(first)) == (1, [["a1"]])
+    second = await store.ack("bob", 1, 3, 30)  # the receipt at seq 2 makes no receipt
+    assert (second.acked_seq, ids(second)) == (3, [["a2"]])
+    assert [item.seq for item in await store.read_inbox("bob", 1, 0, 10)] == [4]
+    await store.commit_message(message("alice", "a4", [("bob", 1)]))
+    third = await store.ack("bob", 1, 99, 40)
+    assert (third.acked_seq, ids(third)) == (5, [["a3", "a4"]])
+    assert await store.read_inbox("bob", 1, 0, 10) == []
+    again = await store.ack("bob", 1, 5, 50)
+    assert again.appended == []
+
+
+async def test_acks_after_a_rolled_back_batch_report_only_what_was_committed(
+    store: Store,
+) -> None:
+    """A batch undone by a failing write and run again in savepoints leaves the acks
+    that follow with the rows that exist, once each: nothing the writer remembered of
+    the undone attempt."""
+    for handle in ("alice", "carol"):
+        await user(store, handle)
+    await user(store, "bob")
+    await store.commit_message(message("alice", "first", [("bob", 1)]))
+    await store.ack("bob", 1, 1, 10)
+    sends = [store.submit_message(message("alice", f"a{i}", [("bob", 1)])) for i in range(3)]
+    taken = asyncio.ensure_future(store.create_user(UserRecord("carol", "h", 9)))
+    with pytest.raises(HandleTaken):
+        await taken
+    await asyncio.gather(*sends)
+    acked = await store.ack("bob", 1, 99, 20)
+    assert acked.acked_seq == 4
+    assert [item.ids for _, item in acked.appended if isinstance(item, Receipt)] == [
+        ["a0", "a1", "a2"]
+    ]
+    assert await store.read_inbox("bob", 1, 0, 10) == []
 
 
 async def test_submissions_from_one_device_get_seqs_in_submission_order(store: Store) -> None:

@@ -77,6 +77,7 @@ from taube.store.rows import (
     inbox_item,
     shared_payload,
 )
+from taube.store.unacked import AckedRow, UnackedMessages
 
 T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], Any]
@@ -109,6 +110,7 @@ INSERT_INBOX_MESSAGES = (
     "INSERT INTO inbox (user, device, seq, kind, sender, msg_id, conversation, payload)"
 )
 INSERT_INBOX_EXTRAS = "INSERT INTO inbox (user, device, seq, kind, data)"
+ACK_RANGE = "DELETE FROM inbox WHERE user = ? AND device = ? AND seq <= ?"
 log = logging.getLogger(__name__)
 
 MAX_ROWS_PER_INSERT = 128
@@ -306,6 +308,9 @@ class SqliteStore(Store):
         # any rollback drops them all (a reload may have seen the undone write).
         self._active_ids: dict[str, list[int]] = {}
         self._blocked: dict[str, frozenset[str]] = {}
+        # The message rows in each device's inbox, for acks without RETURNING; dropped
+        # on any rollback like the caches above (it would hold undone inserts).
+        self._unacked = UnackedMessages()
         self._flusher: asyncio.Task[None] | None = None
         self._inline_scheduled = False
         self._lazy_flush: asyncio.TimerHandle | None = None
@@ -556,6 +561,7 @@ class SqliteStore(Store):
         self._dirty.clear()
         self._active_ids.clear()
         self._blocked.clear()
+        self._unacked.clear()
 
     @staticmethod
     def _runs(ops: list[WriteOp]) -> list[list[WriteOp]]:
@@ -616,6 +622,7 @@ class SqliteStore(Store):
             result = (True, fn(conn))
         except Exception as exc:
             conn.execute("ROLLBACK TO op")
+            self._unacked.clear()  # it may hold the undone write's rows
             for key, value, was_dirty in reversed(self._journal):
                 self._next_seq[key] = value
                 if not was_dirty:
@@ -816,6 +823,7 @@ class SqliteStore(Store):
             self._peek_next(c, (user, device))
             self._journal.append(((user, device), self._next_seq[(user, device)], False))
             self._next_seq[(user, device)] = None
+            self._unacked.forget((user, device))
             for table in ("inbox", "device_keys", "one_time_prekeys"):
                 c.execute(f"DELETE FROM {table} WHERE user = ? AND device = ?", (user, device))
             return True
@@ -971,6 +979,7 @@ class SqliteStore(Store):
                 d.conversation,
                 delivery_payload(m, d),
             )
+            self._unacked.inserted(key, seq, m.sender, m.id, d.conversation)
             appended.append((key, seq))
         return SendResult(m.sent_at_ms, False, appended)
 
@@ -1055,27 +1064,43 @@ class SqliteStore(Store):
         return self._submit(_StreamAck(user, device, upto_seq, now_ms), lazy=True)
 
     def _ack_many(self, c: sqlite3.Connection, acks: list[_AckOp]) -> list[AckResult]:
-        """Acks in one DELETE per chunk (a group message is acked by every member),
-        then each ack's delivered receipts. The first ack of a device in the list
-        takes the rows of any later one (a device has one ack in flight at a time,
-        but its last ack on close may overlap)."""
+        """Acks, then each ack's delivered receipts. A device whose message rows the
+        writer knows (``UnackedMessages``) is acked with a plain range DELETE; the others
+        in one ``DELETE … RETURNING`` per chunk, which the first ack of a device in the
+        list takes the rows of (a device has one ack in flight at a time, but its last
+        ack on close may overlap)."""
         uptos: list[int] = []
+        known: dict[int, list[AckedRow]] = {}  # by the ack's index
+        plain: list[tuple[str, int, int]] = []
         wanted: list[Any] = []
-        for ack in acks:
-            next_seq = self._peek_next(c, (ack.user, ack.device))
+        unacked = self._unacked
+        for i, ack in enumerate(acks):
+            key = (ack.user, ack.device)
+            next_seq = self._peek_next(c, key)
             upto = 0 if next_seq is None else min(ack.upto_seq, next_seq - 1)
             uptos.append(upto)
-            if upto > 0:
+            if upto <= 0:
+                continue
+            taken = unacked.take(key, upto)
+            if taken is None:
                 wanted += (ack.user, ack.device, upto)
-        rows: dict[DeviceKey, list[tuple[int, int, str | None, str | None, str | None]]] = {}
+            else:
+                known[i] = taken
+                plain.append((ack.user, ack.device, upto))
+        if plain:
+            c.executemany(ACK_RANGE, plain)
+        rows: dict[DeviceKey, list[AckedRow]] = {}
         for start, count in _chunks(len(wanted) // 3):
             chunk = wanted[start * 3 : (start + count) * 3]
             for row in c.execute(_ack_sql(count), chunk):  # one slice per row, no list
                 rows.setdefault((row[0], row[1]), []).append(row[2:])
         results = []
         receipt_rows: list[Any] = []  # every ack's receipts in one INSERT per chunk
-        for ack, upto in zip(acks, uptos, strict=True):
-            acked = rows.pop((ack.user, ack.device), [])
+        for i, (ack, upto) in enumerate(zip(acks, uptos, strict=True)):
+            acked = known.get(i)
+            if acked is None:
+                acked = rows.pop((ack.user, ack.device), [])
+                unacked.acked_from_store((ack.user, ack.device), upto)
             results.append(AckResult(upto, self._delivered(c, ack, acked, receipt_rows)))
         insert_rows(c, INSERT_INBOX_EXTRAS, 5, receipt_rows)
         return results
@@ -1084,7 +1109,7 @@ class SqliteStore(Store):
         self,
         c: sqlite3.Connection,
         ack: _AckOp,
-        acked: list[tuple[int, int, str | None, str | None, str | None]],
+        acked: list[AckedRow],
         rows: list[Any],
     ) -> Appended:
         """Stage the delivered receipts for the rows an ack removed (their inbox rows'
