@@ -24,6 +24,24 @@ import pytest
 
 from tests.serverproc import UNIT_S, ServerProcess, free_port
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test a stale compiled hot path (``make compile``, Makefile): a compiled
+    module takes precedence over its source at import, so the tests would run the code as
+    it was at the last build, not as it is."""
+    src = Path(__file__).resolve().parents[1] / "src"
+    if not any((src / "taube").rglob("*.so")):
+        return
+    stamp = src / ".compiled"
+    newest = max(p.stat().st_mtime for p in (src / "taube").rglob("*.py"))
+    if not stamp.exists() or newest > stamp.stat().st_mtime:
+        pytest.exit(
+            "the compiled hot path is older than its source: run `make compile` "
+            "(or `make clean-compiled` to test the source as it is)",
+            returncode=2,
+        )
+
+
 POSTGRES_DSN = os.environ.get(
     "TAUBE_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
 )

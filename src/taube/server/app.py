@@ -33,6 +33,7 @@ from taube.core.keys import KeysService
 from taube.core.links import Links
 from taube.core.notices import Notices
 from taube.core.presence import PresenceService
+from taube.server import gateway as gateway_module
 from taube.server.abuse_api import ABUSE_ROUTES
 from taube.server.admission import Admission, RateLimits
 from taube.server.api import ROUTES
@@ -389,7 +390,7 @@ async def serve_until_stopped(config: Config, stop: asyncio.Event | None = None)
         # allocates several short-lived objects per message; full passes cost more).
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
-        log.info("serving on %s", site.name)
+        log.info("serving on %s (hot path: %s)", site.name, hot_path())
         await stop.wait()
         # Drain: stop accepting, fail readiness, tell clients to move (on_shutdown),
         # let in-flight commits finish (the store flushes on close), then exit.
@@ -401,6 +402,12 @@ async def serve_until_stopped(config: Config, stop: asyncio.Event | None = None)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
     log.info("stopped")
+
+
+def hot_path() -> str:
+    """Whether the hot path runs compiled (``make compile``, Makefile) or as source."""
+    compiled = gateway_module.__file__ is not None and gateway_module.__file__.endswith(".so")
+    return "compiled with mypyc" if compiled else "interpreted"
 
 
 def run_server(config: Config) -> None:

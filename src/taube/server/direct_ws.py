@@ -278,7 +278,7 @@ class DirectSocket:
         self._transport.write(text_frame(data.encode()))
         await self.drain()
 
-    async def pong(self, data: bytes = b"") -> None:
+    async def pong(self, data: bytes | bytearray = b"") -> None:
         if self._closed or self._transport.is_closing():
             raise ConnectionResetError("Cannot write to closing transport")
         self._transport.write(pong_frame(data))

@@ -46,7 +46,8 @@ def close_frame(code: int, reason: str) -> bytes:
     return bytes((_CLOSE_FIN, len(payload))) + payload
 
 
-def pong_frame(payload: bytes) -> bytes:
-    """A final, unmasked Pong echoing a Ping's payload (at most 125 bytes, RFC 6455 5.5)."""
-    payload = payload[:125]
-    return bytes((0x8A, len(payload))) + payload
+def pong_frame(payload: bytes | bytearray) -> bytes:
+    """A final, unmasked Pong echoing a Ping's payload (at most 125 bytes, RFC 6455 5.5).
+    aiohttp's frame reader hands a Ping's payload over as a bytearray."""
+    echoed = bytes(payload[:125])
+    return bytes((0x8A, len(echoed))) + echoed

@@ -403,7 +403,7 @@ class Connection:
             async with asyncio.timeout(min(config.auth_timeout_s, config.handshake_timeout_s)):
                 msg = await self.ws.receive()
                 while msg.type in (WSMsgType.PING, WSMsgType.PONG):  # autoping is off
-                    if msg.type is WSMsgType.PING:
+                    if msg.type == WSMsgType.PING:
                         await self.ws.pong(msg.data)
                     msg = await self.ws.receive()
         except TimeoutError:
@@ -492,11 +492,11 @@ class Connection:
             self._receiving = True
             msg = await self.ws.receive()
             self._receiving = False
-            if msg.type is WSMsgType.PONG:  # answers to our pings are no sign of use
+            if msg.type == WSMsgType.PONG:  # answers to our pings are no sign of use
                 self._ponged = clock()
                 continue
             self._heard = clock()
-            if msg.type is WSMsgType.PING:  # the client's heartbeat (autoping is off)
+            if msg.type == WSMsgType.PING:  # the client's heartbeat (autoping is off)
                 with contextlib.suppress(ConnectionError, RuntimeError):
                     await self.ws.pong(msg.data)
                 continue
@@ -544,7 +544,7 @@ class Connection:
         the loop would refuse (rate, a full send queue, a slow reader), says False and
         goes to the loop untouched: nothing here has an effect before the frame is
         sure to be taken."""
-        if not self._receiving or self._closing or msg.type is not WSMsgType.TEXT:
+        if not self._receiving or self._closing or msg.type != WSMsgType.TEXT:
             return False
         if self._backlog() > WRITE_BUFFER_HIGH:
             return False

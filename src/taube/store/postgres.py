@@ -51,7 +51,6 @@ import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
@@ -91,6 +90,7 @@ from taube.store.base import (
     WebhookDeliveryRecord,
     WebhookRecord,
 )
+from taube.store.migrations import shipped
 from taube.store.rows import (
     KIND_MESSAGE,
     delivered_receipts,
@@ -153,14 +153,10 @@ async def _keep_session(conn: Conn) -> None:
     which this store never sets, at the price of one round trip per use."""
 
 
-def migrations() -> list[tuple[int, str]]:
-    """(version, SQL) for every migration shipped in the package, in order."""
-    folder = resources.files("taube.store.migrations").joinpath("postgres")
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text("utf-8")))
-    return sorted(found)
+migrations = functools.partial(shipped, "postgres")
+"""(version, SQL) for every migration shipped in the package, in order. A module
+variable rather than a function, so that tests can replace it even where this module
+is compiled (compiled code calls its own functions directly)."""
 
 
 # The hot statements take their rows as one JSON array (``_MessageRow``, ``_InboxRow``)

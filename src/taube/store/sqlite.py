@@ -29,9 +29,8 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
 
@@ -68,6 +67,7 @@ from taube.store.base import (
     WebhookDeliveryRecord,
     WebhookRecord,
 )
+from taube.store.migrations import shipped
 from taube.store.rows import (
     KIND_MESSAGE,
     delivered_receipts,
@@ -273,14 +273,10 @@ class _HasDuplicates(Exception):
     """A bulk commit met a known message id; the batch falls back to one by one."""
 
 
-def migrations() -> list[tuple[int, str]]:
-    """(version, SQL) for every migration shipped in the package, in order."""
-    folder = resources.files("taube.store.migrations").joinpath("sqlite")
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text("utf-8")))
-    return sorted(found)
+migrations = functools.partial(shipped, "sqlite")
+"""(version, SQL) for every migration shipped in the package, in order. A module
+variable rather than a function, so that tests can replace it even where this module
+is compiled (compiled code calls its own functions directly)."""
 
 
 CHECKPOINT_NICE = 19
@@ -1680,7 +1676,7 @@ class SqliteStore(Store):
         )
         return None if row[0] is None else int(row[0])
 
-    _INCIDENT_COLUMNS = (
+    _INCIDENT_COLUMNS: ClassVar[str] = (
         "id, title, status, impact, components, started_ms, resolved_ms, automatic, key,"
         " postmortem, notice_id"
     )
@@ -1887,7 +1883,7 @@ class SqliteStore(Store):
         )
         return [
             WebhookDeliveryRecord(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]))
-            for r in reversed(rows)
+            for r in rows[::-1]
         ]
 
     async def add_report(self, minute_ms: int, kind: str) -> None:
@@ -1944,7 +1940,7 @@ class SqliteStore(Store):
                 (limit,),
             ).fetchall()
         )
-        return [AbuseReportRecord(*row) for row in reversed(rows)]
+        return [AbuseReportRecord(*row) for row in rows[::-1]]
 
     async def suspend_user(self, handle: str, reason: str, now_ms: int) -> bool:
         def run(c: sqlite3.Connection) -> bool:
