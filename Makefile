@@ -24,8 +24,10 @@ CHROMIUM  ?= /usr/bin/chromium
 # C compiler the build fails with a warning and everything runs as plain Python.
 # `make clean-compiled` goes back to plain Python.
 HOT_MODULES := taube/server/gateway.py taube/store/sqlite.py taube/store/unacked.py \
-               taube/core/delivery.py taube/server/after_commit.py taube/server/framing.py \
-               taube/server/admission.py taube/server/wakeup.py taube/bus/local.py
+               taube/store/rows.py taube/core/delivery.py taube/core/directory.py \
+               taube/core/clock.py taube/protocol/ids.py taube/server/after_commit.py \
+               taube/server/framing.py taube/server/admission.py taube/server/limits.py \
+               taube/server/wakeup.py taube/bus/local.py
 PY_SRC      := $(shell find src/taube -name '*.py' 2>/dev/null)
 COMPILED    := src/.compiled
 
