@@ -61,9 +61,10 @@ chromium:
 		apt-get install -y -q chromium >/dev/null 2>&1 || \
 		{ apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }
 
-$(COMPILED): $(STAMP) $(PY_SRC)
-	@echo "compiling the hot path with mypyc (about a minute)"
-	@cd src && ../$(BIN)/mypyc $(HOT_MODULES) > ../$(VENV)/mypyc.log 2>&1 \
+$(COMPILED): $(STAMP) $(PY_SRC) Makefile
+	@echo "compiling the hot path with mypyc (a minute or two)"
+	@cd src && find taube -name '*.so' -delete && rm -f ./*__mypyc*.so \
+		&& ../$(BIN)/mypyc $(HOT_MODULES) > ../$(VENV)/mypyc.log 2>&1 \
 		|| { tail -5 ../$(VENV)/mypyc.log; \
 		     echo "WARNING: mypyc failed ($(VENV)/mypyc.log): running as plain Python"; \
 		     find taube -name '*.so' -delete; rm -f ./*__mypyc*.so; }
