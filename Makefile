@@ -63,11 +63,11 @@ chromium:
 
 $(COMPILED): $(STAMP) $(PY_SRC) Makefile
 	@echo "compiling the hot path with mypyc (a minute or two)"
-	@cd src && find taube -name '*.so' -delete && rm -f ./*__mypyc*.so \
+	@cd src && find . -name '*.so' -delete \
 		&& ../$(BIN)/mypyc $(HOT_MODULES) > ../$(VENV)/mypyc.log 2>&1 \
 		|| { tail -5 ../$(VENV)/mypyc.log; \
 		     echo "WARNING: mypyc failed ($(VENV)/mypyc.log): running as plain Python"; \
-		     find taube -name '*.so' -delete; rm -f ./*__mypyc*.so; }
+		     find . -name '*.so' -delete; }
 	touch $(COMPILED)
 
 compile: $(COMPILED)

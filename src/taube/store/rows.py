@@ -75,8 +75,12 @@ def inbox_item(
     return msgspec.structs.replace(_extra_decoder.decode(data or b""), seq=seq)
 
 
+AckedRow = tuple[int, int, str | None, str | None, str | None]
+"""An inbox row an ack removed: (seq, kind, sender, msg_id, conversation)."""
+
+
 def delivered_receipts(
-    acked: Iterable[tuple[int, int, str | None, str | None, str | None]],
+    acked: Iterable[AckedRow],
     user: str,
     device: int,
     now_ms: int,

@@ -70,6 +70,7 @@ from taube.store.base import (
 from taube.store.migrations import shipped
 from taube.store.rows import (
     KIND_MESSAGE,
+    AckedRow,
     delivered_receipts,
     delivery_payload,
     encode_extra,
@@ -77,7 +78,7 @@ from taube.store.rows import (
     inbox_item,
     shared_payload,
 )
-from taube.store.unacked import AckedRow, UnackedMessages
+from taube.store.unacked import UnackedMessages
 
 T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], Any]

@@ -21,11 +21,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from taube.store.rows import KIND_MESSAGE
-
-DeviceKey = tuple[str, int]
-AckedRow = tuple[int, int, str | None, str | None, str | None]
-"""(seq, kind, sender, msg_id, conversation): what ``DELETE … RETURNING`` gives."""
+from taube.store.base import DeviceKey
+from taube.store.rows import KIND_MESSAGE, AckedRow
 
 MAX_ROWS = 65_536
 """About 150 bytes each: ~10 MB at most."""
