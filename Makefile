@@ -23,7 +23,7 @@ CHROMIUM  ?= /usr/bin/chromium
 # changes (types cross modules); tests/conftest.py refuses to run on a stale build. Without a
 # C compiler the build fails with a warning and everything runs as plain Python.
 # `make clean-compiled` goes back to plain Python.
-HOT_MODULES := taube/server/gateway.py taube/store/sqlite.py taube/store/unacked.py \
+HOT_MODULES := taube/server/gateway.py taube/store/sqlite.py taube/store/unacked.py taube/store/records.py \
                taube/store/rows.py taube/core/delivery.py taube/core/directory.py \
                taube/core/clock.py taube/protocol/ids.py taube/server/after_commit.py \
                taube/server/framing.py taube/server/admission.py taube/server/limits.py \

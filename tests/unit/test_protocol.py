@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 
 import msgspec
@@ -67,6 +68,25 @@ def test_uuid7_grows_within_one_millisecond_and_when_the_clock_steps_back() -> N
 )
 def test_message_ids_must_be_canonical(text: str) -> None:
     assert not is_message_id(text)
+
+
+def test_message_id_check_agrees_with_the_canonical_pattern() -> None:
+    """is_message_id is written by hand for speed: it must say what the regex says, for
+    every one-character change of a valid id (each position, each kind of character)."""
+    canonical = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    base = str(uuid.uuid4())
+    candidates = [base, base + "0", base[:-1], "-" + base[1:], base.upper()]
+    for i in range(len(base)):
+        for ch in "0af-gA_ é\n":
+            candidates.append(base[:i] + ch + base[i + 1 :])
+    for text in candidates:
+        assert is_message_id(text) == (canonical.fullmatch(text) is not None), text
+
+
+@given(st.text(alphabet="0123456789abcdefABX-", min_size=30, max_size=40))
+def test_message_id_check_agrees_with_the_pattern_on_any_text(text: str) -> None:
+    canonical = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    assert is_message_id(text) == (canonical.fullmatch(text) is not None)
 
 
 def test_addresses() -> None:

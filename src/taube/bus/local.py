@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from typing import Final
 
 from taube.bus.base import Bus, Handler, Subscription
 
-log = logging.getLogger(__name__)
+log: Final = logging.getLogger(__name__)
 
 
 class _LocalSubscription(Subscription):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
+from typing import Final
 
 import msgspec
 
@@ -32,7 +33,7 @@ from taube.protocol.frames import (
 from taube.protocol.ids import is_message_id, parse_address
 from taube.store.base import AckResult, Delivery, DeviceKey, NewMessage, SendResult, Store
 
-MAX_ROUTES = 100_000
+MAX_ROUTES: Final = 100_000
 
 
 def inbox_notice(item: InboxItem) -> bytes:

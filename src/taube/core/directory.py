@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from taube.bus.base import Bus, Subscription
 from taube.store.base import GroupRecord, Store
 
 V = TypeVar("V")
-DIRECTORY_SUBJECT = "directory"
-MAX_ENTRIES = 100_000
+DIRECTORY_SUBJECT: Final = "directory"
+MAX_ENTRIES: Final = 100_000
 
 
 class Directory:

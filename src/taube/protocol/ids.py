@@ -12,6 +12,7 @@ import re
 import threading
 import time
 import uuid
+from typing import Final
 
 HANDLE_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]{1,31}$")
 GROUP_ID_RE = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")  # Crockford base32, lower case
@@ -50,12 +51,25 @@ _lock = threading.Lock()
 _last: list[int] = [0, 0]
 
 
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_UUID_CHARS: Final = "0123456789abcdef-"
 
 
 def is_message_id(text: str) -> bool:
-    """True for a canonical, lower-case UUID string (any version)."""
-    return _CANONICAL_UUID.fullmatch(text) is not None
+    """True for a canonical, lower-case UUID string (any version).
+
+    By hand rather than with a regular expression: it runs for every message sent, and
+    the regex (re.fullmatch) was ~3 % of the server's instructions in Workload A. Four
+    dashes in their places and nothing but lower-case hex and dashes is the same test.
+    """
+    return (
+        len(text) == 36
+        and text[8] == "-"
+        and text[13] == "-"
+        and text[18] == "-"
+        and text[23] == "-"
+        and text.count("-") == 4
+        and not text.strip(_UUID_CHARS)
+    )
 
 
 def new_group_id() -> str:

@@ -14,8 +14,9 @@ so a message leaves the node in the turn its commit ends.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
-SMALL_BATCH = 64
+SMALL_BATCH: Final = 64
 """Only batches of up to this many writes are answered from the hook. A big batch
 (a node at full load) is answered from its done-callbacks as before: its answers, its
 receipts and the next frames read then share fewer, larger writes, and answering it at

@@ -14,6 +14,7 @@ as for the older per-account limits in admission.py.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from aiohttp import web
 
@@ -23,7 +24,7 @@ from taube.server.admission import RateLimits, TokenBucket
 from taube.server.config import Config
 from taube.server.transport import client_ip
 
-MIB = 1024 * 1024
+MIB: Final = 1024 * 1024
 
 
 def per(amount: float, seconds: float) -> RateLimits:

@@ -6,20 +6,23 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterable
+from typing import Final
 
 import msgspec
 
 from taube.protocol.frames import GroupEvent, InboxItem, Message, Receipt
 from taube.store.base import Delivery, NewMessage
 
-KIND_MESSAGE, KIND_RECEIPT, KIND_GROUP = 1, 2, 3
-MAX_RECEIPT_IDS = 1000
-INLINE_PAYLOAD_MAX_DEVICES = 8
+KIND_MESSAGE: Final = 1
+KIND_RECEIPT: Final = 2
+KIND_GROUP: Final = 3
+MAX_RECEIPT_IDS: Final = 1000
+INLINE_PAYLOAD_MAX_DEVICES: Final = 8
 """A shared payload for at most this many devices is copied into each inbox row, so
 that it leaves the server with the last ack; only a group's larger fan-out keeps one
 copy in ``messages`` (until message retention)."""
 
-_encoder = msgspec.json.Encoder()
+_encoder: Final = msgspec.json.Encoder()
 _extra_decoder: msgspec.json.Decoder[Receipt | GroupEvent] = msgspec.json.Decoder(
     Receipt | GroupEvent
 )

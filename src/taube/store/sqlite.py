@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 import msgspec
 
@@ -101,33 +101,37 @@ class _StreamAck(_AckOp, frozen=True):
 
 
 WriteOp = WriteFn | NewMessage | _AckOp
-_BULKY = (NewMessage, _AckOp)
+_BULKY: Final = (NewMessage, _AckOp)
 
 
-INSERT_MESSAGES = (
+INSERT_MESSAGES: Final = (
     "INSERT OR IGNORE INTO messages (sender, id, sender_device, target, sent_at_ms, payload)"
 )
-NULL_PAYLOAD = ", NULL"
+NULL_PAYLOAD: Final = ", NULL"
 """A payload kept elsewhere (in the inbox rows for a 1:1 message, in ``messages`` for a
 large group's), written as a literal rather than bound as None: see ``blob``."""
-INSERT_INBOX_MESSAGES = (
-    "INSERT INTO inbox (user, device, seq, kind, sender, msg_id, conversation, payload)"
+INSERT_INBOX_MESSAGES: Final = (
+    "INSERT INTO inbox (user, device, seq, sender, msg_id, conversation, payload, kind)"
 )
-INSERT_INBOX_EXTRAS = "INSERT INTO inbox (user, device, seq, kind, data)"
-ACK_RANGE = "DELETE FROM inbox WHERE user = ? AND device = ? AND seq <= ?"
-log = logging.getLogger(__name__)
+KIND_MESSAGE_SQL: Final = f", {KIND_MESSAGE}"
+"""The kind of a message's inbox row, written as a literal: one value fewer to bind per
+row (each bound value costs a call into SQLite, which takes its mutex and copies)."""
+SHARED_MESSAGE_SQL: Final = NULL_PAYLOAD + KIND_MESSAGE_SQL
+INSERT_INBOX_EXTRAS: Final = "INSERT INTO inbox (user, device, seq, kind, data)"
+ACK_RANGE: Final = "DELETE FROM inbox WHERE user = ? AND device = ? AND seq <= ?"
+log: Final = logging.getLogger(__name__)
 
-MAX_ROWS_PER_INSERT = 128
-EXACT_ROWS = 32
+MAX_ROWS_PER_INSERT: Final = 128
+EXACT_ROWS: Final = 32
 """Batches of up to this many rows (or acks) go in one statement of exactly that size.
 At a steady trickle a batch holds a few messages and acks, and splitting 12 acks into
 statements of 8 and 4 cost 40-70 % more than one of 12 (each statement has a fixed
 cost). The writer keeps these statements prepared (``STATEMENT_CACHE``)."""
-STATEMENT_CACHE = 512
+STATEMENT_CACHE: Final = 512
 """Prepared statements kept per connection (sqlite3's default is 128): up to EXACT_ROWS
 sizes and eight powers of two for each of four bulk statements, and the rest."""
-WRITER_CACHE_USERS = 100_000
-CHECKPOINT_EVERY_S = 0.1
+WRITER_CACHE_USERS: Final = 100_000
+CHECKPOINT_EVERY_S: Final = 0.1
 """While writes come, the WAL is checkpointed this often by a thread of its own (see
 ``_checkpoint_soon``), instead of by SQLite's auto-checkpoint inside a COMMIT on the
 event loop, which stalled every connection for the time of copying the pages and
@@ -139,10 +143,10 @@ at 5,000 messages/s). That copy runs on the event loop and ends with two fsyncs:
 on this kind of VM, in which no frame is read or written. Done after every background
 checkpoint (7 times a second at 5,000 messages/s) it was the p99 of Workload B: 3.3-3.7
 ms, against 2.3 ms with this bound (docs/performance.md, section 9.11)."""
-SPLIT_MAX_WRITES = 64
+SPLIT_MAX_WRITES: Final = 64
 """Batches of up to this many writes commit their messages before their acks
 (``_messages_first``); a bigger batch (full load) stays one transaction."""
-LAZY_WRITE_S = 0.01
+LAZY_WRITE_S: Final = 0.01
 """How long a streaming ack may wait for a send to share its transaction. At a steady
 trickle of traffic a message otherwise cost three transactions (the send, the
 recipient's ack, the sender's ack of the receipt); a transaction's fixed cost is tens
@@ -220,8 +224,8 @@ class _MessageRows:
         self.shared: list[Any] = []
 
     def insert(self, c: sqlite3.Connection) -> None:
-        insert_rows(c, INSERT_INBOX_MESSAGES, 8, self.carried)
-        insert_rows(c, INSERT_INBOX_MESSAGES, 7, self.shared, NULL_PAYLOAD)
+        insert_rows(c, INSERT_INBOX_MESSAGES, 7, self.carried, KIND_MESSAGE_SQL)
+        insert_rows(c, INSERT_INBOX_MESSAGES, 6, self.shared, SHARED_MESSAGE_SQL)
 
 
 QueuedWrite = tuple[WriteOp, asyncio.Future[Any]]
@@ -660,12 +664,6 @@ class SqliteStore(Store):
         conn.execute("RELEASE op")
         return result
 
-    def _set_next(self, key: DeviceKey, value: int | None) -> None:
-        if self._journaling:
-            self._journal.append((key, self._next_seq.get(key), key in self._dirty))
-        self._next_seq[key] = value
-        self._dirty.add(key)
-
     def _peek_next(self, c: sqlite3.Connection, key: DeviceKey) -> int | None:
         if key not in self._next_seq:
             row = c.execute(
@@ -677,9 +675,15 @@ class SqliteStore(Store):
 
     def _allocate(self, c: sqlite3.Connection, key: DeviceKey) -> int | None:
         """The next inbox seq of an active device, or None if it is revoked or unknown."""
-        seq = self._peek_next(c, key)
-        if seq is not None:
-            self._set_next(key, seq + 1)
+        seq = self._next_seq.get(key, -1)  # one lookup for a known device (most sends)
+        if seq == -1:
+            seq = self._peek_next(c, key)
+        if seq is None:
+            return None
+        if self._journaling:
+            self._journal.append((key, seq, key in self._dirty))
+        self._next_seq[key] = seq + 1
+        self._dirty.add(key)
         return seq
 
     def _persist_seqs(self, c: sqlite3.Connection) -> None:
@@ -1006,13 +1010,12 @@ class SqliteStore(Store):
                 continue
             payload = delivery_payload(m, d)
             if payload is None:
-                rows.shared += (d.user, d.device, seq, KIND_MESSAGE, m.sender, m.id, d.conversation)
+                rows.shared += (d.user, d.device, seq, m.sender, m.id, d.conversation)
             else:
                 rows.carried += (
                     d.user,
                     d.device,
                     seq,
-                    KIND_MESSAGE,
                     m.sender,
                     m.id,
                     d.conversation,

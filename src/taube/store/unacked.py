@@ -20,11 +20,12 @@ rows in all (devices that do not ack keep theirs), every record is dropped.
 from __future__ import annotations
 
 from collections import deque
+from typing import Final
 
 from taube.store.base import DeviceKey
 from taube.store.rows import KIND_MESSAGE, AckedRow
 
-MAX_ROWS = 65_536
+MAX_ROWS: Final = 65_536
 """About 150 bytes each: ~10 MB at most."""
 
 
