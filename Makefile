@@ -27,7 +27,7 @@ HOT_MODULES := taube/server/gateway.py taube/store/sqlite.py taube/store/unacked
                taube/store/rows.py taube/core/delivery.py taube/core/directory.py \
                taube/core/clock.py taube/protocol/ids.py taube/server/after_commit.py \
                taube/server/framing.py taube/server/admission.py taube/server/limits.py \
-               taube/server/wakeup.py taube/bus/local.py
+               taube/server/wakeup.py taube/bus/local.py taube/bus/subjects.py
 PY_SRC      := $(shell find src/taube -name '*.py' 2>/dev/null)
 COMPILED    := src/.compiled
 

@@ -9,7 +9,7 @@ import pytest
 from taube.server.framing import text_frame
 
 
-@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 300, 2047, 2048, 65535, 65536, 70000])
 def test_text_frame_header(size: int) -> None:
     payload = b"x" * size
     frame = text_frame(payload)

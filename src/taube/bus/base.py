@@ -11,6 +11,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 
+# Subject names live in a compiled module of their own (subjects.py); re-exported here.
+from taube.bus.subjects import device_subject as device_subject
+from taube.bus.subjects import inbox_subject as inbox_subject
+from taube.bus.subjects import presence_subject as presence_subject
+from taube.bus.subjects import user_subject as user_subject
+
 
 class BusUnavailable(Exception):
     """The bus cannot be reached (at open, or for ``ping``)."""
@@ -48,21 +54,3 @@ class Bus(abc.ABC):
 
     @abc.abstractmethod
     async def subscribe(self, subject: str, handler: Handler) -> Subscription: ...
-
-
-def inbox_subject(user: str, device: int) -> str:
-    return f"inbox.{user}.{device}"
-
-
-def device_subject(user: str, device: int) -> str:
-    """Control notices for one device's connections (e.g. revoked)."""
-    return f"device.{user}.{device}"
-
-
-def user_subject(user: str) -> str:
-    """Ephemeral events for every connection of a user (typing)."""
-    return f"user.{user}"
-
-
-def presence_subject(user: str) -> str:
-    return f"presence.{user}"

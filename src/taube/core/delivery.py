@@ -96,12 +96,15 @@ class DeliveryService:
         payload = frame.payload
         if payload is None or frame.payloads is not None or len(payload) > self.max_payload_bytes:
             return None
-        route = self._routes.get((sender, sender_device, frame.to))
+        # Each field of the frame read once (a frame is a Struct: every read is a lookup).
+        to = frame.to
+        route = self._routes.get((sender, sender_device, to))
         if route is None or route[0] != self._directory.generation:
             return None
-        if not is_message_id(frame.id):
+        message_id = frame.id
+        if not is_message_id(message_id):
             return None
-        return self._new_message(sender, sender_device, frame, route[1])
+        return NewMessage(sender, sender_device, message_id, to, self._clock(), payload, route[1])
 
     async def _validate(self, sender: str, sender_device: int, frame: Send) -> NewMessage:
         if (frame.payload is None) == (frame.payloads is None):

@@ -10,6 +10,7 @@ unknown fields are ignored so that old peers keep working.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -249,15 +250,13 @@ _client_decoder: msgspec.json.Decoder[AnyClientFrame] = msgspec.json.Decoder(Any
 _server_decoder: msgspec.json.Decoder[AnyServerFrame] = msgspec.json.Decoder(AnyServerFrame)
 _encoder = msgspec.json.Encoder()
 
+# The codecs are msgspec's own bound methods rather than functions that call them:
+# every frame in and out goes through one, and a Python function around the call cost
+# ~1,000 instructions per frame (1-2 % of the server's time in Workload A).
 
-def decode_client_frame(data: bytes | str) -> AnyClientFrame:
-    """Decode one client frame; raises msgspec.DecodeError / ValidationError."""
-    return _client_decoder.decode(data)
+decode_client_frame: Callable[[bytes | str], AnyClientFrame] = _client_decoder.decode
+"""Decode one client frame; raises msgspec.DecodeError / ValidationError."""
 
+decode_server_frame: Callable[[bytes | str], AnyServerFrame] = _server_decoder.decode
 
-def decode_server_frame(data: bytes | str) -> AnyServerFrame:
-    return _server_decoder.decode(data)
-
-
-def encode_frame(frame: ClientFrame | ServerFrame) -> bytes:
-    return _encoder.encode(frame)
+encode_frame: Callable[[ClientFrame | ServerFrame], bytes] = _encoder.encode

@@ -10,20 +10,27 @@ we negotiate no compression, so a frame is just a header and the payload.
 from __future__ import annotations
 
 import struct
+from typing import Final
 
-_TEXT_FIN = 0x81
-_LEN16 = struct.Struct("!BBH")
-_LEN64 = struct.Struct("!BBQ")
+_TEXT_FIN: Final = 0x81
+_LEN16: Final = struct.Struct("!BBH")
+_LEN64: Final = struct.Struct("!BBQ")
 
 
-_SMALL_HEADERS = tuple(bytes((_TEXT_FIN, size)) for size in range(126))
+_SMALL_HEADERS: Final = tuple(bytes((_TEXT_FIN, size)) for size in range(126))
+_COMMON_SIZES: Final = 2048
+"""Headers of frames up to this size are made once (~75 KB): a chat message's frame is
+a few hundred bytes, and packing each header cost ~750 instructions (~1 % of Workload A)."""
+_COMMON_HEADERS: Final = _SMALL_HEADERS + tuple(
+    _LEN16.pack(_TEXT_FIN, 126, size) for size in range(126, _COMMON_SIZES)
+)
 
 
 def text_header(size: int) -> bytes:
     """The header of a final, unmasked, uncompressed text frame of ``size`` bytes: a
     writer that joins many frames appends it and the payload, and copies each once."""
-    if size < 126:
-        return _SMALL_HEADERS[size]
+    if size < _COMMON_SIZES:
+        return _COMMON_HEADERS[size]
     if size < 65536:
         return _LEN16.pack(_TEXT_FIN, 126, size)
     return _LEN64.pack(_TEXT_FIN, 127, size)

@@ -178,9 +178,12 @@ class Connection:
         "_awaited",
         "_closing",
         "_cursor",
+        "_delivery",
+        "_dev",
         "_ended",
         "_flush_soon",
         "_heard",
+        "_limits",
         "_loop",
         "_max_outbound",
         "_outbuf",
@@ -201,6 +204,7 @@ class Connection:
         "_tasks",
         "_timed_out",
         "_unanswered",
+        "_user",
         "_watch_subs",
         "_window",
         "device",
@@ -231,6 +235,13 @@ class Connection:
         self.s = services
         self.peer = peer
         self.device: DeviceRecord | None = None
+        # The device's handle and id, and the services every message uses, held here
+        # too: compiled, reading them is a load, where the records they come from are
+        # Python objects (an attribute lookup each, several per message).
+        self._user = ""
+        self._dev = 0
+        self._delivery = services.delivery
+        self._limits = services.node.limits
         config = services.config
         self._max_outbound = config.max_outbound_bytes
         self._rate = FrameRate(config.frames_per_s, config.frame_burst)
@@ -296,7 +307,8 @@ class Connection:
             return
         self.device = device
         user, dev = device.user, device.id
-        self._send_bucket = self.s.node.limits.send_bucket(user, dev)
+        self._user, self._dev = user, dev
+        self._send_bucket = self._limits.send_bucket(user, dev)
         presence = self.s.presence
         try:
             # Ready is queued first so that no other frame can overtake it.
@@ -788,7 +800,7 @@ class Connection:
         assert self.device is not None
         target = self._ack_target
         self._ack_in_flight = True
-        done = self.s.delivery.submit_ack(self.device.user, self.device.id, target)
+        done = self._delivery.submit_ack(self._user, self._dev, target)
         self._ack_commit = (target, done)
         self._when_settled(done, self._ack_settled)  # receipts in the batch's write
 
@@ -808,7 +820,7 @@ class Connection:
     def _acks_committed(self, target: int, done: asyncio.Future[AckResult]) -> None:
         self._ack_in_flight = False
         try:
-            self.s.delivery.acked(done.result())
+            self._delivery.acked(done.result())
         except StoreUnavailable:  # try again; the items stay until acked
             self._loop.call_later(STORE_RETRY_S, self._commit_acks)
             return
@@ -835,14 +847,13 @@ class Connection:
         since); False when it needs the full path (``_dispatch``), or when ``allowed``
         (asked only then, last) says no."""
         assert self.device is not None
-        user, dev = self.device.user, self.device.id
-        delivery = self.s.delivery
+        delivery = self._delivery
         if self._sends_full() or self._refused_send is not None:
             return False
-        prepared = delivery.prepare_known_route(user, dev, frame)
+        prepared = delivery.prepare_known_route(self._user, self._dev, frame)
         if prepared is None or not allowed():
             return False
-        self.s.node.limits.check_send(self._send_bucket)  # rate.limited, retry_after_s
+        self._limits.check_send(self._send_bucket)  # rate.limited, retry_after_s
         self._queue_send((frame.id, prepared, delivery.submit(prepared)))
         return True
 
@@ -893,7 +904,7 @@ class Connection:
                 self._buffer(encode_frame(error_frame(result, message_id)))
                 continue
             if message is not None:
-                self.s.delivery.committed(message, result)
+                self._delivery.committed(message, result)
             self._buffer(
                 encode_frame(
                     Sent(id=message_id, sent_at_ms=result.sent_at_ms, duplicate=result.duplicate)
