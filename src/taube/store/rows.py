@@ -4,7 +4,6 @@ shared by the SQLite and PostgreSQL stores so that they cannot drift apart."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Collection, Iterable
 from typing import Final
 
@@ -93,8 +92,15 @@ def delivered_receipts(
     conversation): one receipt per sender and conversation as the sender sees it, at
     most MAX_RECEIPT_IDS ids each; none for the user's own messages, and none for 1:1
     messages from senders in ``blocked`` (the users ``user`` has blocked)."""
-    by_sender: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
+    # Per (sender, conversation as the sender sees it): seqs and ids, in parallel lists.
+    # Acked rows come in runs from one sender (a chat), so the group of the previous row
+    # is tried first; they come in seq order from the writer's record (unacked.py), so
+    # they are sorted only when they are not (a RETURNING clause gives no order).
+    by_sender: dict[tuple[str, str], tuple[list[int], list[str]]] = {}
     one_to_one = f"@{user}"  # how a 1:1 sender sees the conversation (once, not per row)
+    last_sender = last_seen = ""
+    seqs: list[int] = []
+    ids: list[str] = []
     for seq, kind, sender, msg_id, conversation in acked:
         if kind != KIND_MESSAGE or sender is None or sender == user or msg_id is None:
             continue
@@ -104,10 +110,18 @@ def delivered_receipts(
             continue
         else:
             seen_as = one_to_one
-        by_sender[(sender, seen_as)].append((seq, msg_id))
+        if sender != last_sender or seen_as != last_seen:
+            group = by_sender.get((sender, seen_as))
+            if group is None:
+                group = by_sender[(sender, seen_as)] = ([], [])
+            seqs, ids = group
+            last_sender, last_seen = sender, seen_as
+        seqs.append(seq)
+        ids.append(msg_id)
     receipts: list[tuple[str, Receipt]] = []
-    for (sender, seen_as), refs in by_sender.items():
-        ids = [msg_id for _, msg_id in sorted(refs)]
+    for (sender, seen_as), (seqs, ids) in by_sender.items():
+        if any(seqs[i] > seqs[i + 1] for i in range(len(seqs) - 1)):
+            ids = [msg_id for _, msg_id in sorted(zip(seqs, ids, strict=True))]
         for start in range(0, len(ids), MAX_RECEIPT_IDS):
             receipt = Receipt(
                 seq=0,
