@@ -675,15 +675,18 @@ class SqliteStore(Store):
 
     def _allocate(self, c: sqlite3.Connection, key: DeviceKey) -> int | None:
         """The next inbox seq of an active device, or None if it is revoked or unknown."""
-        seq = self._next_seq.get(key, -1)  # one lookup for a known device (most sends)
+        # Compiled, a (str, int) tuple is held unboxed and boxed again for every dict
+        # or set operation that takes it: boxed once here, for the three below.
+        boxed: Any = key
+        seq = self._next_seq.get(boxed, -1)  # one lookup for a known device (most sends)
         if seq == -1:
             seq = self._peek_next(c, key)
         if seq is None:
             return None
         if self._journaling:
-            self._journal.append((key, seq, key in self._dirty))
-        self._next_seq[key] = seq + 1
-        self._dirty.add(key)
+            self._journal.append((boxed, seq, boxed in self._dirty))
+        self._next_seq[boxed] = seq + 1
+        self._dirty.add(boxed)
         return seq
 
     def _persist_seqs(self, c: sqlite3.Connection) -> None:
@@ -1004,7 +1007,7 @@ class SqliteStore(Store):
         """Allocate each delivery's seq and add its inbox row's values to ``rows``."""
         appended: list[tuple[DeviceKey, int]] = []
         for d in m.deliveries:
-            key = (d.user, d.device)
+            key: Any = (d.user, d.device)  # a Python tuple, not boxed again (_allocate)
             seq = self._allocate(c, key)
             if seq is None:  # revoked meanwhile: nothing to deliver to
                 continue
