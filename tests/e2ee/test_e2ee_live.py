@@ -219,6 +219,37 @@ async def test_a_message_that_cannot_be_decrypted_is_asked_for_again_and_arrives
             assert (resent.id, resent.text) == (lost, "two")
 
 
+async def test_a_group_message_that_cannot_be_decrypted_is_asked_for_again_and_arrives(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """The sender answers a retry request for a group message with a copy for the asking
+    device alone (the group's members are looked up by handle)."""
+    alice = await new_device(server, tmp_path, "alice", register_user=True)
+    bob = await new_device(server, tmp_path, "bob", register_user=True)
+    carol = await new_device(server, tmp_path, "carol", register_user=True)
+    async with Client(alice, options=FAST) as a:
+        async with Client(bob, options=FAST) as b:
+            group = await a.api.create_group("team", ["bob", "carol"])
+            await a.wait_sent([await a.send(group.address, "one")], timeout=10 * UNIT_S)
+            assert (await messages_until(b, 1))[0].text == "one"
+        # Bob's device loses its sessions and alice's sender key (a restored backup).
+        conn = sqlite3.connect(bob / "taube.db")
+        conn.execute("DELETE FROM e2ee_sessions")
+        conn.execute("DELETE FROM e2ee_sender_in")
+        conn.commit()
+        conn.close()
+        lost = await a.send(group.address, "two")
+        await a.wait_sent([lost], timeout=10 * UNIT_S)
+        async with Client(bob, options=FAST) as b:
+            failed, resent = await messages_until(b, 2)
+            assert not failed.decrypted
+            assert failed.id == lost
+            assert resent.decrypted
+            assert (resent.id, resent.text, resent.conversation) == (lost, "two", group.address)
+    async with Client(carol, options=FAST) as c:
+        assert [m.text for m in await messages_until(c, 2)] == ["one", "two"]
+
+
 async def test_changed_keys_of_a_verified_contact_block_sending_until_verified_again(
     server: ServerProcess, tmp_path: Path
 ) -> None:

@@ -573,7 +573,9 @@ class E2ee:
         await self._ensure_sessions([(requester, requester_device)])
         kind, name = parse_address(to) or ("user", "")
         users = (
-            [name, self.handle] if kind == "user" else list((await self._api.group(name)).members)
+            [name, self.handle]
+            if kind == "user"
+            else [m.handle for m in (await self._api.group(name)).members]
         )
         targets = await self._run(self._targets, users)
         inner = env.encode(env.Inner(c=content, o=message_id))
