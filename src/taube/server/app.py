@@ -33,7 +33,6 @@ from taube.core.keys import KeysService
 from taube.core.links import Links
 from taube.core.notices import Notices
 from taube.core.presence import PresenceService
-from taube.server import gateway as gateway_module
 from taube.server.abuse_api import ABUSE_ROUTES
 from taube.server.admission import Admission, RateLimits
 from taube.server.api import ROUTES
@@ -57,6 +56,7 @@ from taube.status.reports import ReportRule
 from taube.status.service import StatusService, StatusSettings
 from taube.status.signing import Signer, load_or_create_seed, notice_fields, parse_seed
 from taube.status.verdict import Thresholds
+from taube.store import sqlite as sqlite_module
 from taube.store.base import NoticeRecord, SchemaTooNew, Store, StoreUnavailable
 from taube.store.sqlite import SqliteStore
 
@@ -405,8 +405,10 @@ async def serve_until_stopped(config: Config, stop: asyncio.Event | None = None)
 
 
 def hot_path() -> str:
-    """Whether the hot path runs compiled (``make compile``, Makefile) or as source."""
-    compiled = gateway_module.__file__ is not None and gateway_module.__file__.endswith(".so")
+    """Whether the hot path runs compiled (``make compile``, Makefile) or as source. The
+    SQLite store stands for the compiled modules (the gateway runs interpreted)."""
+    where = sqlite_module.__file__
+    compiled = where is not None and where.endswith(".so")
     return "compiled with mypyc" if compiled else "interpreted"
 
 
