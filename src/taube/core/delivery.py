@@ -169,19 +169,8 @@ class DeliveryService:
         else:
             deliveries = [Delivery(u, d, conversation_of[u]) for u, d in targets if u != withheld]
             self._remember_route((sender, sender_device, frame.to), generation, deliveries)
-        return self._new_message(sender, sender_device, frame, deliveries)
-
-    def _new_message(
-        self, sender: str, sender_device: int, frame: Send, deliveries: Sequence[Delivery]
-    ) -> NewMessage:
         return NewMessage(
-            sender=sender,
-            sender_device=sender_device,
-            id=frame.id,
-            target=frame.to,
-            sent_at_ms=self._clock(),
-            payload=frame.payload,
-            deliveries=deliveries,
+            sender, sender_device, frame.id, frame.to, self._clock(), frame.payload, deliveries
         )
 
     def _remember_route(
