@@ -25,13 +25,14 @@ CHROMIUM  ?= /usr/bin/chromium
 # `make clean-compiled` goes back to plain Python.
 # Compiled modules must not await inside a `finally` or `except` block: mypyc 2.4 then
 # re-raises exceptions that were already handled, even in other coroutines (mypyc issues
-# 1114 and 1177; tests/unit/test_compiled_modules.py checks it). That is why the gateway,
-# whose connection lifecycle needs such blocks, runs interpreted.
+# 1114; tests/unit/test_compiled_modules.py checks it). That is why the connection's
+# lifecycle cleanups live in taube/server/endpoints.py, which stays interpreted.
 HOT_MODULES := taube/store/sqlite.py taube/store/unacked.py taube/store/records.py \
                taube/store/rows.py taube/core/delivery.py taube/core/directory.py \
                taube/core/clock.py taube/protocol/ids.py taube/server/after_commit.py \
                taube/server/framing.py taube/server/admission.py taube/server/limits.py \
-               taube/server/wakeup.py taube/bus/local.py taube/bus/subjects.py
+               taube/server/wakeup.py taube/server/gateway.py taube/bus/local.py \
+               taube/bus/subjects.py
 PY_SRC      := $(shell find src/taube -name '*.py' 2>/dev/null)
 COMPILED    := src/.compiled
 

@@ -22,7 +22,7 @@ import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from tests.serverproc import UNIT_S, ServerProcess, free_port
+from tests.serverproc import UNIT_S, ServerProcess, assert_clean_logs, free_port
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,6 +65,7 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
         yield proc
     finally:
         proc.stop()
+    assert_clean_logs(proc)
 
 
 # ---------------------------------------------------------------- external services
@@ -153,6 +154,7 @@ async def two_nodes(
         for node in nodes:
             node.stop()
         await drop_schema(dsn, schema)
+    assert_clean_logs(*nodes)
 
 
 class TcpProxy:

@@ -139,3 +139,18 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def unretrieved_exceptions(self) -> list[str]:
+        """asyncio's "Task/Future exception was never retrieved" lines in the log: an
+        exception no code awaited, always a bug (a compiled-coroutine fault showed up
+        this way, tests/unit/test_compiled_modules.py). Checked after every test that
+        starts servers through the fixtures."""
+        if not self.log_path.exists():
+            return []
+        return [line for line in self.log().splitlines() if "exception was never retrieved" in line]
+
+
+def assert_clean_logs(*servers: ServerProcess) -> None:
+    found = {str(s.log_path): s.unretrieved_exceptions() for s in servers}
+    found = {path: lines for path, lines in found.items() if lines}
+    assert not found, f"unretrieved exceptions in server logs: {found}"

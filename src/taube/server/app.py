@@ -38,13 +38,8 @@ from taube.server.admission import Admission, RateLimits
 from taube.server.api import ROUTES
 from taube.server.auth_api import AUTH_ROUTES
 from taube.server.config import Config, ConfigError, load_config
-from taube.server.gateway import (
-    CONNECTIONS,
-    SERVICES,
-    Connections,
-    direct_upgrade,
-    websocket_handler,
-)
+from taube.server.endpoints import direct_upgrade, websocket_handler
+from taube.server.gateway import CONNECTIONS, SERVICES, Connections
 from taube.server.http import problem_middleware
 from taube.server.limits import Limits
 from taube.server.openapi import openapi_document

@@ -19,6 +19,12 @@ nothing for ``slow_reader_timeout_s`` or lets ``max_outbound_bytes`` pile up is
 closed (4029). Inbound frames are metered per connection (``frames_per_s``;
 server/transport.py holds the edge's other limits). A bad frame gets an ``error``
 frame and the connection lives on; only errors whose spec carries a close code end it.
+
+This module is compiled with mypyc (the Makefile's HOT_MODULES), so it must not await
+inside a ``finally`` or ``except`` block (tests/unit/test_compiled_modules.py says why):
+errors are answered after their except block, and the clean-up at the end of a
+connection (``Connection.end``) is awaited by the endpoints that start connections
+(endpoints.py, interpreted).
 """
 
 from __future__ import annotations
@@ -65,10 +71,10 @@ from taube.protocol.frames import (
 )
 from taube.protocol.ids import normalize_handle
 from taube.server.admission import Admission, TokenBucket
-from taube.server.direct_ws import DirectSocket, DirectUpgrade, UpgradeHead
+from taube.server.direct_ws import DirectSocket
 from taube.server.framing import PING_FRAME, close_frame, text_header
 from taube.server.services import Services
-from taube.server.transport import EDGE, FrameRate, client_ip, origin_allowed
+from taube.server.transport import FrameRate
 from taube.server.wakeup import Wakeup
 from taube.store.base import AckResult, DeviceRecord, NewMessage, SendResult, StoreUnavailable
 
@@ -308,54 +314,59 @@ class Connection:
         user, dev = device.user, device.id
         self._user, self._dev = user, dev
         self._send_bucket = self._limits.send_bucket(user, dev)
-        presence = self.s.presence
-        try:
-            # Ready is queued first so that no other frame can overtake it.
-            await self._enqueue(
-                Ready(
-                    handle=user,
-                    device=dev,
-                    last_seq=self._cursor,
-                    server_time_ms=self.s.clock(),
-                    max_payload_bytes=self.s.delivery.max_payload_bytes,
-                )
+        # Ready is queued first so that no other frame can overtake it.
+        await self._enqueue(
+            Ready(
+                handle=user,
+                device=dev,
+                last_seq=self._cursor,
+                server_time_ms=self.s.clock(),
+                max_payload_bytes=self.s.delivery.max_payload_bytes,
             )
-            # No await between these: a notice is either among the current ones or
-            # broadcast afterwards, never both, never neither.
-            for frame in self.s.notices.frames():
-                self._buffer(frame)
-            self.hears_notices = True
-            self._subs.append(await self.s.bus.subscribe(inbox_subject(user, dev), self._ring))
-            self._subs.append(await self.s.bus.subscribe(device_subject(user, dev), self._control))
-            self._subs.append(await self.s.bus.subscribe(user_subject(user), self._forward))
-            await presence.connected(user)
-            await self._keys_low_after_ready(user, dev)
-            log.info("connected user=%s device=%d peer=%s", user, dev, self.peer)
-            # No task of its own for an idle connection (most of them): the pusher runs
-            # while there is something to read from the store, acks and answers to
-            # sends are callbacks.
-            self._ring_pusher()
-            if isinstance(self.ws, DirectSocket):
-                self.ws.take_frames(self._take_at_once)
-            await self._read_loop()
-        finally:
-            if isinstance(self.ws, DirectSocket):
-                self.ws.take_frames(None)
-            self._ended = True  # no more ack writes from callbacks: the last one is below
-            if self._pushing is not None:
-                self._pushing.cancel()
-            if self._tasks:
-                # Closes started elsewhere (idle timeout, revocation) ended the read
-                # loop: let them finish the close handshake (bounded), so that the
-                # client reads why before the connection goes.
-                await asyncio.wait(self._tasks, timeout=CLOSE_GRACE_S)
-            for task in [*(self._tasks or ()), *(self._side_tasks or ())]:
-                task.cancel()
-            await self._commit_last_ack()
-            for sub in [*self._subs, *(self._watch_subs or ())]:
-                await sub.cancel()
-            await presence.disconnected(user)
-            log.info("disconnected user=%s device=%d", user, dev)
+        )
+        # No await between these: a notice is either among the current ones or
+        # broadcast afterwards, never both, never neither.
+        for frame in self.s.notices.frames():
+            self._buffer(frame)
+        self.hears_notices = True
+        self._subs.append(await self.s.bus.subscribe(inbox_subject(user, dev), self._ring))
+        self._subs.append(await self.s.bus.subscribe(device_subject(user, dev), self._control))
+        self._subs.append(await self.s.bus.subscribe(user_subject(user), self._forward))
+        await self.s.presence.connected(user)
+        await self._keys_low_after_ready(user, dev)
+        log.info("connected user=%s device=%d peer=%s", user, dev, self.peer)
+        # No task of its own for an idle connection (most of them): the pusher runs
+        # while there is something to read from the store, acks and answers to
+        # sends are callbacks.
+        self._ring_pusher()
+        if isinstance(self.ws, DirectSocket):
+            self.ws.take_frames(self._take_at_once)
+        await self._read_loop()
+
+    async def end(self) -> None:
+        """After ``run``, however it ended: what an authenticated connection leaves
+        behind (its last ack, subscriptions, presence). Awaited by the caller in a
+        ``finally`` block (server/endpoints.py), not here: see that module's docstring."""
+        if self.device is None or self._ended:
+            return
+        user, dev = self._user, self._dev
+        if isinstance(self.ws, DirectSocket):
+            self.ws.take_frames(None)
+        self._ended = True  # no more ack writes from callbacks: the last one is below
+        if self._pushing is not None:
+            self._pushing.cancel()
+        if self._tasks:
+            # Closes started elsewhere (idle timeout, revocation) ended the read
+            # loop: let them finish the close handshake (bounded), so that the
+            # client reads why before the connection goes.
+            await asyncio.wait(self._tasks, timeout=CLOSE_GRACE_S)
+        for task in [*(self._tasks or ()), *(self._side_tasks or ())]:
+            task.cancel()
+        await self._commit_last_ack()
+        for sub in [*self._subs, *(self._watch_subs or ())]:
+            await sub.cancel()
+        await self.s.presence.disconnected(user)
+        log.info("disconnected user=%s device=%d", user, dev)
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` as a task of this connection (cancelled when it ends)."""
@@ -386,11 +397,12 @@ class Connection:
         """A crashed loop closes the connection (the client reconnects and resumes)."""
         try:
             await loop
+            return
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("connection loop failed peer=%s", self.peer)
-            await self._close(1011)
+        await self._close(1011)  # after the except block (compiled: see the module docstring)
 
     async def _close(self, code: int) -> None:
         if not self._closing:
@@ -410,19 +422,14 @@ class Connection:
         await self._fatal(TaubeError("server.draining", retry_after_s=0))
 
     async def _authenticate(self) -> DeviceRecord | None:
-        try:
-            config = self.s.config
-            async with asyncio.timeout(min(config.auth_timeout_s, config.handshake_timeout_s)):
-                msg = await self.ws.receive()
-                while msg.type in (WSMsgType.PING, WSMsgType.PONG):  # autoping is off
-                    if msg.type == WSMsgType.PING:
-                        await self.ws.pong(msg.data)
-                    msg = await self.ws.receive()
-        except TimeoutError:
+        # Refusals are said after the except blocks (compiled: see the module docstring).
+        msg = await self._first_frame()
+        if msg is None:
             await self._fatal(TaubeError("auth.timeout"))
             return None
         if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             return None
+        refusal: TaubeError
         try:
             frame = decode_frame(msg.data)
             if not isinstance(frame, Auth):
@@ -432,19 +439,32 @@ class Connection:
             self._cursor = self._acked = self._ack_target = await self.s.delivery.ack(
                 device.user, device.id, frame.last_seq
             )
+            return device
         except TaubeError as exc:
+            refusal = exc
             if exc.spec.ws_close is None and exc.code != "account.suspended":
-                exc = TaubeError("auth.required", exc.message, **exc.details)
-            await self._fatal(exc)
-            return None
+                refusal = TaubeError("auth.required", exc.message, **exc.details)
         except StoreUnavailable:
-            await self._fatal(UNAVAILABLE)
-            return None
+            refusal = UNAVAILABLE
         except Exception:
             log.exception("authentication failed unexpectedly peer=%s", self.peer)
-            await self._fatal(TaubeError("internal"))
+            refusal = TaubeError("internal")
+        await self._fatal(refusal)
+        return None
+
+    async def _first_frame(self) -> WSMessage | None:
+        """The client's first frame other than a ping or pong; None if it took too long."""
+        config = self.s.config
+        try:
+            async with asyncio.timeout(min(config.auth_timeout_s, config.handshake_timeout_s)):
+                msg = await self.ws.receive()
+                while msg.type in (WSMsgType.PING, WSMsgType.PONG):  # autoping is off
+                    if msg.type == WSMsgType.PING:
+                        await self.ws.pong(msg.data)
+                    msg = await self.ws.receive()
+                return msg
+        except TimeoutError:
             return None
-        return device
 
     def sweep(self, now: float, idle_s: float, heartbeat_s: float) -> None:
         """The node's periodic check: close a connection the client left silent for
@@ -536,16 +556,26 @@ class Connection:
                 else:
                     ref = frame_ref(frame)
                 await self._dispatch(frame)
-            except TaubeError as exc:
-                if exc.spec.ws_close is not None:
-                    await self._fatal(exc, ref)
-                    break
-                await self._enqueue(error_frame(exc, ref))
-            except StoreUnavailable:
-                await self._enqueue(error_frame(UNAVAILABLE, ref))
-            except Exception:
-                log.exception("frame handling failed peer=%s", self.peer)
-                await self._enqueue(error_frame(TaubeError("internal"), ref))
+                continue
+            except Exception as exc:  # answered below, after the except block
+                failure = exc
+            if await self._refuse(failure, ref):
+                break
+
+    async def _refuse(self, failure: Exception, ref: str | None) -> bool:
+        """Answer a frame that failed; True if the connection ends (the error's spec
+        carries a close code)."""
+        if isinstance(failure, TaubeError):
+            if failure.spec.ws_close is not None:
+                await self._fatal(failure, ref)
+                return True
+            await self._enqueue(error_frame(failure, ref))
+        elif isinstance(failure, StoreUnavailable):
+            await self._enqueue(error_frame(UNAVAILABLE, ref))
+        else:
+            log.error("frame handling failed peer=%s", self.peer, exc_info=failure)
+            await self._enqueue(error_frame(TaubeError("internal"), ref))
+        return False
 
     def _take_at_once(self, msg: WSMessage) -> bool:
         """The read loop's work for a frame, done as the frame arrives (in the socket's
@@ -760,6 +790,8 @@ class Connection:
             try:
                 items = await self.s.delivery.inbox(user, dev, self._cursor, min(PUSH_BATCH, room))
             except StoreUnavailable:
+                items = None
+            if items is None:  # the store is away: wait here, not in the except block
                 await asyncio.sleep(STORE_RETRY_S)
                 self._rung = True
                 continue
@@ -837,6 +869,11 @@ class Connection:
         if self.device is not None and self._ack_target > self._acked:
             try:
                 await self.s.delivery.ack(self.device.user, self.device.id, self._ack_target)
+            except StoreUnavailable as exc:
+                # Expected during a store outage, and harmless: the items stay in the
+                # inbox and come again on the next connection (the client drops those
+                # it has). One line, not a traceback per connection.
+                log.warning("final ack not committed peer=%s: %s", self.peer, exc)
             except Exception:
                 log.exception("final ack failed peer=%s", self.peer)
 
@@ -946,121 +983,6 @@ class Connection:
             self._background(self._fatal(TaubeError("account.suspended")))
         elif data.startswith(b"{"):
             self._forward(subject, data)
-
-
-def _is_upgrade(request: web.Request) -> bool:
-    # A function of its own, so that the probe is gone before the connection starts:
-    # held by the handler's frame it cost every connection a second response object.
-    return web.WebSocketResponse().can_prepare(request).ok
-
-
-async def websocket_handler(request: web.Request) -> web.StreamResponse:
-    """One frame for the whole life of the connection (every suspended coroutine in
-    its chain is kept by each idle connection)."""
-    services: Services = request.app[SERVICES]
-    if not _is_upgrade(request):
-        raise TaubeError("request.invalid", "This route needs a WebSocket upgrade.")
-    # A browser page may only connect to its own server (or an allowed origin): without
-    # this check any web site could open a socket here with the visitor's address.
-    config = services.config
-    if not origin_allowed(request.headers.get("Origin"), request.host, config.allowed_origins):
-        raise TaubeError("conn.bad_origin")
-    node = services.node
-    if node.draining:
-        raise TaubeError("server.draining", retry_after_s=1)
-    edge, ip = request.app.get(EDGE), client_ip(request)
-    if edge is not None and not edge.websockets.acquire(ip):
-        raise TaubeError("rate.too_many_connections", retry_after_s=10)
-    try:
-        wait = node.admission.admit_session()
-        if wait:
-            raise TaubeError("server.overloaded", retry_after_s=wait)
-        ws = web.WebSocketResponse(
-            max_msg_size=config.max_frame_bytes,
-            # No heartbeat timer per connection: the node's sweep pings silent clients
-            # and drops those that do not answer (Connection.sweep).
-            heartbeat=None,
-            # Pings are answered by the read loop: only the client's own count as use.
-            autoping=False,
-            # Payloads are opaque (soon ciphertext): deflate would cost CPU on every
-            # frame for almost no gain, and framing.py writes uncompressed frames.
-            compress=False,
-            # Text frames reach msgspec as bytes: it checks the UTF-8 while it decodes,
-            # so decoding them to str first would be a second pass over every frame.
-            decode_text=False,
-        )
-        # Made before the upgrade, so that it alone tells admission control when the
-        # handshake is over, on every path.
-        connection = Connection(
-            ws, services, ip, request.transport, request.writer.drain, node.admission
-        )
-        try:
-            await ws.prepare(request)
-            open_connections = request.app[CONNECTIONS].open
-            open_connections.add(connection)
-            try:
-                await connection.run()
-            finally:
-                open_connections.discard(connection)
-                if not ws.closed:
-                    await ws.close()
-            return ws
-        finally:  # admitted: the handshake is over now if it was not before
-            connection.handshake_done()
-    finally:
-        if edge is not None:
-            edge.websockets.release(ip)
-
-
-def direct_upgrade(app: web.Application) -> DirectUpgrade:
-    """The edge's offer for WebSocket upgrades (``direct_ws``): the same checks as
-    ``websocket_handler`` (an upgrade that fails one goes on to the handler, which
-    answers it), then the same life for the connection, without aiohttp's objects."""
-    services, edge, connections = app[SERVICES], app[EDGE], app[CONNECTIONS]
-
-    def admit(head: UpgradeHead, ip: str) -> bool:
-        node = services.node
-        if node.draining:
-            return False
-        if not origin_allowed(head.origin, head.host, services.config.allowed_origins):
-            return False
-        if not edge.websockets.acquire(ip):
-            return False
-        if not node.admission.try_admit_session():
-            edge.websockets.release(ip)
-            return False
-        return True
-
-    async def serve(socket: DirectSocket, ip: str, transport: asyncio.Transport) -> None:
-        connection = Connection(
-            socket, services, ip, transport, socket.drain, services.node.admission
-        )
-        task = asyncio.current_task()
-        try:
-            connections.open.add(connection)
-            try:
-                await connection.run()
-            finally:
-                connections.open.discard(connection)
-                if not socket.closed:
-                    await socket.close()
-        except Exception:
-            log.exception("connection failed peer=%s", ip)
-            transport.abort()
-        finally:
-            # Whoever closed the socket, the TCP connection ends here; after the close
-            # handshake if another task started one (a drain), so that the peer reads
-            # the frames saying why before the connection goes.
-            with contextlib.suppress(asyncio.CancelledError):
-                await socket.wait_closed()
-            transport.close()
-            connection.handshake_done()
-            edge.websockets.release(ip)
-            connections.direct.discard(task)
-
-    return DirectUpgrade(
-        admit, serve, services.config.max_frame_bytes, edge.proxies, connections.direct.add
-    )
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services")
