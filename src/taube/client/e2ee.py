@@ -19,6 +19,12 @@ sections 6-8):
 * **Receiving.** :meth:`E2ee.decrypt` opens a message; a failure becomes a
   :class:`Decrypted` with ``error`` set, and the client asks the sender to send it
   again (:meth:`E2ee.resend`).
+* **Crossed sessions.** Two devices that send to each other before either has read
+  the other both start a session, and each then replaces its own with the one the
+  other's prekey message starts: each ends up sending in the session the other
+  just put away. So a replaced session is kept (the last ``MAX_OLD_SESSIONS`` per
+  device) and a message the current session cannot open is tried with those; the
+  one that opens it becomes current again, and both ends settle on one session.
 * **Trust.** A device's identity key is pinned when first seen. A new device or
   a different key of a known contact marks the contact "security code changed";
   sends to a *verified* contact whose keys changed are refused until the user
@@ -53,6 +59,7 @@ from taube.crypto import (
     OneTimePreKey,
     PreKeyBundle,
     PreKeyMessage,
+    RatchetMessage,
     SafetyNumber,
     SenderKeyMessage,
     SenderKeyReceiver,
@@ -78,6 +85,9 @@ SIGNED_PREKEY_ROTATION_MS: Final = 7 * 24 * 3600 * 1000
 SIGNED_PREKEY_GRACE_MS: Final = 30 * 24 * 3600 * 1000
 SENT_KEPT_MS: Final = 7 * 24 * 3600 * 1000
 """How long sent content is kept to answer resend requests."""
+MAX_OLD_SESSIONS: Final = 5
+"""Replaced sessions kept per device, for messages the other device may still send in
+them (crossed starts need one; libsignal keeps up to 40)."""
 
 
 class _Received(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -169,8 +179,31 @@ class E2ee:
         self._keys.save_session(user, device, session.to_bytes())
         self._sessions[(user, device)] = session
 
+    def _replace_session(self, user: str, device: int, session: Session) -> None:
+        """Make ``session`` the one we send with; keep the one it replaces, which the
+        other device may still be sending in (see "Crossed sessions" above)."""
+        current = self._session(user, device)
+        if current is session:
+            self._save_session(user, device, session)
+            return
+        if current is not None:
+            self._archive(user, device, current)
+        self._keys.delete_old_session(user, device, session.base_key)  # if it was one
+        self._save_session(user, device, session)
+
+    def _archive(self, user: str, device: int, session: Session) -> None:
+        self._keys.archive_session(
+            user, device, session.base_key, session.to_bytes(), MAX_OLD_SESSIONS
+        )
+
     def _drop_session(self, user: str, device: int) -> None:
-        self._keys.delete_session(user, device)
+        """No session to send with (a fresh one follows); the old one is kept for what
+        the other device sent in it meanwhile."""
+        with self._transaction():
+            current = self._session(user, device)
+            if current is not None:
+                self._archive(user, device, current)
+            self._keys.delete_session(user, device)
         self._sessions.pop((user, device), None)
 
     # ------------------------------------------------------------ own keys
@@ -414,7 +447,7 @@ class E2ee:
                 changed |= self._keys.record_device(
                     user, b.device, b.identity_key, first_contact=first_contact
                 )
-                self._save_session(user, b.device, session)
+                self._replace_session(user, b.device, session)
         if changed:
             self._on_changed(user)
 
@@ -525,8 +558,10 @@ class E2ee:
 
     def _open_pairwise(self, data: bytes, sender: str, sender_device: int) -> tuple[bytes, bytes]:
         message = decode_pairwise(data)
-        session = self._session(sender, sender_device)
-        if isinstance(message, PreKeyMessage) and (session is None or not session.matches(message)):
+        opened = self._open_known(data, message, sender, sender_device)
+        if opened is not None:
+            session, plaintext = opened
+        elif isinstance(message, PreKeyMessage):
             spk_state = self._keys.signed_prekey(message.signed_prekey_id)
             if spk_state is None:
                 raise InvalidMessage("the message names a signed prekey this device does not have")
@@ -541,12 +576,38 @@ class E2ee:
             )
             if opk is not None:
                 self._keys.delete_prekey(opk.key_id)
-        elif session is None:
-            raise InvalidMessage("no session with this device")
         else:
-            plaintext = session.decrypt(data)
-        self._save_session(sender, sender_device, session)
+            raise InvalidMessage("no session with this device")
+        self._replace_session(sender, sender_device, session)
         return plaintext, session.remote_identity
+
+    def _open_known(
+        self, data: bytes, message: PreKeyMessage | RatchetMessage, sender: str, sender_device: int
+    ) -> tuple[Session, bytes] | None:
+        """Decrypt with the current session or, failing that, a replaced one (newest
+        first); None if none of them is the message's (a prekey message starting a new
+        session, or no session at all). A failed decrypt changes no session."""
+
+        def sessions() -> Iterator[Session]:  # the replaced ones only read when needed
+            current = self._session(sender, sender_device)
+            if current is not None:
+                yield current
+            for state in self._keys.old_sessions(sender, sender_device):
+                yield Session.from_bytes(state, random=self._random)
+
+        error: CryptoError | None = None
+        for session in sessions():
+            if isinstance(message, PreKeyMessage) and not session.matches(message):
+                continue
+            try:
+                return session, session.decrypt(data)
+            except DuplicateMessage:
+                raise  # this session's message, already read: a replay
+            except CryptoError as exc:  # another session's message
+                error = error or exc
+        if error is not None:
+            raise error
+        return None
 
     # ------------------------------------------------------------ resends
 

@@ -7,7 +7,10 @@ new device has new keys):
   keys, and the next one-time prekey id.
 * ``e2ee_signed_prekeys`` / ``e2ee_prekeys``: private prekeys by id; a one-time
   prekey is deleted when the first message that used it decrypted.
-* ``e2ee_sessions``: pairwise Double Ratchet sessions per (user, device).
+* ``e2ee_sessions``: pairwise Double Ratchet sessions per (user, device): the one
+  we send with. ``e2ee_old_sessions``: the last few it replaced, per (user, device,
+  base key), which the other device may still be sending in (both devices started
+  a session at once; see :mod:`taube.client.e2ee`).
 * ``e2ee_devices``: the devices we know per user with the identity key we first
   saw; ``e2ee_contacts``: per user, the key set the user verified and whether it
   changed since ("security code changed").
@@ -50,6 +53,10 @@ CREATE TABLE IF NOT EXISTS e2ee_sessions (
     user TEXT NOT NULL, device INTEGER NOT NULL, state BLOB NOT NULL,
     PRIMARY KEY (user, device)
 );
+CREATE TABLE IF NOT EXISTS e2ee_old_sessions (
+    id INTEGER PRIMARY KEY, user TEXT NOT NULL, device INTEGER NOT NULL,
+    base_key BLOB NOT NULL, state BLOB NOT NULL, UNIQUE (user, device, base_key)
+);
 CREATE TABLE IF NOT EXISTS e2ee_devices (
     user TEXT NOT NULL, device INTEGER NOT NULL, identity_key BLOB NOT NULL,
     seen_ms INTEGER NOT NULL, PRIMARY KEY (user, device)
@@ -76,6 +83,7 @@ TABLES: Final = (
     "e2ee_signed_prekeys",
     "e2ee_prekeys",
     "e2ee_sessions",
+    "e2ee_old_sessions",
     "e2ee_devices",
     "e2ee_contacts",
     "e2ee_sender_out",
@@ -170,6 +178,36 @@ class KeyStore:
             "DELETE FROM e2ee_sessions WHERE user = ? AND device = ?", (user, device)
         )
 
+    def old_sessions(self, user: str, device: int) -> list[bytes]:
+        """The sessions with ``user``.``device`` that were replaced, newest first."""
+        rows = self._conn.execute(
+            "SELECT state FROM e2ee_old_sessions WHERE user = ? AND device = ? ORDER BY id DESC",
+            (user, device),
+        ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def archive_session(
+        self, user: str, device: int, base_key: bytes, state: bytes, keep: int
+    ) -> None:
+        """Keep a replaced session (as the newest), and only the ``keep`` newest."""
+        self._conn.execute(
+            "INSERT OR REPLACE INTO e2ee_old_sessions (user, device, base_key, state)"
+            " VALUES (?, ?, ?, ?)",
+            (user, device, base_key, state),
+        )
+        self._conn.execute(
+            "DELETE FROM e2ee_old_sessions WHERE user = ? AND device = ? AND id NOT IN"
+            " (SELECT id FROM e2ee_old_sessions WHERE user = ? AND device = ?"
+            " ORDER BY id DESC LIMIT ?)",
+            (user, device, user, device, keep),
+        )
+
+    def delete_old_session(self, user: str, device: int, base_key: bytes) -> None:
+        self._conn.execute(
+            "DELETE FROM e2ee_old_sessions WHERE user = ? AND device = ? AND base_key = ?",
+            (user, device, base_key),
+        )
+
     def devices(self, user: str) -> dict[int, bytes]:
         rows = self._conn.execute(
             "SELECT device, identity_key FROM e2ee_devices WHERE user = ? ORDER BY device", (user,)
@@ -221,6 +259,9 @@ class KeyStore:
     def forget_device(self, user: str, device: int) -> None:
         self._conn.execute("DELETE FROM e2ee_devices WHERE user = ? AND device = ?", (user, device))
         self.delete_session(user, device)
+        self._conn.execute(
+            "DELETE FROM e2ee_old_sessions WHERE user = ? AND device = ?", (user, device)
+        )
 
     def contact(self, user: str) -> tuple[bytes | None, bool]:
         """(the key set the user verified or None, whether the keys changed since)."""
