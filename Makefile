@@ -56,9 +56,11 @@ $(WEB_BUILT): $(WEB_DEPS) $(WEB_SRC)
 
 web: $(WEB_BUILT)
 
-# The browser's cryptography against the shared vectors, under Node.
+# The browser's cryptography against the shared vectors, and its SDK (offline tests;
+# the interop test skips without TAUBE_TEST_SERVER and TAUBE_CLI), under Node.
 web-test: $(WEB_DEPS)
 	cd web && npm run --silent test:crypto
+	cd web && npm run --silent test:sdk
 
 chromium:
 	@test -x $(CHROMIUM) || command -v chromium >/dev/null || { \

@@ -5,6 +5,13 @@
  * groups (rotated when a device left), stale device lists, resend requests,
  * pinned identity keys and verification.
  *
+ * Crossed sessions: two devices that send to each other before either has read the
+ * other both start a session, and each then replaces its own with the one the
+ * other's prekey message starts: each ends up sending in the session the other just
+ * put away. So a replaced session is kept (the last MAX_OLD_SESSIONS per device) and
+ * a message the current session cannot open is tried with those, newest first; the
+ * one that opens it becomes current again, and both ends settle on one session.
+ *
  * Every state change is committed to the encrypted store before its result is used.
  */
 
@@ -16,6 +23,7 @@ import {
   OneTimePreKey,
   PreKeyBundle,
   PreKeyMessage,
+  type RatchetMessage,
   type SafetyNumber,
   SenderKeyMessage,
   SenderKeyReceiver,
@@ -44,6 +52,9 @@ export const LOW_WATER = 20;
 const SIGNED_PREKEY_ROTATION_MS = 7 * 24 * 3600 * 1000;
 const SIGNED_PREKEY_GRACE_MS = 30 * 24 * 3600 * 1000;
 const SENT_KEPT_MS = 7 * 24 * 3600 * 1000;
+/** Replaced sessions kept per device, for messages the other device may still send in
+ * them (crossed starts need one; libsignal keeps up to 40). */
+export const MAX_OLD_SESSIONS = 5;
 
 export interface DevicePayload {
   user: string;
@@ -131,7 +142,22 @@ export class E2ee {
     this.keys.saveSession(user, device, s.toBytes());
     this.sessions.set(deviceKey(user, device), s);
   }
+  /** Make `s` the session we send with; keep the one it replaces, which the other
+   * device may still be sending in (see "Crossed sessions" above). */
+  private replaceSession(user: string, device: number, s: Session): void {
+    const current = this.session(user, device);
+    if (current !== null && !bytesEq(current.baseKey, s.baseKey)) this.archive(user, device, current);
+    this.keys.deleteOldSession(user, device, s.baseKey); // if it was one
+    this.saveSession(user, device, s);
+  }
+  private archive(user: string, device: number, s: Session): void {
+    this.keys.archiveSession(user, device, s.baseKey, s.toBytes(), MAX_OLD_SESSIONS);
+  }
+  /** No session to send with (a fresh one follows); the old one is kept for what the
+   * other device sent in it meanwhile. */
   private dropSession(user: string, device: number): void {
+    const current = this.session(user, device);
+    if (current !== null) this.archive(user, device, current);
     this.keys.deleteSession(user, device);
     this.sessions.delete(deviceKey(user, device));
   }
@@ -351,7 +377,7 @@ export class E2ee {
       });
       const s = Session.initiate(identity, bundle);
       changed = this.keys.recordDevice(user, b.device, b.identityKey, firstContact) || changed;
-      this.saveSession(user, b.device, s);
+      this.replaceSession(user, b.device, s);
     }
     await this.commit();
     if (changed) this.onChanged(user);
@@ -452,9 +478,12 @@ export class E2ee {
 
   private openPairwise(data: Uint8Array, sender: string, senderDevice: number): [Uint8Array, Uint8Array] {
     const message = decodePairwise(data);
-    let s = this.session(sender, senderDevice);
+    let s: Session;
     let plaintext: Uint8Array;
-    if (message instanceof PreKeyMessage && (s === null || !s.matches(message))) {
+    const opened = this.openKnown(data, message, sender, senderDevice);
+    if (opened !== null) {
+      [s, plaintext] = opened;
+    } else if (message instanceof PreKeyMessage) {
       const spkState = this.keys.signedPrekey(message.signedPrekeyId);
       if (spkState === null) throw new InvalidMessage("the message names a signed prekey this device does not have");
       let opk: OneTimePreKey | null = null;
@@ -465,16 +494,44 @@ export class E2ee {
       }
       [s, plaintext] = Session.respond(this.me(), message, SignedPreKey.fromBytes(spkState), opk);
       if (opk !== null) this.keys.deletePrekey(opk.keyId);
-    } else if (s === null) {
-      throw new InvalidMessage("no session with this device");
     } else {
-      // Decrypt a copy so that a failure leaves the cached session untouched.
-      const copy = Session.fromBytes(s.toBytes());
-      plaintext = copy.decrypt(data);
-      s = copy;
+      throw new InvalidMessage("no session with this device");
     }
-    this.saveSession(sender, senderDevice, s);
+    this.replaceSession(sender, senderDevice, s);
     return [plaintext, s.remoteIdentity];
+  }
+
+  /**
+   * Decrypt with the current session or, failing that, a replaced one (newest first);
+   * null if none of them is the message's (a prekey message starting a new session, or
+   * no session at all). Each try decrypts a copy, so a failed one changes no session.
+   */
+  private openKnown(
+    data: Uint8Array,
+    message: PreKeyMessage | RatchetMessage,
+    sender: string,
+    senderDevice: number,
+  ): [Session, Uint8Array] | null {
+    const keys = this.keys;
+    const current = this.session(sender, senderDevice);
+    function* states(): Generator<Uint8Array> {
+      if (current !== null) yield current.toBytes();
+      yield* keys.oldSessions(sender, senderDevice); // the replaced ones only read when needed
+    }
+    let error: CryptoError | null = null;
+    for (const state of states()) {
+      const s = Session.fromBytes(state);
+      if (message instanceof PreKeyMessage && !s.matches(message)) continue;
+      try {
+        return [s, s.decrypt(data)];
+      } catch (e) {
+        if (e instanceof DuplicateMessage) throw e; // this session's message, already read: a replay
+        if (!(e instanceof CryptoError)) throw e;
+        error ??= e; // another session's message
+      }
+    }
+    if (error !== null) throw error;
+    return null;
   }
 
   // ---------------------------------------------------------------- resends

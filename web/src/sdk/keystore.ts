@@ -1,6 +1,8 @@
 /**
  * This device's end-to-end state in the encrypted store (port of taube.client.keystore):
- * identity, prekeys, sessions per (user, device), pinned device keys, verification,
+ * identity, prekeys, sessions per (user, device) (`e:sess:`, the one we send with, and
+ * `e:old:`, the last few it replaced, newest first, which the other device may still
+ * be sending in; see "Crossed sessions" in e2ee.ts), pinned device keys, verification,
  * sender keys, content sent (for resends) and content received but not yet acked.
  * Changes are collected in the Db and made durable by `Db.commit()`, which the E2EE
  * layer awaits before a result is sent or shown.
@@ -89,6 +91,29 @@ export class KeyStore {
     this.db.del(`e:sess:${deviceKey(user, device)}`);
   }
 
+  /** The sessions with `user`.`device` that were replaced, newest first. */
+  oldSessions(user: string, device: number): Uint8Array[] {
+    const v = this.db.get<{ b: string; s: string }[]>(`e:old:${deviceKey(user, device)}`) ?? [];
+    return v.map((o) => b64decode(o.s));
+  }
+  /** Keep a replaced session (as the newest; one per base key), and only the `keep` newest. */
+  archiveSession(user: string, device: number, baseKey: Uint8Array, state: Uint8Array, keep: number): void {
+    const k = `e:old:${deviceKey(user, device)}`;
+    const b = b64encode(baseKey);
+    const v = (this.db.get<{ b: string; s: string }[]>(k) ?? []).filter((o) => o.b !== b);
+    this.db.set(k, [{ b, s: b64encode(state) }, ...v].slice(0, keep));
+  }
+  deleteOldSession(user: string, device: number, baseKey: Uint8Array): void {
+    const k = `e:old:${deviceKey(user, device)}`;
+    const v = this.db.get<{ b: string; s: string }[]>(k);
+    if (v === undefined) return;
+    const b = b64encode(baseKey);
+    const rest = v.filter((o) => o.b !== b);
+    if (rest.length === v.length) return;
+    if (rest.length === 0) this.db.del(k);
+    else this.db.set(k, rest);
+  }
+
   /** device -> pinned identity key ("" for a device listed before it had keys). */
   devices(user: string): Map<number, Uint8Array> {
     const v = this.db.get<Record<string, string>>(`e:devs:${user}`) ?? {};
@@ -133,6 +158,7 @@ export class KeyStore {
     known.delete(device);
     this.saveDevices(user, known);
     this.deleteSession(user, device);
+    this.db.del(`e:old:${deviceKey(user, device)}`);
   }
   contact(user: string): { verified: Uint8Array | null; changed: boolean } {
     const c = this.db.get<Contact>(`e:contact:${user}`);
