@@ -22,7 +22,7 @@ import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from tests.serverproc import UNIT_S, ServerProcess, assert_clean_logs, free_port
+from tests.serverproc import STARTED, UNIT_S, ServerProcess, assert_clean_logs, free_port
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -58,6 +58,18 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
+@pytest.fixture(autouse=True)
+def _server_logs_are_clean() -> Iterator[None]:
+    """After each test, the logs of the servers it started hold no asyncio "exception
+    was never retrieved" (set up before, so torn down after, the fixtures that stop
+    those servers)."""
+    first = len(STARTED)
+    yield
+    started = STARTED[first:]
+    del STARTED[first:]
+    assert_clean_logs(*started)
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path / "server").start()
@@ -65,7 +77,6 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
         yield proc
     finally:
         proc.stop()
-    assert_clean_logs(proc)
 
 
 # ---------------------------------------------------------------- external services
@@ -154,7 +165,6 @@ async def two_nodes(
         for node in nodes:
             node.stop()
         await drop_schema(dsn, schema)
-    assert_clean_logs(*nodes)
 
 
 class TcpProxy:

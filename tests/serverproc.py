@@ -59,6 +59,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+STARTED: list[ServerProcess] = []
+"""Every server started, in order: tests/conftest.py checks the logs of those a test
+started (``assert_clean_logs``) after it."""
+
+
 class ServerProcess:
     def __init__(
         self,
@@ -100,6 +105,7 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}/v1/ws"
 
     def start(self) -> ServerProcess:
+        STARTED.append(self)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
@@ -143,8 +149,8 @@ class ServerProcess:
     def unretrieved_exceptions(self) -> list[str]:
         """asyncio's "Task/Future exception was never retrieved" lines in the log: an
         exception no code awaited, always a bug (a compiled-coroutine fault showed up
-        this way, tests/unit/test_compiled_modules.py). Checked after every test that
-        starts servers through the fixtures."""
+        this way, tests/unit/test_compiled_modules.py). Checked after every test for
+        the servers it started (tests/conftest.py)."""
         if not self.log_path.exists():
             return []
         return [line for line in self.log().splitlines() if "exception was never retrieved" in line]

@@ -38,7 +38,7 @@ from tests.conftest import (
     postgres_dsn,
     schema_dsn,
 )
-from tests.serverproc import UNIT_S, ServerProcess, assert_clean_logs
+from tests.serverproc import UNIT_S, ServerProcess
 
 LONG = os.environ.get("TAUBE_CHAOS_LONG", "").strip().lower() not in {"", "0", "false", "no"}
 
@@ -293,5 +293,3 @@ async def make_cluster(
                 print(cluster.logs())
             await cluster.close()
             await drop_schema(dsn, cluster.schema)
-    for cluster in made:
-        assert_clean_logs(*cluster.nodes)

@@ -197,6 +197,7 @@ class Connection:
         "_pinged",
         "_polled",
         "_ponged",
+        "_present",
         "_pushing",
         "_rate",
         "_reading",
@@ -290,6 +291,7 @@ class Connection:
         # Loop times of the node's last Ping to this client and of the client's last
         # Pong (0: none yet); the sweep pings a silent client and drops a mute one.
         self._pinged = self._ponged = 0.0
+        self._present = False  # presence was told this connection is up
         self._receiving = False  # the read loop waits in ws.receive()
         self._timed_out = False
         self.hears_notices = False
@@ -332,6 +334,7 @@ class Connection:
         self._subs.append(await self.s.bus.subscribe(inbox_subject(user, dev), self._ring))
         self._subs.append(await self.s.bus.subscribe(device_subject(user, dev), self._control))
         self._subs.append(await self.s.bus.subscribe(user_subject(user), self._forward))
+        self._present = True  # before: connected() counts the connection first thing
         await self.s.presence.connected(user)
         await self._keys_low_after_ready(user, dev)
         log.info("connected user=%s device=%d peer=%s", user, dev, self.peer)
@@ -365,7 +368,8 @@ class Connection:
         await self._commit_last_ack()
         for sub in [*self._subs, *(self._watch_subs or ())]:
             await sub.cancel()
-        await self.s.presence.disconnected(user)
+        if self._present:  # else the count would drop for another connection of the user
+            await self.s.presence.disconnected(user)
         log.info("disconnected user=%s device=%d", user, dev)
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
@@ -559,7 +563,10 @@ class Connection:
                 continue
             except Exception as exc:  # answered below, after the except block
                 failure = exc
-            if await self._refuse(failure, ref):
+            ends = await self._refuse(failure, ref)
+            # Not kept until the next failure: its traceback holds the frame's objects.
+            del failure
+            if ends:
                 break
 
     async def _refuse(self, failure: Exception, ref: str | None) -> bool:
