@@ -84,3 +84,38 @@ def test_failures_are_forgotten_after_quiet_time() -> None:
     clock.now += 61.0
     fail(guard)  # counted as the first failure again: no lock yet beyond base
     assert guard.locked_for("user:alice") == 1.0
+
+
+def test_outcomes_counted_here_are_told_and_those_from_elsewhere_are_applied() -> None:
+    """The cluster's shared lockout (core/shared_lockout.py) as two guards wired by hand:
+    each tells what it counted, the other applies it, and what is applied is not told
+    again (no echo between nodes)."""
+    policy = LockoutPolicy(free_failures=2, free_failures_ip=3, base_s=1.0)
+    clock = FakeClock()
+    here, there = LoginGuard(policy, clock=clock), LoginGuard(policy, clock=clock)
+    told: list[tuple[str, bool]] = []
+    echoed: list[tuple[str, bool]] = []
+    here.on_outcome = lambda key, failed: told.append((key, failed))
+    there.on_outcome = lambda key, failed: echoed.append((key, failed))
+
+    fail(here)
+    fail(here)
+    assert told == [("user:alice", True), ("ip:192.0.2.1", True)] * 2
+    for key, failed in told:
+        there.apply(key, failed=failed)
+    assert echoed == []
+    # Two failures are this policy's allowance: the account is locked on the other node
+    # too, and the address is one failure short of its own allowance (3).
+    assert locked_error(there, "alice", "198.51.100.7") == 1
+    assert there.locked_for("ip:192.0.2.1") == 0.0
+    there.apply("ip:192.0.2.1", failed=True)
+    assert locked_error(there, "bob", "192.0.2.1") == 1
+
+    clock.now += 5.0
+    told.clear()
+    with here.attempt("alice", "192.0.2.9") as attempt:
+        attempt.succeed()
+    assert told == [("user:alice", False)]
+    there.apply("user:alice", failed=False)
+    with there.attempt("alice", "198.51.100.7") as attempt:  # the success cleared it there
+        attempt.succeed()

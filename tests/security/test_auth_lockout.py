@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 
 from taube.protocol.frames import Message, Sent
+from tests.conftest import fresh_name, two_nodes
 from tests.serverproc import UNIT_S, ServerProcess
 from tests.wire import PASSWORD, connect, register
 
@@ -111,3 +112,28 @@ async def test_brute_force_locks_out_without_blocking_the_owner(tmp_path: Path) 
             await peer.close()
     finally:
         server.stop()
+
+
+async def test_the_lockout_is_the_clusters_not_each_nodes(tmp_path: Path) -> None:
+    """Failures counted on one node lock the account on the other (core/shared_lockout.py):
+    a guesser spreading attempts over N nodes does not get N times the allowance."""
+    settings: dict[str, dict[str, object]] = {
+        "rate": {"lockout_after": 3, "lockout_base_s": 30.0, "lockout_max_s": 60.0}
+    }
+    async with two_nodes(tmp_path, settings) as (n1, n2), aiohttp.ClientSession() as session:
+        handle = f"alice{fresh_name('u').replace('_', '')}"
+        await register(session, n1.url, handle)
+
+        async def login(node: ServerProcess, password: str) -> tuple[int, str]:
+            body = {"handle": handle, "password": password}
+            async with session.post(f"{node.url}/v1/sessions", json=body) as r:
+                return r.status, (await r.json(content_type=None)).get("code", "")
+
+        for i in range(3):
+            assert await login(n1, f"wrong-{i}") == (401, "auth.bad_credentials")
+        # The third failure locked the account on n1 at once; n2 hears of it over NATS
+        # within milliseconds. Even the right password is refused there, unchecked (had
+        # n2 not heard, it would log in: one try, so that nothing can hide that).
+        await asyncio.sleep(0.5 * UNIT_S)
+        assert await login(n2, PASSWORD) == (429, "auth.locked")
+        assert await login(n1, PASSWORD) == (429, "auth.locked")

@@ -15,8 +15,9 @@ Invariants:
 - Device tokens are untouched: a locked account's existing devices keep working.
 - State is this node's memory, at most ``max_keys`` keys (the least recently failed
   forgotten first), and a key quiet for ``forget_s`` starts again from zero. In a
-  cluster an attacker gets the allowance once per node, which still bounds guessing
-  to a few attempts per node per ``max_s``.
+  cluster the nodes tell each other every failure and success they count
+  (``on_outcome`` and ``apply``; core/shared_lockout.py), so the allowance is the
+  cluster's, not each node's.
 
 Pure: time is passed in through ``clock``.
 """
@@ -70,6 +71,9 @@ class LoginGuard:
         """Attempts refused without checking a password (for tests and metrics)."""
         self.checked = 0
         """Attempts let through to the password check."""
+        self.on_outcome: Callable[[str, bool], None] | None = None
+        """Told each failure (True) and success (False) counted here, by key; not those
+        applied from elsewhere (``apply``)."""
 
     def _state(self, key: str) -> _Failures | None:
         state = self._keys.get(key)
@@ -102,6 +106,19 @@ class LoginGuard:
     def succeeded(self, key: str) -> None:
         self._keys.pop(key, None)
 
+    def apply(self, key: str, *, failed: bool) -> None:
+        """A failure or success another node counted (``on_outcome`` there)."""
+        if not failed:
+            self.succeeded(key)
+        elif key.startswith("ip:"):
+            self.failed(key, self.policy.free_failures_ip)
+        else:
+            self.failed(key, self.policy.free_failures)
+
+    def _counted(self, key: str, failed: bool) -> None:
+        if self.on_outcome is not None:
+            self.on_outcome(key, failed)
+
     @contextmanager
     def attempt(self, account: str, address: str) -> Iterator[Attempt]:
         """Guard one password (or second factor) check of ``account`` from ``address``.
@@ -131,10 +148,13 @@ class LoginGuard:
             if outcome.outcome == "failed":
                 self.failed(user_key, self.policy.free_failures)
                 self.failed(ip_key, self.policy.free_failures_ip)
+                self._counted(user_key, True)
+                self._counted(ip_key, True)
             elif outcome.outcome == "succeeded":
                 # Not the address: logging into one's own account must not wash away
                 # the failures a guesser piled up on others from the same address.
                 self.succeeded(user_key)
+                self._counted(user_key, False)
 
 
 class Attempt:

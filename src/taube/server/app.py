@@ -33,6 +33,7 @@ from taube.core.keys import KeysService
 from taube.core.links import Links
 from taube.core.notices import Notices
 from taube.core.presence import PresenceService
+from taube.core.shared_lockout import SharedLockout
 from taube.server.abuse_api import ABUSE_ROUTES
 from taube.server.admission import Admission, RateLimits
 from taube.server.api import ROUTES
@@ -236,6 +237,8 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
     app = web.Application(middlewares=[problem_middleware], client_max_size=config.max_body_bytes)
     app[SERVICES] = services
     app[CONNECTIONS] = connections
+    # The login lockout counts every node's failures (core/shared_lockout.py).
+    lockout = SharedLockout(services.bus, services.node.limits.login_guard, config.node_name)
     install_edge(app, config)  # trusted proxies, connections per address
     for route in [*ROUTES, *AUTH_ROUTES, *STATUS_ROUTES, *ABUSE_ROUTES]:
         app.router.add_route(route.method, route.path, route.handler)
@@ -257,6 +260,7 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
         await services.bus.open()
         await services.directory.start()
         await services.abuse.start()
+        await lockout.start()
         await services.presence.start()
         await services.links.start()
         services.notices.listen(connections.broadcast)
@@ -284,6 +288,7 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
         await services.links.stop()
         await services.presence.stop()
         await services.abuse.stop()
+        await lockout.stop()
         await services.directory.stop()
         await services.bus.close()
         await services.blobs.storage.close()
