@@ -40,6 +40,7 @@ NAMES = [
     "sender_keys.json",
     "safety_numbers.json",
     "attachments.json",
+    "status_notices.json",  # replayed in tests/unit/test_status_signing.py
 ]
 
 

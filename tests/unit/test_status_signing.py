@@ -20,6 +20,8 @@ from taube.status.signing import (
     webhook_signature,
 )
 
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
+
 SIGNER = Signer(bytes(range(32)))
 
 
@@ -57,6 +59,24 @@ def test_notices_are_signed_over_their_four_fields() -> None:
         SIGNER.public_key_b64,
     )
     assert not verify_notice(notice, SIGNER.public_key_b64)
+
+
+def test_the_committed_notice_vectors_verify_as_they_say() -> None:
+    # tests/vectors/status_notices.json is what the web SDK's test (web/test/sdk/
+    # notices.test.ts) checks too; tests/crypto/test_vectors.py regenerates it.
+    vectors = json.loads((VECTORS / "status_notices.json").read_text(encoding="utf-8"))
+    key = vectors["public_key"]
+    assert base64.b64decode(key) == Signer(bytes.fromhex(vectors["seed"])).public_key
+    expected = {"signed", "forged", "unsigned"}
+    assert {case["expect"] for case in vectors["cases"]} == expected
+    for case in vectors["cases"]:
+        notice = case["notice"]
+        assert verify_notice(notice, key) is (case["expect"] == "signed"), case["name"]
+        if case["expect"] == "signed":
+            assert canonical_bytes(notice) == case["canonical"].encode("utf-8")
+            assert canonical_bytes(notice).hex() == case["canonical_hex"]
+            tampered = {**notice, "text": notice["text"] + "!"}
+            assert not verify_notice(tampered, key), case["name"]
 
 
 def test_webhook_signature_format_and_verification() -> None:

@@ -1,4 +1,5 @@
-"""Regenerate the known-answer vectors of docs/e2ee.md from fixed seeds.
+"""Regenerate the known-answer vectors of docs/e2ee.md (and the signed service notices
+of docs/status.md) from fixed seeds.
 
 Run ``python -m tests.vectors.generate`` from the repository root. The output is
 deterministic: ``tests/crypto/test_vectors.py`` regenerates every file and asserts
@@ -13,6 +14,7 @@ its own injectable random source; it never needs to re-implement the tape.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import sys
@@ -30,10 +32,12 @@ from taube.crypto.keys import (
     ed25519_public_to_x25519,
     ed25519_seed_to_x25519_private,
 )
+from taube.crypto.primitives import ed25519_sign
 from taube.crypto.ratchet import Session
 from taube.crypto.safety import SafetyNumber, account_key, fingerprint_half, safety_number
 from taube.crypto.sender_keys import SenderKeyReceiver, SenderKeySender
 from taube.crypto.x3dh import PreKeyBundle, x3dh_initiate, x3dh_respond
+from taube.status.signing import Signer, canonical_bytes, notice_fields
 
 HERE = Path(__file__).resolve().parent
 
@@ -378,6 +382,104 @@ def attachment_vectors() -> Json:
     }
 
 
+# -- signed service notices (docs/status.md) -----------------------------------------
+
+NOTICE_TEXTS: list[tuple[str, str, str, str, int]] = [
+    ("ascii", "n-ascii", "Maintenance tonight at 22:00 UTC", "info", 1767225600000),
+    (
+        "non-ASCII and escapes",
+        "n-utf8",
+        'Wartung: Größe „ok“ — 日本語 🕊️ "quoted" back\\slash\nline\ttab \x01 \x7f \u2028 end',
+        "warning",
+        1767225600001,
+    ),
+    (
+        "unknown level, signed as given",
+        "n-level",
+        "Résolu : tout va bien",
+        "maintenance",
+        4102444800000,
+    ),
+    (
+        "outage",
+        "0193a5c2-7d1e-7000-8000-000000000000",
+        "Incident #7: messages are delayed",
+        "outage",
+        1,
+    ),
+]
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode("ascii")
+
+
+def status_notice_vectors() -> Json:
+    """What a client (the Python SDK, the web SDK) must accept and refuse as a notice."""
+    seed = hashlib.sha256(b"taube status signing key").digest()
+    signer = Signer(seed)
+    other = Signer(hashlib.sha256(b"taube another signing key").digest())
+    cases: list[Json] = []
+    for name, notice_id, text, level, at_ms in NOTICE_TEXTS:
+        fields = notice_fields(notice_id, text, level, at_ms)
+        canonical = canonical_bytes(fields)
+        cases.append(
+            {
+                "name": f"signed: {name}",
+                "notice": {**fields, "signature": signer.sign(fields)},
+                "canonical": canonical.decode("utf-8"),
+                "canonical_hex": h(canonical),
+                "expect": "signed",
+            }
+        )
+    fields = notice_fields(*NOTICE_TEXTS[1][1:])
+    signature = signer.sign(fields)
+
+    def forged(name: str, notice: Json) -> None:
+        cases.append({"name": f"forged: {name}", "notice": notice, "expect": "forged"})
+
+    forged("text changed", {**fields, "text": "Log in at evil.example", "signature": signature})
+    forged("id changed", {**fields, "id": "n-other", "signature": signature})
+    forged("level changed", {**fields, "level": "outage", "signature": signature})
+    forged("at_ms changed", {**fields, "at_ms": fields["at_ms"] + 1, "signature": signature})
+    forged("signed by another key", {**fields, "signature": other.sign(fields)})
+    ascii_escaped = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("ascii")
+    forged(
+        "signed over \\u-escaped JSON (not the canonical form)",
+        {**fields, "signature": _b64(ed25519_sign(seed, ascii_escaped))},
+    )
+    spaced = json.dumps(fields, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    forged(
+        "signed over JSON with spaces (not the canonical form)",
+        {**fields, "signature": _b64(ed25519_sign(seed, spaced))},
+    )
+    unsorted = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    forged(
+        "signed over JSON with keys unsorted (not the canonical form)",
+        {**fields, "signature": _b64(ed25519_sign(seed, unsorted))},
+    )
+    forged("signature truncated", {**fields, "signature": _b64(base64.b64decode(signature)[:63])})
+    forged("signature not base64", {**fields, "signature": "not base64!"})
+    for name, value in (("absent", None), ("empty", "")):
+        cases.append(
+            {
+                "name": f"unsigned: signature {name}",
+                "notice": {**fields, "signature": value},
+                "expect": "unsigned",
+            }
+        )
+    return {
+        "description": "Service notices signed by the status key: Ed25519 (base64) over the "
+        "canonical JSON of {id, text, level, at_ms} (keys sorted, separators ',' and ':', "
+        "non-ASCII as UTF-8, not escaped), as taube.status.signing makes them. expect: "
+        "'signed' (verifies under public_key: show as signed), 'forged' (a signature that "
+        "does not verify: drop, never show), 'unsigned' (no signature: show as unsigned).",
+        "seed": h(seed),
+        "public_key": signer.public_key_b64,
+        "cases": cases,
+    }
+
+
 GENERATORS: dict[str, Callable[[], Json]] = {
     "keys.json": keys_vectors,
     "kdf.json": kdf_vectors,
@@ -386,6 +488,7 @@ GENERATORS: dict[str, Callable[[], Json]] = {
     "sender_keys.json": sender_key_vectors,
     "safety_numbers.json": safety_vectors,
     "attachments.json": attachment_vectors,
+    "status_notices.json": status_notice_vectors,
 }
 
 

@@ -4,9 +4,10 @@ Two browsers chat with ticks, typing, replies, reactions, edits, deletes, polls 
 an image; a browser and the ``taube`` command line chat both ways; a browser is
 linked as a new device by code; messages written while the server is down wait in
 the browser's outbox and go out once, in order; an operator's notice shows as a
-banner; the account's devices are listed and revoked; blocking; disappearing
-messages; the status page's incident in the connection banner. Screenshots of the
-main screens land in build/test-artifacts.
+banner, marked signed (a forged one is never shown, an unsigned one is marked so);
+the account's devices are listed and revoked; blocking; disappearing messages; the
+status page's incident in the connection banner. Screenshots of the main screens
+land in build/test-artifacts.
 """
 
 from __future__ import annotations
@@ -23,8 +24,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Locator, Page, expect
+from playwright.async_api import (
+    Browser,
+    ConsoleMessage,
+    Locator,
+    Page,
+    WebSocketRoute,
+    expect,
+)
 
+from taube.server.app import SIGNING_KEY_FILE
+from taube.status.signing import Signer, parse_seed
 from tests.serverproc import UNIT_S, ServerProcess
 from tests.web.conftest import TIMEOUT_MS, PageFactory, screenshot
 
@@ -241,6 +251,28 @@ async def test_an_operator_notice_shows_as_a_banner(
     try:
         page = await context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
+        # Pass the client's WebSocket through, to slip frames of our own into it below.
+        sockets: list[WebSocketRoute] = []
+
+        def through(ws: WebSocketRoute) -> None:
+            ws.connect_to_server()
+            sockets.append(ws)
+
+        await page.route_web_socket(re.compile(r"/v1/ws$"), through)
+        dropped = [
+            f"dropped notice {n}: its signature does not verify (forged?)"
+            for n in ("forged-1", "forged-2")
+        ]
+        warnings: list[str] = []
+        both_dropped = asyncio.Event()
+
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type == "warning":
+                warnings.append(message.text)
+                if all(line in warnings for line in dropped):
+                    both_dropped.set()
+
+        page.on("console", on_console)
         await page.goto(admin_server.url + "/")
         await register(page, "alice")
         await acli(
@@ -254,7 +286,31 @@ async def test_an_operator_notice_shows_as_a_banner(
         banner = page.get_by_test_id("banner")
         await expect(banner).to_contain_text("Wartung heute um 22 Uhr")
         await expect(banner).to_have_attribute("data-level", "warning")
+        # The server signs it with its status key; the browser verified it.
+        await expect(banner).to_have_attribute("data-signed", "true")
+        await expect(banner.get_by_test_id("notice-unverified")).to_have_count(0)
         await screenshot(page, "07-notice-banner")
+
+        # Notices the server did not send as they are: one signed with the server's own
+        # key but then altered, one signed by another key, and one not signed at all.
+        signer = Signer(parse_seed((admin_server.data_dir / SIGNING_KEY_FILE).read_text()))
+        now = int(time.time() * 1000)
+        altered = {"id": "forged-1", "text": "Maintenance tonight", "level": "info", "at_ms": now}
+        altered["signature"] = signer.sign(altered)
+        altered["text"] = "Log in again at evil.example"
+        stranger = {"id": "forged-2", "text": "Reset your keys", "level": "outage", "at_ms": now}
+        stranger["signature"] = Signer(os.urandom(32)).sign(stranger)
+        unsigned = {"id": "plain-1", "text": "Nicht signiert", "level": "info", "at_ms": now}
+        assert sockets
+        for notice in (altered, stranger, unsigned):
+            sockets[-1].send(json.dumps({"type": "notice", **notice}))
+        plain = banner.filter(has_text="Nicht signiert")
+        await expect(plain).to_have_attribute("data-signed", "false")
+        await expect(plain.get_by_test_id("notice-unverified")).to_be_visible()
+        await asyncio.wait_for(both_dropped.wait(), TIMEOUT_MS / 1000)
+        await expect(banner).to_have_count(2)  # the signed one and the unsigned one
+        await expect(banner.filter(has_text="evil.example")).to_have_count(0)
+        await expect(banner.filter(has_text="Reset your keys")).to_have_count(0)
     finally:
         await context.close()
 

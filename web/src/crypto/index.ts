@@ -21,7 +21,7 @@ export {
 } from "./errors.js";
 export { b64decode, b64encode, bytesEqual, compareBytes, concat, fromHex, fromUtf8, hex, utf8 } from "./bytes.js";
 export { Kind, MAX_U32, Reader, VERSION, Writer } from "./encoding.js";
-export { type Random, defaultRandom, constantTimeEqual } from "./primitives.js";
+export { type Random, defaultRandom, constantTimeEqual, ed25519Verify } from "./primitives.js";
 export { type MessageKeys, kdfCk, kdfRk, messageKeys, senderMessageKeys } from "./kdf.js";
 export {
   IdentityKeyPair,

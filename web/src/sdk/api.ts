@@ -1,5 +1,6 @@
 /** The server's HTTP API as this device (docs/protocol.md section 4; port of taube.client.api). */
 
+import { parseStatusKey } from "./notices.js";
 import { b64decode, b64encode } from "./util.js";
 
 export class ApiError extends Error {
@@ -188,6 +189,10 @@ export class Api {
   }
   unblock(handle: string): Promise<void> {
     return this.request("DELETE", `/v1/blocks/${encodeURIComponent(handle)}`);
+  }
+  /** The status key (`GET /v1/status/key`): what service notices are checked against. */
+  async statusKey(): Promise<Uint8Array> {
+    return parseStatusKey(await this.request<unknown>("GET", "/v1/status/key"));
   }
   /** The public status document (docs/status.md), without this device's token. */
   async statusDocument(): Promise<StatusDocument> {

@@ -27,6 +27,7 @@ import {
 import type { Db } from "./db.js";
 import { type DevicePayload, E2ee, UntrustedIdentity } from "./e2ee.js";
 import { type Chat, History, type Row, rowKey } from "./history.js";
+import { checkNotice } from "./notices.js";
 import { b64decode, b64encode, backoffDelay, hexOf, normalizeHandle, parseAddress, uuid7 } from "./util.js";
 
 const TRANSIENT_CODES = new Set(["rate.limited", "server.overloaded", "server.draining", "server.unavailable", "internal"]);
@@ -50,6 +51,8 @@ export interface Notice {
   text: string;
   level: "info" | "warning" | "outage";
   at_ms: number;
+  /** Signed with the server's status key and verified (false: unsigned, or no key known). */
+  signed: boolean;
 }
 
 export type ClientEvent =
@@ -174,6 +177,9 @@ export class Client {
   private persistTimer: ReturnType<typeof setTimeout> | null = null;
   private frameChain: Promise<void> = Promise.resolve();
   private adminCache = new Map<string, { at: number; admins: Set<string> }>();
+  /** The status key (GET /v1/status/key), which service notices are checked against. */
+  private statusKey: Uint8Array | null = null;
+  private statusKeyFetch: Promise<void> | null = null;
   private lastFrameAt = 0;
 
   readonly wsUrl: string;
@@ -623,6 +629,9 @@ export class Client {
           ready = true;
           clearTimeout(authTimer);
           this.ws = ws;
+          // Notices come after ready and wait for this (on every connection, as the
+          // Python SDK: follows a rotation of the key).
+          void this.learnStatusKey();
           this.frameChain = this.frameChain
             .then(() => this.onReady(ws, frame))
             .catch((e: unknown) => {
@@ -823,20 +832,58 @@ export class Client {
       case "keys_low":
         void this.e2ee.ensureKeys().catch((e: unknown) => console.warn("cannot upload keys", e));
         return null;
-      case "notice": {
-        const notice: Notice = {
-          id: String(frame.id),
-          text: String(frame.text ?? ""),
-          level: frame.level === "warning" || frame.level === "outage" ? frame.level : "info",
-          at_ms: Number(frame.at_ms ?? Date.now()),
-        };
-        this.notices.set(notice.id, notice);
-        this.emit({ type: "notice", notice });
+      case "notice":
+        // Apart from the frame chain: it may wait for the status key.
+        void this.receiveNotice(frame).catch((e: unknown) => console.warn("cannot take a notice", e));
         return null;
-      }
       default:
         return null; // ready, pong and frames we do not know
     }
+  }
+
+  /**
+   * Learn the status key from our own server (the root of trust for it, as for
+   * everything it serves; as the Python SDK). One request at a time; on failure the
+   * key stays as it was (notices show as unsigned while none is known).
+   */
+  private learnStatusKey(): Promise<void> {
+    if (this.statusKeyFetch === null) {
+      this.statusKeyFetch = (async () => {
+        try {
+          this.statusKey = await this.api.statusKey();
+        } catch (e) {
+          console.warn("cannot learn the status key now", e);
+        } finally {
+          this.statusKeyFetch = null;
+        }
+      })();
+    }
+    return this.statusKeyFetch;
+  }
+
+  /** Show a notice unless its signature does not verify (then drop it and warn). */
+  private async receiveNotice(frame: Frame): Promise<void> {
+    if (typeof frame.signature === "string" && frame.signature !== "") {
+      if (this.statusKeyFetch !== null) await this.statusKeyFetch;
+      if (this.statusKey === null) await this.learnStatusKey();
+    }
+    const signed = checkNotice(frame, this.statusKey);
+    if (signed === null) {
+      console.warn(`dropped notice ${String(frame.id)}: its signature does not verify (forged?)`);
+      return;
+    }
+    if (this.closed) return;
+    // The same id may come again: never let an unsigned copy replace a signed one.
+    if (!signed && this.notices.get(String(frame.id))?.signed === true) return;
+    const notice: Notice = {
+      id: String(frame.id),
+      text: String(frame.text ?? ""),
+      level: frame.level === "warning" || frame.level === "outage" ? frame.level : "info",
+      at_ms: Number(frame.at_ms ?? Date.now()),
+      signed,
+    };
+    this.notices.set(notice.id, notice);
+    this.emit({ type: "notice", notice });
   }
 
   private schedulePersist(delay = 50): void {

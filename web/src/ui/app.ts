@@ -355,8 +355,21 @@ export class App {
   private noticeBanner(n: Notice): HTMLElement {
     return h(
       "div",
-      { class: `banner notice level-${n.level}`, testid: "banner", "data-level": n.level, role: n.level === "outage" ? "alert" : "status" },
-      h("span", { class: "banner-text" }, n.text),
+      {
+        class: `banner notice level-${n.level}`,
+        testid: "banner",
+        "data-level": n.level,
+        "data-signed": n.signed ? "true" : "false",
+        role: n.level === "outage" ? "alert" : "status",
+      },
+      h("span", { class: "banner-text", title: n.signed ? "Signed by the service's status key" : null }, n.text),
+      n.signed
+        ? null
+        : h(
+            "span",
+            { class: "notice-unverified small", testid: "notice-unverified", title: "This notice carries no signature of the service's status key" },
+            "Unverified",
+          ),
       h(
         "button",
         {
