@@ -36,3 +36,40 @@ async def test_set_password_hash(store: Store) -> None:  # noqa: F811
     user = await store.get_user("alice")
     assert user is not None
     assert user.password_hash == "new"
+
+
+async def test_legacy_secrets_are_listed_and_replaced_only_if_unchanged(
+    store: Store,  # noqa: F811
+) -> None:
+    for handle in ("alice", "bob", "carol", "dave"):
+        await store.create_user(UserRecord(handle, "hash", 1))
+    assert await store.legacy_totp_secrets("", 10) == []
+    assert await store.put_totp("alice", "PLAINALICE", 1)
+    assert await store.put_totp("bob", "v1:c2VhbGVk", 1)  # sealed: not listed
+    assert await store.put_totp("carol", "PLAINCAROL", 1)
+    assert await store.put_totp("dave", "PLAINDAVE", 1)
+    assert await store.legacy_totp_secrets("", 10) == [
+        ("alice", "PLAINALICE"),
+        ("carol", "PLAINCAROL"),
+        ("dave", "PLAINDAVE"),
+    ]
+    assert await store.legacy_totp_secrets("alice", 1) == [("carol", "PLAINCAROL")]
+    changed = await store.replace_totp_secrets(
+        [
+            ("alice", "PLAINALICE", "v1:YWxpY2U="),
+            ("carol", "SOMETHINGELSE", "v1:Y2Fyb2w="),  # changed meanwhile: left alone
+            ("nobody", "X", "v1:eA=="),
+        ]
+    )
+    assert changed == 1
+    alice = await store.get_totp("alice")
+    carol = await store.get_totp("carol")
+    assert alice is not None
+    assert alice.secret == "v1:YWxpY2U="
+    assert carol is not None
+    assert carol.secret == "PLAINCAROL"
+    assert await store.legacy_totp_secrets("", 10) == [
+        ("carol", "PLAINCAROL"),
+        ("dave", "PLAINDAVE"),
+    ]
+    assert await store.replace_totp_secrets([]) == 0

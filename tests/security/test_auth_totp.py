@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import sqlite3
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import aiohttp
 import pyotp
 
 from taube.protocol.frames import Error
+from tests.conftest import fresh_name, two_nodes
 from tests.serverproc import UNIT_S, ServerProcess
 from tests.wire import PASSWORD, Account, connect, http, login, register
 
@@ -230,3 +232,162 @@ async def test_login_rehashes_with_changed_argon2_parameters(tmp_path: Path, ses
         await login(session, server.url, "alice")  # and the new hash verifies
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------- secrets sealed at rest
+
+
+def totp_row(server: ServerProcess, handle: str = "alice") -> tuple[str, int]:
+    """The stored ``secret`` column and ``active`` flag, read from the SQLite file."""
+    with sqlite3.connect(server.data_dir / "taube.db") as db:
+        row = db.execute("SELECT secret, active FROM totp WHERE handle = ?", (handle,)).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def database_bytes(server: ServerProcess) -> bytes:
+    """The database file and its write-ahead log: a dump or backup would hold these."""
+    files = [server.data_dir / "taube.db", server.data_dir / "taube.db-wal"]
+    return b"".join(f.read_bytes() for f in files if f.exists())
+
+
+def write_plain_secret(server: ServerProcess, handle: str, secret: str) -> None:
+    """An active secret in the clear, as a version before sealing wrote it."""
+    with sqlite3.connect(server.data_dir / "taube.db", timeout=5) as db:
+        db.execute(
+            "INSERT INTO totp (handle, secret, active, last_step, created_ms)"
+            " VALUES (?, ?, 1, 0, 0) ON CONFLICT (handle) DO UPDATE"
+            " SET secret = excluded.secret, active = 1, last_step = 0",
+            (handle, secret),
+        )
+
+
+async def test_the_database_holds_no_secret_in_the_clear(tmp_path: Path, session) -> None:
+    server = ServerProcess(tmp_path / "s").start()
+    try:
+        alice = await register(session, server.url, "alice")
+        step = await fresh_step()
+        secret = await enable(session, server.url, alice, step)
+        stored, active = totp_row(server)
+        assert active == 1
+        assert stored.startswith("v1:")
+        assert secret.encode() not in database_bytes(server)
+        status, body = await log_in(session, server.url, totp=code(secret, step))
+        assert status == 201, body
+    finally:
+        server.stop()
+    assert secret.encode() not in database_bytes(server)
+
+
+async def test_a_secret_stored_in_the_clear_keeps_working_then_is_sealed(
+    tmp_path: Path, session
+) -> None:
+    server = ServerProcess(tmp_path / "s").start()
+    try:
+        alice = await register(session, server.url, "alice")
+        await register(session, server.url, "bob")
+        legacy = pyotp.random_base32()
+        write_plain_secret(server, "alice", legacy)
+        step = await fresh_step()
+        status, body = await log_in(session, server.url, totp=code(legacy, step))
+        assert status == 201, body
+        assert totp_row(server) == (legacy, 1)  # reading does not rewrite it
+        # Changing the secret (off, then on again) stores the new one sealed.
+        status, _ = await http(
+            session,
+            "DELETE",
+            f"{server.url}/v1/me/totp",
+            {"code": code(legacy, step + 1)},
+            alice.token,
+        )
+        assert status == 204
+        step = await fresh_step()
+        secret = await enable(session, server.url, alice, step)
+        assert totp_row(server)[0].startswith("v1:")
+        assert secret.encode() not in database_bytes(server)
+        # A plain row left from before the upgrade: sealed when the server starts.
+        bobs = pyotp.random_base32()
+        write_plain_secret(server, "bob", bobs)
+    finally:
+        server.stop()
+    server = ServerProcess(tmp_path / "s").start()
+    try:
+        stored, active = totp_row(server, "bob")
+        assert stored.startswith("v1:")
+        assert active == 1
+        assert "sealed 1 two-step verification secrets" in server.log()
+        step = await fresh_step()
+        status, body = await http(
+            session,
+            "POST",
+            f"{server.url}/v1/sessions",
+            {"handle": "bob", "password": PASSWORD, "totp": code(bobs, step)},
+        )
+        assert status == 201, body
+    finally:
+        server.stop()
+    assert bobs.encode() not in database_bytes(server)
+
+
+async def test_a_secret_that_does_not_open_fails_closed(tmp_path: Path, session) -> None:
+    server = ServerProcess(tmp_path / "s").start()
+    try:
+        alice = await register(session, server.url, "alice")
+        step = await fresh_step()
+        secret = await enable(session, server.url, alice, step)
+    finally:
+        server.stop()
+    # The operator replaced the status signing key (the file's stays in the folder).
+    other_key = base64.b64encode(bytes(range(32))).decode()
+    changed = {"status": {"signing_key": other_key}, "rate": {"lockout_after": 2}}
+    server = ServerProcess(tmp_path / "s", settings=changed).start()
+    try:
+        step = await fresh_step()
+        for attempt in (None, code(secret, step), code(secret, step + 1), "000000"):
+            status, body = await log_in(session, server.url, totp=attempt)
+            # Refused, never let through on the password alone, and not counted as
+            # the user's failure (no lockout after lockout_after attempts).
+            assert (status, body["code"]) == (503, "auth.totp_unavailable"), body
+        status, link = await http(session, "POST", f"{server.url}/v1/links", {"device_name": "new"})
+        assert status == 201
+        status, body = await http(
+            session,
+            "POST",
+            f"{server.url}/v1/links/{link['code']}/approve",
+            {"totp": code(secret, step)},
+            alice.token,
+        )
+        assert (status, body["code"]) == (503, "auth.totp_unavailable")
+        status, body = await http(
+            session, "DELETE", f"{server.url}/v1/me/totp", {"code": code(secret, step)}, alice.token
+        )
+        assert (status, body["code"]) == (503, "auth.totp_unavailable")  # still on
+        assert server.log().count("secret of user=alice is unreadable") == 1
+        assert secret not in server.log()
+    finally:
+        server.stop()
+    # With the key back, the same secret works again.
+    server = ServerProcess(tmp_path / "s").start()
+    try:
+        step = await fresh_step()
+        status, body = await log_in(session, server.url, totp=code(secret, step))
+        assert status == 201, body
+    finally:
+        server.stop()
+
+
+async def test_a_secret_sealed_on_one_node_opens_on_another(tmp_path: Path, session) -> None:
+    """The nodes of a cluster share the status signing key, so they derive the same key
+    for the secrets: enabled through one node, the code works on the other."""
+    async with two_nodes(tmp_path) as (n1, n2):
+        handle = f"alice{fresh_name('u').replace('_', '')}"
+        who = await register(session, n1.url, handle)
+        step = await fresh_step()
+        secret = await enable(session, n1.url, who, step)
+        status, body = await http(
+            session,
+            "POST",
+            f"{n2.url}/v1/sessions",
+            {"handle": handle, "password": PASSWORD, "totp": code(secret, step)},
+        )
+        assert status == 201, body

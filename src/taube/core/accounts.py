@@ -50,6 +50,7 @@ class Accounts:
         clock: Clock,
         directory: Directory,
         *,
+        totp_key: bytes,
         argon2_params: Argon2Params = Argon2Params(),
         token_idle_ms: int = 90 * 24 * 3600 * 1000,
         is_suspended: Callable[[str], bool] = lambda handle: False,
@@ -69,7 +70,7 @@ class Accounts:
         # Verified against when the handle does not exist, so that a login for an
         # unknown handle costs as long as one with a wrong password.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
-        self.two_step = TwoStep(store, clock)
+        self.two_step = TwoStep(store, clock, totp_key)
 
     async def register(
         self, handle: str, password: str, device_name: str

@@ -41,6 +41,10 @@ _SPECS = [
     ErrorSpec("auth.locked", 429, "Too many failed logins; locked out for a while."),
     ErrorSpec("auth.totp_required", 401, "This account needs a two-step verification code."),
     ErrorSpec("auth.totp_invalid", 401, "The two-step verification code is wrong or used."),
+    # The stored secret does not open under this server's key (the operator changed the
+    # status signing key): the second factor fails closed, and it is not the user's fault,
+    # so it is neither a wrong code nor counted toward the lockout.
+    ErrorSpec("auth.totp_unavailable", 503, "This server cannot check two-step codes now."),
     ErrorSpec("totp.already_enabled", 409, "Two-step verification is on already."),
     ErrorSpec("totp.not_enabled", 409, "Two-step verification is not on (or not started)."),
     # Accounts, users, devices.

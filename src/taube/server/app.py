@@ -33,6 +33,7 @@ from taube.core.keys import KeysService
 from taube.core.links import Links
 from taube.core.notices import Notices
 from taube.core.presence import PresenceService
+from taube.core.secret_box import derive_totp_key
 from taube.core.shared_lockout import SharedLockout
 from taube.server.abuse_api import ABUSE_ROUTES
 from taube.server.admission import Admission, RateLimits
@@ -147,18 +148,21 @@ def build_services(
     )
     presence = PresenceService(store, bus, clock, node=config.node_name, directory=directory)
     day_ms = 24 * 3600 * 1000
+    # Every node has the status signing seed and a cluster's nodes share it, so the key
+    # sealing TOTP secrets needs no setting of its own and stays out of the database.
+    seed = status_seed(config)
     accounts = Accounts(
         store,
         bus,
         clock,
         directory,
+        totp_key=derive_totp_key(seed),
         argon2_params=Argon2Params(
             config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism
         ),
         token_idle_ms=int(config.token_idle_days * 24 * 3600 * 1000),
         is_suspended=abuse.is_suspended,
     )
-    seed = status_seed(config)
     signer = Signer(seed)
 
     def sign_notice(record: NoticeRecord) -> str:
@@ -256,6 +260,13 @@ def build_app(config: Config, clock: Clock = system_clock) -> web.Application:
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await services.store.open()
+        # Before serving: TOTP secrets an older version wrote in the clear are sealed
+        # (they keep working meanwhile, so a store that fails here only defers it).
+        try:
+            if sealed := await services.accounts.two_step.seal_legacy():
+                log.info("sealed %d two-step verification secrets stored in the clear", sealed)
+        except StoreUnavailable:
+            log.warning("could not seal the two-step secrets stored in the clear; next start")
         await services.blobs.storage.open()
         await services.bus.open()
         await services.directory.start()

@@ -79,7 +79,13 @@ async def change_password(request: web.Request) -> web.Response:
     return json_response(None, 204)
 
 
-CODE_ERRORS = ("auth.totp_invalid", "auth.locked", "totp.already_enabled", "totp.not_enabled")
+CODE_ERRORS = (
+    "auth.totp_invalid",
+    "auth.totp_unavailable",
+    "auth.locked",
+    "totp.already_enabled",
+    "totp.not_enabled",
+)
 
 AUTH_ROUTES = [
     Route("POST", "/v1/me/totp", start_totp,

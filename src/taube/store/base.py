@@ -378,6 +378,17 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def delete_totp(self, handle: str) -> None: ...
 
+    @abc.abstractmethod
+    async def legacy_totp_secrets(self, after: str, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` (handle, secret) rows whose secret holds no ``:`` (written in
+        the clear before secrets were sealed, core/secret_box.py), handles after
+        ``after`` in ascending order."""
+
+    @abc.abstractmethod
+    async def replace_totp_secrets(self, changes: Sequence[tuple[str, str, str]]) -> int:
+        """For each (handle, old, new): the secret becomes ``new`` if it is still ``old``
+        (a row changed meanwhile is left alone); one transaction; how many changed."""
+
     # ---------------------------------------------------------------- devices
 
     @abc.abstractmethod

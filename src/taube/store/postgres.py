@@ -575,6 +575,30 @@ class PostgresStore(Store):
     async def delete_totp(self, handle: str) -> None:
         await self._execute("DELETE FROM totp WHERE handle = $1", handle)
 
+    async def legacy_totp_secrets(self, after: str, limit: int) -> list[tuple[str, str]]:
+        rows = await self._fetch(
+            "SELECT handle, secret FROM totp WHERE handle > $1 AND strpos(secret, ':') = 0"
+            " ORDER BY handle LIMIT $2",
+            after,
+            limit,
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    async def replace_totp_secrets(self, changes: Sequence[tuple[str, str, str]]) -> int:
+        async def run(c: Conn) -> int:
+            changed = 0
+            for handle, old, new in changes:
+                done = await c.execute(
+                    "UPDATE totp SET secret = $3 WHERE handle = $1 AND secret = $2",
+                    handle,
+                    old,
+                    new,
+                )
+                changed += int(str(done).rsplit(" ", 1)[1])
+            return changed
+
+        return await self._tx(run)
+
     # ------------------------------------------------------------ devices
 
     @staticmethod

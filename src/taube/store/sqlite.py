@@ -785,6 +785,29 @@ class SqliteStore(Store):
     async def delete_totp(self, handle: str) -> None:
         await self._write(lambda c: c.execute("DELETE FROM totp WHERE handle = ?", (handle,)))
 
+    async def legacy_totp_secrets(self, after: str, limit: int) -> list[tuple[str, str]]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT handle, secret FROM totp WHERE handle > ? AND instr(secret, ':') = 0"
+                " ORDER BY handle LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    async def replace_totp_secrets(self, changes: Sequence[tuple[str, str, str]]) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            changed = 0
+            for handle, old, new in changes:
+                cursor = c.execute(
+                    "UPDATE totp SET secret = ? WHERE handle = ? AND secret = ?",
+                    (new, handle, old),
+                )
+                changed += cursor.rowcount
+            return changed
+
+        return await self._write(run)
+
     # ------------------------------------------------------------ devices
 
     _DEVICE_COLUMNS = "user, id, name, token_hash, created_ms, last_active_ms, revoked_ms"
