@@ -140,6 +140,11 @@ def _is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.InterfaceError) and "clos" in str(exc)
 
 
+def _affected(status: str) -> int:
+    """Rows a statement touched, from asyncpg's command tag (``DELETE 3``, ``UPDATE 1``)."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
 def _unavailable(exc: BaseException) -> StoreUnavailable:
     detail = str(exc) or type(exc).__name__
     error = StoreUnavailable(f"PostgreSQL unavailable: {detail}")
@@ -594,7 +599,7 @@ class PostgresStore(Store):
                     old,
                     new,
                 )
-                changed += int(str(done).rsplit(" ", 1)[1])
+                changed += _affected(done)
             return changed
 
         return await self._tx(run)
@@ -1087,7 +1092,7 @@ class PostgresStore(Store):
             before_ms,
             limit,
         )
-        return int(status.rsplit(" ", 1)[-1])
+        return _affected(status)
 
     async def append_items(
         self, items: Sequence[tuple[DeviceKey, Receipt | GroupEvent]]
@@ -1534,7 +1539,7 @@ class PostgresStore(Store):
             before_ms,
             limit,
         )
-        return int(status.rsplit(" ", 1)[-1])
+        return _affected(status)
 
     # ------------------------------------------------------------ notices
 
@@ -1562,7 +1567,7 @@ class PostgresStore(Store):
 
     async def purge_notices(self, before_ms: int) -> int:
         status = await self._execute("DELETE FROM notices WHERE expires_ms < $1", before_ms)
-        return int(status.rsplit(" ", 1)[-1])
+        return _affected(status)
 
     # ------------------------------------------------------------ status
 
@@ -1853,7 +1858,7 @@ class PostgresStore(Store):
             ("webhook_deliveries", "at_ms"),
         ):
             status = await self._execute(f"DELETE FROM {table} WHERE {column} < $1", before_ms)
-            total += int(status.rsplit(" ", 1)[-1])
+            total += _affected(status)
         return total
 
     # ------------------------------------------------------------ abuse
