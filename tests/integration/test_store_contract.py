@@ -113,13 +113,15 @@ async def user(store: Store, handle: str, devices: int = 1) -> None:
         await store.create_device(handle, f"d{i}", f"{handle}-{i}".encode(), 1)
 
 
-def message(sender: str, mid: str, to: list[tuple[str, int]], target: str = "@x") -> NewMessage:
+def message(
+    sender: str, mid: str, to: list[tuple[str, int]], target: str = "@x", at_ms: int = 1000
+) -> NewMessage:
     return NewMessage(
         sender=sender,
         sender_device=1,
         id=mid,
         target=target,
-        sent_at_ms=1000,
+        sent_at_ms=at_ms,
         payload=b"shared",
         deliveries=[Delivery(u, d, f"@{sender}") for u, d in to],
     )
@@ -174,6 +176,46 @@ async def test_inbox_is_gap_free_and_survives_acks_and_reopen(
     assert [i.seq for i in items] == [6]
     assert await store.last_seq("bob", 1) == 6
     await store.close()
+
+
+async def test_seq_counters_survive_reopen_whatever_the_inbox_holds(
+    factory: StoreFactory, tmp_path: Path
+) -> None:
+    """A device's next seq after a restart follows the last one given out, whether its
+    inbox was partly acked, fully acked, still full, or the device was revoked (the
+    SQLite store writes the counter only when an ack empties an inbox)."""
+    store = await factory(tmp_path)
+    await user(store, "alice")
+    await user(store, "bob", devices=2)
+    bob = [("bob", 1), ("bob", 2)]
+    for i in range(3):
+        await store.commit_message(message("alice", f"a{i}", bob))
+    partly = await store.ack("bob", 1, 2, 2000)
+    fully = await store.ack("bob", 2, 3, 2000)
+    both = partly.appended + fully.appended
+    receipts = [item.seq for key, item in both if key == ("alice", 1)]
+    assert receipts == [1, 2]  # alice's inbox: two receipts, not acked
+    await store.close()
+
+    store = await factory(tmp_path)
+    assert [await store.last_seq(*key) for key in bob] == [3, 3]
+    assert await store.last_seq("alice", 1) == 2
+    result = await store.commit_message(message("alice", "a3", bob))
+    assert sorted(result.appended) == [(("bob", 1), 4), (("bob", 2), 4)]
+    third = await store.ack("bob", 1, 4, 2000)  # bob.1 empty now, alice gets receipt 3
+    assert [item.seq for key, item in third.appended if key == ("alice", 1)] == [3]
+    assert await store.revoke_device("bob", 2, 3000)
+    await store.close()
+
+    store = await factory(tmp_path)
+    try:
+        assert await store.last_seq("bob", 1) == 4
+        assert await store.last_seq("bob", 2) == 4  # revoked: its count kept
+        assert await store.last_seq("alice", 1) == 3
+        result = await store.commit_message(message("alice", "a4", bob))
+        assert result.appended == [(("bob", 1), 5)]
+    finally:
+        await store.close()
 
 
 async def test_commit_is_idempotent_per_sender_and_id(store: Store) -> None:
@@ -327,6 +369,55 @@ async def test_purge_forgets_only_old_messages_nobody_still_holds(store: Store) 
     (item,) = await store.read_inbox("bob", 1, 0, 10)
     assert isinstance(item, Message)
     assert item.payload == b"shared"
+
+
+async def test_purge_never_takes_a_young_message_for_an_old_one(store: Store) -> None:
+    """Sent times come from the clock, which may step back: a message committed after
+    a younger one can carry an older time. The purge must keep every young message,
+    however the rows lie, and forget every old one once the cutoff has passed them."""
+    await user(store, "alice")
+    await user(store, "bob")
+    times = [1000, 3000, 2000, 6000, 7000, 1500, 8000, 9000]
+    for i, at in enumerate(times):
+        await store.commit_message(message("alice", f"m{i}", [("bob", 1)], at_ms=at))
+    await store.ack("bob", 1, len(times), 10_000)
+    purged = 0
+    while (n := await store.purge_messages(before_ms=2500, limit=2)) > 0:
+        purged += n
+    for i, at in enumerate(times):
+        if at >= 2500:
+            assert await store.sent_at("alice", f"m{i}") == at, f"young m{i} was purged"
+    assert 1 <= purged <= 3
+    while await store.purge_messages(before_ms=20_000, limit=3) > 0:
+        pass
+    assert [await store.sent_at("alice", f"m{i}") for i in range(len(times))] == [None] * 8
+
+
+async def test_sqlite_purge_walks_only_the_old_rows(tmp_path: Path) -> None:
+    """Without an index on sent_at_ms (migration 0010) the purge must still not read
+    the whole table: it bisects rowids for the first young row."""
+    store = await open_sqlite(tmp_path)
+    try:
+        await user(store, "alice")
+        await user(store, "bob")
+        for i in range(300):
+            await store.commit_message(message("alice", f"m{i}", [("bob", 1)], at_ms=i))
+        await store.ack("bob", 1, 300, 10_000)
+        assert await store.purge_messages(before_ms=100, limit=1000) == 100
+        assert await store.sent_at("alice", "m99") is None
+        assert await store.sent_at("alice", "m100") == 100
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "taube.db") as conn:
+        plan = " ".join(
+            row[3]
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT rowid FROM messages WHERE rowid < 5 AND sent_at_ms < 9"
+            )
+        )
+        assert "rowid<?" in plan.replace(" ", ""), plan
+        indexes = [r[0] for r in conn.execute("PRAGMA index_list(messages)")]
+        assert "messages_by_time" not in indexes
 
 
 async def test_sqlite_refuses_a_database_from_a_newer_version(tmp_path: Path) -> None:
