@@ -323,23 +323,45 @@ async def test_sqlite_migrates_an_existing_database_in_place(
         assert conn.execute("SELECT about FROM users").fetchall() == [("",)]
 
 
+def database_at(path: Path, version: int) -> sqlite3.Connection:
+    """A database file with the shipped migrations up to ``version`` applied, as an
+    older Taube left it; the test writes its rows with plain SQL of that schema."""
+    conn = sqlite3.connect(path / "taube.db", isolation_level=None)
+    for number, sql in sqlite_store.migrations():
+        if number <= version:
+            conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version={number};\nCOMMIT;")
+    return conn
+
+
+def old_device(conn: sqlite3.Connection, user: str, device: int, next_seq: int = 1) -> None:
+    conn.execute("INSERT OR IGNORE INTO users VALUES (?, 'hash', 1, 0, NULL)", (user,))
+    conn.execute(
+        "INSERT INTO devices (user, id, name, token_hash, created_ms, last_active_ms, next_seq)"
+        " VALUES (?, ?, 'd', ?, 1, 1, ?)",
+        (user, device, f"{user}-{device}".encode(), next_seq),
+    )
+
+
 async def test_sqlite_key_order_migration_keeps_messages_and_their_dedupe(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     """0009 rebuilds ``messages`` with the key (id, sender): what was stored before
     is still there, still read through the inbox and still a duplicate if resent."""
-    shipped = sqlite_store.migrations()
-    before = [m for m in shipped if m[0] < 9]
-    monkeypatch.setattr(sqlite_store, "migrations", lambda: before)
-    store = await open_sqlite(tmp_path)
-    await user(store, "alice")
-    await user(store, "bob")
     group = [("bob", 1), *((f"u{i}", 1) for i in range(9))]  # > 8 devices: shared payload
-    for name, _ in group[1:]:
-        await user(store, name)
-    await store.commit_message(message("alice", "old", group))
-    await store.close()
-    monkeypatch.setattr(sqlite_store, "migrations", lambda: shipped)
+    with contextlib.closing(database_at(tmp_path, 8)) as conn:
+        old_device(conn, "alice", 1)
+        for name, _ in group:
+            old_device(conn, name, 1, next_seq=2)
+        conn.execute(
+            "INSERT INTO messages (sender, id, sender_device, target, sent_at_ms, payload)"
+            " VALUES ('alice', 'old', 1, '@x', 1000, ?)",
+            (b"shared",),
+        )
+        conn.executemany(
+            "INSERT INTO inbox (user, device, seq, kind, sender, msg_id, conversation)"
+            " VALUES (?, 1, 1, 1, 'alice', 'old', '@alice')",
+            [(name,) for name, _ in group],
+        )
     store = await open_sqlite(tmp_path)
     try:
         again = await store.commit_message(message("alice", "old", group))
@@ -351,9 +373,59 @@ async def test_sqlite_key_order_migration_keeps_messages_and_their_dedupe(
     finally:
         await store.close()
     with sqlite3.connect(tmp_path / "taube.db") as conn:
+        shipped = sqlite_store.migrations()
         assert conn.execute("PRAGMA user_version").fetchone()[0] == shipped[-1][0]
         (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'messages'").fetchone()
         assert "PRIMARY KEY (id, sender)" in sql
+
+
+async def test_sqlite_slot_migration_keeps_every_inbox_and_its_count(tmp_path: Path) -> None:
+    """0011 keys inbox rows by slot (box << 32 | seq): every device gets its own box,
+    every row keeps its seq and content, and each device's count goes on from where it
+    was, whether its inbox was empty (the count in ``devices``) or not."""
+    with contextlib.closing(database_at(tmp_path, 10)) as conn:
+        old_device(conn, "alice", 1, next_seq=3)  # two receipts acked long ago: empty
+        old_device(conn, "bob", 1, next_seq=1)  # next_seq is stale: rows 1..3 hold more
+        old_device(conn, "bob", 2, next_seq=8)
+        for i in range(3):
+            conn.execute(
+                "INSERT INTO messages (sender, id, sender_device, target, sent_at_ms)"
+                " VALUES ('alice', ?, 1, '@bob', 1000)",
+                (f"m{i}",),
+            )
+        conn.executemany(
+            "INSERT INTO inbox (user, device, seq, kind, sender, msg_id, conversation, payload)"
+            " VALUES (?, ?, ?, 1, 'alice', ?, '@alice', ?)",
+            [("bob", 1, i + 1, f"m{i}", f"p{i}".encode()) for i in range(3)]
+            + [("bob", 2, 7, "m2", b"p2")],
+        )
+    store = await open_sqlite(tmp_path)
+    try:
+        assert [i.seq for i in await store.read_inbox("bob", 1, 0, 10)] == [1, 2, 3]
+        assert [i.seq for i in await store.read_inbox("bob", 1, 1, 10)] == [2, 3]
+        (item,) = await store.read_inbox("bob", 2, 0, 10)
+        assert isinstance(item, Message)
+        assert (item.seq, item.id, item.payload, item.sent_at_ms) == (7, "m2", b"p2", 1000)
+        assert await store.read_inbox("alice", 1, 0, 10) == []
+        assert [await store.last_seq(*k) for k in (("alice", 1), ("bob", 1), ("bob", 2))] == [
+            2,
+            3,
+            7,
+        ]
+        result = await store.commit_message(message("carol", "n", [("bob", 1), ("bob", 2)]))
+        assert sorted(result.appended) == [(("bob", 1), 4), (("bob", 2), 8)]
+        acked = await store.ack("bob", 1, 4, 2000)
+        assert [item.seq for key, item in acked.appended if key == ("alice", 1)] == [3]
+        await user(store, "dora")  # a device made after the migration gets a box of its own
+        assert (await store.commit_message(message("carol", "d", [("dora", 1)]))).appended == [
+            (("dora", 1), 1)
+        ]
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "taube.db") as conn:
+        boxes = [row[0] for row in conn.execute("SELECT box FROM devices ORDER BY box")]
+        assert None not in boxes
+        assert len(set(boxes)) == len(boxes) == 4
 
 
 async def test_purge_forgets_only_old_messages_nobody_still_holds(store: Store) -> None:
@@ -672,7 +744,7 @@ async def test_sqlite_streaming_acks_share_the_next_sends_transaction(tmp_path: 
         # two transactions: the messages are answered without waiting for the acks);
         # on the writer thread, where a COMMIT is an fsync, it stays one transaction.
         assert statements.count("COMMIT") == (2 if folder == "inline" else 1)
-        deletes = [s for s in statements if s.startswith("WITH a(u, d, s)")]
+        deletes = [s for s in statements if s.startswith("WITH a(after, upto)")]
         inbox_inserts = [s for s in statements if s.startswith("INSERT INTO inbox")]
         assert len(deletes) == 1  # four acks, one statement
         assert len(inbox_inserts) == 2  # the four messages' rows, the four receipts

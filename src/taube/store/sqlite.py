@@ -111,24 +111,40 @@ NULL_PAYLOAD: Final = ", NULL"
 """A payload kept elsewhere (in the inbox rows for a 1:1 message, in ``messages`` for a
 large group's), written as a literal rather than bound as None: see ``blob``."""
 INSERT_INBOX_MESSAGES: Final = (
-    "INSERT INTO inbox (user, device, seq, sender, msg_id, conversation, payload, kind)"
+    "INSERT INTO inbox (slot, sender, msg_id, conversation, payload, kind)"
 )
 KIND_MESSAGE_SQL: Final = f", {KIND_MESSAGE}"
 """The kind of a message's inbox row, written as a literal: one value fewer to bind per
 row (each bound value costs a call into SQLite, which takes its mutex and copies)."""
 SHARED_MESSAGE_SQL: Final = NULL_PAYLOAD + KIND_MESSAGE_SQL
-INSERT_INBOX_EXTRAS: Final = "INSERT INTO inbox (user, device, seq, kind, data)"
-ACK_RANGE: Final = "DELETE FROM inbox WHERE user = ? AND device = ? AND seq <= ?"
-NEXT_SEQ: Final = (
-    "SELECT max(d.next_seq, COALESCE((SELECT max(i.seq) FROM inbox i"
-    " WHERE i.user = d.user AND i.device = d.id), 0) + 1)"
+INSERT_INBOX_EXTRAS: Final = "INSERT INTO inbox (slot, kind, data)"
+ACK_RANGE: Final = "DELETE FROM inbox WHERE slot > ? AND slot <= ?"
+SEQ_BITS: Final = 32
+SEQ_MASK: Final = (1 << SEQ_BITS) - 1
+"""An inbox row's key is its slot, ``(box << SEQ_BITS) | seq`` (migration 0011): one
+integer, the table's rowid, so that a row is one b-tree entry and a device's items a
+range of it. A device can be given 4,294,967,294 items (``_allocate`` refuses more);
+box numbers stay below 2**29, so slots stay below 2**61, an int that compiled code
+holds unboxed."""
+MAX_BOX: Final = 1 << 29
+NEXT_SLOT: Final = (
+    "SELECT max((d.box << 32) + d.next_seq, COALESCE((SELECT i.slot + 1 FROM inbox i"
+    " WHERE i.slot >= d.box << 32 AND i.slot < (d.box + 1) << 32"
+    " ORDER BY i.slot DESC LIMIT 1), 0))"
     " FROM devices d WHERE d.user = ? AND d.id = ?"
 )
-"""A device's next inbox seq. ``devices.next_seq`` is written only when an ack empties
-the inbox (``_persist_seqs``), not in every transaction that gives out a seq: that was
-an UPDATE per message and per receipt, ~2 us each. Acks delete a prefix of the inbox
-and sends append to it, so while the inbox holds rows its newest is the last seq given
-out; when it holds none, the ack that emptied it wrote the counter."""
+"""A device's next inbox slot (its box and its next seq). ``devices.next_seq`` is
+written only when an ack empties the inbox (``_persist_seqs``), not in every
+transaction that gives out a seq: that was an UPDATE per message and per receipt, ~2 us
+each. Acks delete a prefix of the inbox and sends append to it, so while the inbox
+holds rows its newest is the last seq given out; when it holds none, the ack that
+emptied it wrote the counter."""
+BOX_RANGE: Final = (
+    "(SELECT box << 32 FROM devices WHERE user = ?1 AND id = ?2)",
+    "(SELECT (box + 1) << 32 FROM devices WHERE user = ?1 AND id = ?2)",
+)
+"""The first slot of a device's inbox and the first after it, in SQL (?1 the user, ?2
+the device)."""
 log: Final = logging.getLogger(__name__)
 
 MAX_ROWS_PER_INSERT: Final = 128
@@ -182,12 +198,13 @@ def _chunks(total: int) -> list[tuple[int, int]]:
 
 @functools.lru_cache(maxsize=64)
 def _ack_sql(rows: int) -> str:
-    """Delete the inbox items of ``rows`` (user, device, up to seq) acks, returning them."""
-    values = ", ".join(["(?, ?, ?)"] * rows)
+    """Delete the inbox items of ``rows`` acks, each given as the slots (after, upto],
+    returning them."""
+    values = ", ".join(["(?, ?)"] * rows)
     return (
-        f"WITH a(u, d, s) AS (VALUES {values}) DELETE FROM inbox WHERE rowid IN"
-        " (SELECT i.rowid FROM a JOIN inbox i ON i.user = a.u AND i.device = a.d"
-        " AND i.seq <= a.s) RETURNING user, device, seq, kind, sender, msg_id, conversation"
+        f"WITH a(after, upto) AS (VALUES {values}) DELETE FROM inbox WHERE slot IN"
+        " (SELECT i.slot FROM a JOIN inbox i ON i.slot > a.after AND i.slot <= a.upto)"
+        " RETURNING slot, kind, sender, msg_id, conversation"
     )
 
 
@@ -234,8 +251,8 @@ class _MessageRows:
         self.shared: list[Any] = []
 
     def insert(self, c: sqlite3.Connection) -> None:
-        insert_rows(c, INSERT_INBOX_MESSAGES, 7, self.carried, KIND_MESSAGE_SQL)
-        insert_rows(c, INSERT_INBOX_MESSAGES, 6, self.shared, SHARED_MESSAGE_SQL)
+        insert_rows(c, INSERT_INBOX_MESSAGES, 5, self.carried, KIND_MESSAGE_SQL)
+        insert_rows(c, INSERT_INBOX_MESSAGES, 4, self.shared, SHARED_MESSAGE_SQL)
 
 
 QueuedWrite = tuple[WriteOp, asyncio.Future[Any]]
@@ -380,10 +397,10 @@ class SqliteStore(Store):
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
         self._queue: list[QueuedWrite] = []
-        # Writer-thread state: next seq per device (None: revoked or unknown), the
+        # Writer-thread state: next slot per device (None: revoked or unknown), the
         # devices whose inbox an ack in this transaction emptied (their counter must be
         # written: ``_persist_seqs``), and the undo journal of the current write.
-        self._next_seq: dict[DeviceKey, int | None] = {}
+        self._next_slot: dict[DeviceKey, int | None] = {}
         self._emptied: set[DeviceKey] = set()
         self._journal: list[tuple[DeviceKey, int | None, bool]] = []
         self._journaling = True
@@ -642,7 +659,7 @@ class SqliteStore(Store):
 
     def _forget_writer_state(self) -> None:
         """After a rollback: what the writer remembers may hold what was undone."""
-        self._next_seq.clear()
+        self._next_slot.clear()
         self._emptied.clear()
         self._active_ids.clear()
         self._blocked.clear()
@@ -709,7 +726,7 @@ class SqliteStore(Store):
             conn.execute("ROLLBACK TO op")
             self._unacked.clear()  # it may hold the undone write's rows
             for key, value, was_emptied in reversed(self._journal):
-                self._next_seq[key] = value
+                self._next_slot[key] = value
                 if was_emptied:
                     self._emptied.add(key)
             result = (False, exc)
@@ -717,38 +734,42 @@ class SqliteStore(Store):
         return result
 
     def _peek_next(self, c: sqlite3.Connection, key: DeviceKey) -> int | None:
-        if key not in self._next_seq:
-            row = c.execute(NEXT_SEQ + " AND d.revoked_ms IS NULL", key).fetchone()
-            self._next_seq[key] = None if row is None else int(row[0])
-        return self._next_seq[key]
+        """The next inbox slot of an active device, or None if it is revoked or unknown."""
+        if key not in self._next_slot:
+            row = c.execute(NEXT_SLOT + " AND d.revoked_ms IS NULL", key).fetchone()
+            self._next_slot[key] = None if row is None else int(row[0])
+        return self._next_slot[key]
 
     def _allocate(self, c: sqlite3.Connection, key: DeviceKey) -> int | None:
-        """The next inbox seq of an active device, or None if it is revoked or unknown."""
+        """The next inbox slot of an active device (its seq: ``slot & SEQ_MASK``), or None
+        if it is revoked or unknown."""
         # Compiled, a (str, int) tuple is held unboxed and boxed again for every dict
         # or set operation that takes it: boxed once here, for the three below.
         boxed: Any = key
-        seq = self._next_seq.get(boxed, -1)  # one lookup for a known device (most sends)
-        if seq == -1:
-            seq = self._peek_next(c, key)
-        if seq is None:
+        slot = self._next_slot.get(boxed, -1)  # one lookup for a known device (most sends)
+        if slot == -1:
+            slot = self._peek_next(c, key)
+        if slot is None:
             return None
+        if slot & SEQ_MASK == SEQ_MASK:
+            raise OverflowError(f"the inbox of {key[0]}.{key[1]} has given out every seq")
         emptied = self._emptied
         if self._journaling:
-            self._journal.append((boxed, seq, boxed in emptied))
-        self._next_seq[boxed] = seq + 1
+            self._journal.append((boxed, slot, boxed in emptied))
+        self._next_slot[boxed] = slot + 1
         if emptied:
-            emptied.discard(boxed)  # its new row keeps the count (NEXT_SEQ)
-        return seq
+            emptied.discard(boxed)  # its new row keeps the count (NEXT_SLOT)
+        return slot
 
     def _persist_seqs(self, c: sqlite3.Connection) -> None:
         """Write the counters of the devices whose inbox this transaction left empty:
-        for every other device, the newest inbox row holds the count (``NEXT_SEQ``)."""
+        for every other device, the newest inbox row holds the count (``NEXT_SLOT``)."""
         c.executemany(
             "UPDATE devices SET next_seq = ? WHERE user = ? AND id = ?",
             [
-                (seq, key[0], key[1])
+                (slot & SEQ_MASK, key[0], key[1])
                 for key in self._emptied
-                if (seq := self._next_seq.get(key)) is not None
+                if (slot := self._next_slot.get(key)) is not None
             ],
         )
 
@@ -877,10 +898,13 @@ class SqliteStore(Store):
             (next_id,) = c.execute(
                 "SELECT COALESCE(MAX(id), 0) + 1 FROM devices WHERE user = ?", (user,)
             ).fetchone()
+            (box,) = c.execute("SELECT COALESCE(MAX(box), 0) + 1 FROM devices").fetchone()
+            if box >= MAX_BOX:
+                raise OverflowError("this store holds as many devices as inbox slots allow")
             c.execute(
-                "INSERT INTO devices (user, id, name, token_hash, created_ms, last_active_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (user, next_id, name, token_hash, now_ms, now_ms),
+                "INSERT INTO devices (user, id, name, token_hash, created_ms, last_active_ms, box)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (user, next_id, name, token_hash, now_ms, now_ms, box),
             )
             return DeviceRecord(user, next_id, name, token_hash, now_ms, now_ms)
 
@@ -925,19 +949,23 @@ class SqliteStore(Store):
     async def revoke_device(self, user: str, device: int, now_ms: int) -> bool:
         def run(c: sqlite3.Connection) -> bool:
             key = (user, device)
-            next_seq = self._peek_next(c, key)  # the inbox rows that keep it go below
+            next_slot = self._peek_next(c, key)  # the inbox rows that keep it go below
+            if next_slot is None:
+                return False  # revoked before, or unknown
             cursor = c.execute(
-                "UPDATE devices SET revoked_ms = ?, next_seq = COALESCE(?, next_seq)"
+                "UPDATE devices SET revoked_ms = ?, next_seq = ?"
                 " WHERE user = ? AND id = ? AND revoked_ms IS NULL",
-                (now_ms, next_seq, user, device),
+                (now_ms, next_slot & SEQ_MASK, user, device),
             )
             if cursor.rowcount == 0:
                 return False
             self._active_ids.pop(user, None)
-            self._journal.append((key, next_seq, key in self._emptied))
-            self._next_seq[key] = None
+            self._journal.append((key, next_slot, key in self._emptied))
+            self._next_slot[key] = None
             self._unacked.forget((user, device))
-            for table in ("inbox", "device_keys", "one_time_prekeys"):
+            first = next_slot & ~SEQ_MASK
+            c.execute("DELETE FROM inbox WHERE slot >= ? AND slot < ?", (first, first + SEQ_MASK))
+            for table in ("device_keys", "one_time_prekeys"):
                 c.execute(f"DELETE FROM {table} WHERE user = ? AND device = ?", (user, device))
             return True
 
@@ -1081,26 +1109,19 @@ class SqliteStore(Store):
     def _append_message(
         self, c: sqlite3.Connection, m: NewMessage, rows: _MessageRows
     ) -> SendResult:
-        """Allocate each delivery's seq and add its inbox row's values to ``rows``."""
+        """Allocate each delivery's slot and add its inbox row's values to ``rows``."""
         appended: list[tuple[DeviceKey, int]] = []
         for d in m.deliveries:
             key: Any = (d.user, d.device)  # a Python tuple, not boxed again (_allocate)
-            seq = self._allocate(c, key)
-            if seq is None:  # revoked meanwhile: nothing to deliver to
+            slot = self._allocate(c, key)
+            if slot is None:  # revoked meanwhile: nothing to deliver to
                 continue
+            seq = slot & SEQ_MASK
             payload = delivery_payload(m, d)
             if payload is None:
-                rows.shared += (d.user, d.device, seq, m.sender, m.id, d.conversation)
+                rows.shared += (slot, m.sender, m.id, d.conversation)
             else:
-                rows.carried += (
-                    d.user,
-                    d.device,
-                    seq,
-                    m.sender,
-                    m.id,
-                    d.conversation,
-                    blob(payload),
-                )
+                rows.carried += (slot, m.sender, m.id, d.conversation, blob(payload))
             self._unacked.inserted(key, seq, m.sender, m.id, d.conversation)
             appended.append((key, seq))
         return SendResult(m.sent_at_ms, False, appended)
@@ -1121,7 +1142,7 @@ class SqliteStore(Store):
     ) -> Appended:
         rows: list[Any] = []
         appended = self._stage_extra(c, items, rows)
-        insert_rows(c, INSERT_INBOX_EXTRAS, 5, rows)
+        insert_rows(c, INSERT_INBOX_EXTRAS, 3, rows)
         return appended
 
     def _stage_extra(
@@ -1130,14 +1151,14 @@ class SqliteStore(Store):
         items: Sequence[tuple[DeviceKey, Receipt | GroupEvent]],
         rows: list[Any],
     ) -> Appended:
-        """Allocate each item's seq and add its inbox row's values to ``rows``."""
+        """Allocate each item's slot and add its inbox row's values to ``rows``."""
         appended: Appended = []
         for key, item in items:
-            seq = self._allocate(c, key)
-            if seq is None:
+            slot = self._allocate(c, key)
+            if slot is None:
                 continue
-            rows += (key[0], key[1], seq, extra_kind(item), blob(encode_extra(item)))
-            appended.append((key, msgspec.structs.replace(item, seq=seq)))
+            rows += (slot, extra_kind(item), blob(encode_extra(item)))
+            appended.append((key, msgspec.structs.replace(item, seq=slot & SEQ_MASK)))
         return appended
 
     async def append_items(
@@ -1148,13 +1169,15 @@ class SqliteStore(Store):
     async def read_inbox(
         self, user: str, device: int, after_seq: int, limit: int
     ) -> list[InboxItem]:
+        after = min(max(after_seq, 0), SEQ_MASK)  # within the device's slots
         rows = await self._read(
             lambda c: c.execute(
-                "SELECT i.seq, i.kind, i.sender, i.msg_id, i.conversation,"
+                f"SELECT i.slot & {SEQ_MASK}, i.kind, i.sender, i.msg_id, i.conversation,"
                 " COALESCE(i.payload, m.payload), m.sender_device, m.sent_at_ms, i.data"
                 " FROM inbox i LEFT JOIN messages m ON m.sender = i.sender AND m.id = i.msg_id"
-                " WHERE i.user = ? AND i.device = ? AND i.seq > ? ORDER BY i.seq LIMIT ?",
-                (user, device, after_seq, limit),
+                f" WHERE i.slot > {BOX_RANGE[0]} + ?3 AND i.slot < {BOX_RANGE[1]}"
+                " ORDER BY i.slot LIMIT ?4",
+                (user, device, after, limit),
             ).fetchall()
         )
         return [
@@ -1183,31 +1206,40 @@ class SqliteStore(Store):
         ack on close may overlap)."""
         uptos: list[int] = []
         known: dict[int, list[AckedRow]] = {}  # by the ack's index
-        plain: list[tuple[str, int, int]] = []
+        plain: list[tuple[int, int]] = []
         wanted: list[Any] = []
+        boxes: dict[int, DeviceKey] = {}  # first slot -> device, for the RETURNING rows
         unacked = self._unacked
         for i, ack in enumerate(acks):
             key = (ack.user, ack.device)
-            next_seq = self._peek_next(c, key)
-            upto = 0 if next_seq is None else min(ack.upto_seq, next_seq - 1)
+            next_slot = self._peek_next(c, key)
+            if next_slot is None:
+                uptos.append(0)
+                continue
+            next_seq = next_slot & SEQ_MASK
+            upto = min(ack.upto_seq, next_seq - 1)
             uptos.append(upto)
             if upto <= 0:
                 continue
-            if next_seq is not None and upto == next_seq - 1:
+            if upto == next_seq - 1:
                 self._emptied.add(key)
+            first = next_slot - next_seq
             taken = unacked.take(key, upto)
             if taken is None:
-                wanted += (ack.user, ack.device, upto)
+                wanted += (first, first + upto)
+                boxes[first] = key
             else:
                 known[i] = taken
-                plain.append((ack.user, ack.device, upto))
+                plain.append((first, first + upto))
         if plain:
             c.executemany(ACK_RANGE, plain)
         rows: dict[DeviceKey, list[AckedRow]] = {}
-        for start, count in _chunks(len(wanted) // 3):
-            chunk = wanted[start * 3 : (start + count) * 3]
-            for row in c.execute(_ack_sql(count), chunk):  # one slice per row, no list
-                rows.setdefault((row[0], row[1]), []).append(row[2:])
+        for start, count in _chunks(len(wanted) // 2):
+            chunk = wanted[start * 2 : (start + count) * 2]
+            for row in c.execute(_ack_sql(count), chunk):
+                slot = row[0]
+                owner = boxes[slot - (slot & SEQ_MASK)]
+                rows.setdefault(owner, []).append((slot & SEQ_MASK, *row[1:]))
         results = []
         receipt_rows: list[Any] = []  # every ack's receipts in one INSERT per chunk
         for i, (ack, upto) in enumerate(zip(acks, uptos, strict=True)):
@@ -1216,7 +1248,7 @@ class SqliteStore(Store):
                 acked = rows.pop((ack.user, ack.device), [])
                 unacked.acked_from_store((ack.user, ack.device), upto)
             results.append(AckResult(upto, self._delivered(c, ack, acked, receipt_rows)))
-        insert_rows(c, INSERT_INBOX_EXTRAS, 5, receipt_rows)
+        insert_rows(c, INSERT_INBOX_EXTRAS, 3, receipt_rows)
         return results
 
     def _delivered(
@@ -1257,8 +1289,8 @@ class SqliteStore(Store):
         return found
 
     async def last_seq(self, user: str, device: int) -> int:
-        row = await self._read(lambda c: c.execute(NEXT_SEQ, (user, device)).fetchone())
-        return 0 if row is None else int(row[0]) - 1
+        row = await self._read(lambda c: c.execute(NEXT_SLOT, (user, device)).fetchone())
+        return 0 if row is None else (int(row[0]) & SEQ_MASK) - 1
 
     # ------------------------------------------------------------ keys
     # The single writer makes each write one atomic step: a bundle fetch's
