@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sqlite3
 import sys
 import threading
 import time
@@ -46,6 +45,7 @@ from taube.store.base import (
 )
 from taube.store.postgres import PostgresStore
 from taube.store.sqlite import SqliteStore
+from taube.store.sqlite_driver import sqlite3
 from tests.conftest import POSTGRES_DSN, TcpProxy, drop_schema, fresh_name, postgres_dsn
 from tests.serverproc import UNIT_S, free_port
 

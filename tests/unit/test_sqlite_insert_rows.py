@@ -3,11 +3,10 @@ batches, power-of-two chunks for larger ones), none lost or repeated."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from taube.store.sqlite import EXACT_ROWS, MAX_ROWS_PER_INSERT, _chunks, insert_rows
+from taube.store.sqlite_driver import sqlite3
 
 
 @pytest.mark.parametrize("count", [0, 1, 2, 3, 12, 31, 32, 33, 127, 128, 129, 255, 256, 300, 1000])

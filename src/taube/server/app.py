@@ -10,7 +10,6 @@ import contextlib
 import gc
 import logging
 import signal
-import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -56,6 +55,7 @@ from taube.status.verdict import Thresholds
 from taube.store import sqlite as sqlite_module
 from taube.store.base import NoticeRecord, SchemaTooNew, Store, StoreUnavailable
 from taube.store.sqlite import SqliteStore
+from taube.store.sqlite_driver import sqlite3
 
 log = logging.getLogger("taube.server")
 
@@ -416,11 +416,13 @@ async def serve_until_stopped(config: Config, stop: asyncio.Event | None = None)
 
 
 def hot_path() -> str:
-    """Whether the hot path runs compiled (``make compile``, Makefile) or as source. The
-    SQLite store stands for the compiled modules (the gateway runs interpreted)."""
+    """Whether the hot path runs compiled (``make compile``, Makefile) or as source (the
+    SQLite store stands for the compiled modules), and on which SQLite
+    (store/sqlite_driver.py)."""
     where = sqlite_module.__file__
     compiled = where is not None and where.endswith(".so")
-    return "compiled with mypyc" if compiled else "interpreted"
+    how = "compiled with mypyc" if compiled else "interpreted"
+    return f"{how}; SQLite {sqlite3.sqlite_version} from {sqlite3.__name__.split('.')[0]}"
 
 
 def run_server(config: Config) -> None:

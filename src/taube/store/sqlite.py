@@ -24,7 +24,6 @@ import functools
 import json
 import logging
 import os
-import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -78,6 +77,7 @@ from taube.store.rows import (
     inbox_item,
     shared_payload,
 )
+from taube.store.sqlite_driver import sqlite3
 from taube.store.unacked import UnackedMessages
 
 T = TypeVar("T")
