@@ -492,6 +492,26 @@ async def test_sqlite_purge_walks_only_the_old_rows(tmp_path: Path) -> None:
         assert "messages_by_time" not in indexes
 
 
+async def test_sqlite_zeroes_a_delivered_payload_on_disk(tmp_path: Path) -> None:
+    """Once acked, a message's ciphertext is gone from the file, not left in a free
+    page (PRAGMA secure_delete, which SQLite's own default leaves off)."""
+    secret = b"ciphertext-" + os.urandom(12).hex().encode()
+    store = await open_sqlite(tmp_path)
+    try:
+        await user(store, "alice")
+        await user(store, "bob")
+        sent = message("alice", "m1", [("bob", 1)])
+        await store.commit_message(
+            NewMessage(sent.sender, 1, sent.id, sent.target, 1000, secret, sent.deliveries)
+        )
+        await store.commit_message(message("alice", "m2", [("bob", 1)]))  # its page stays
+        await store.ack("bob", 1, 1, 2000)
+    finally:
+        await store.close()
+    files = [tmp_path / "taube.db", tmp_path / "taube.db-wal"]
+    assert not any(secret in f.read_bytes() for f in files if f.exists())
+
+
 async def test_sqlite_refuses_a_database_from_a_newer_version(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "taube.db") as conn:
         conn.execute("PRAGMA user_version = 999")

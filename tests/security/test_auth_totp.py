@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
@@ -211,7 +212,7 @@ async def test_password_change_revokes_other_devices_at_once(
 
 
 def stored_hash(server: ServerProcess) -> str:
-    with sqlite3.connect(server.data_dir / "taube.db") as db:
+    with contextlib.closing(sqlite3.connect(server.data_dir / "taube.db")) as db:
         row = db.execute("SELECT password_hash FROM users WHERE handle = 'alice'").fetchone()
     value: str = row[0]
     return value
@@ -239,7 +240,10 @@ async def test_login_rehashes_with_changed_argon2_parameters(tmp_path: Path, ses
 
 def totp_row(server: ServerProcess, handle: str = "alice") -> tuple[str, int]:
     """The stored ``secret`` column and ``active`` flag, read from the SQLite file."""
-    with sqlite3.connect(server.data_dir / "taube.db") as db:
+    # closing(): a connection's ``with`` commits but does not close it, and one left
+    # open until garbage collection keeps the server from being the last connection,
+    # which is what deletes the WAL (and with it old frames) when it stops.
+    with contextlib.closing(sqlite3.connect(server.data_dir / "taube.db")) as db:
         row = db.execute("SELECT secret, active FROM totp WHERE handle = ?", (handle,)).fetchone()
     assert row is not None
     return row[0], row[1]
@@ -253,7 +257,7 @@ def database_bytes(server: ServerProcess) -> bytes:
 
 def write_plain_secret(server: ServerProcess, handle: str, secret: str) -> None:
     """An active secret in the clear, as a version before sealing wrote it."""
-    with sqlite3.connect(server.data_dir / "taube.db", timeout=5) as db:
+    with contextlib.closing(sqlite3.connect(server.data_dir / "taube.db", timeout=5)) as db, db:
         db.execute(
             "INSERT INTO totp (handle, secret, active, last_step, created_ms)"
             " VALUES (?, ?, 1, 0, 0) ON CONFLICT (handle) DO UPDATE"
