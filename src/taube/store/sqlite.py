@@ -126,10 +126,12 @@ integer, the table's rowid, so that a row is one b-tree entry and a device's ite
 range of it. A device can be given 4,294,967,294 items (``_allocate`` refuses more);
 box numbers stay below 2**29, so slots stay below 2**61, an int that compiled code
 holds unboxed."""
+BOX_MASK: Final = ~SEQ_MASK
+"""``slot & BOX_MASK``: the first slot of the slot's box (its seq 0, never given out)."""
 MAX_BOX: Final = 1 << 29
 NEXT_SLOT: Final = (
-    "SELECT max((d.box << 32) + d.next_seq, COALESCE((SELECT i.slot + 1 FROM inbox i"
-    " WHERE i.slot >= d.box << 32 AND i.slot < (d.box + 1) << 32"
+    f"SELECT max((d.box << {SEQ_BITS}) + d.next_seq, COALESCE((SELECT i.slot + 1 FROM inbox i"
+    f" WHERE i.slot >= d.box << {SEQ_BITS} AND i.slot < (d.box + 1) << {SEQ_BITS}"
     " ORDER BY i.slot DESC LIMIT 1), 0))"
     " FROM devices d WHERE d.user = ? AND d.id = ?"
 )
@@ -140,8 +142,8 @@ each. Acks delete a prefix of the inbox and sends append to it, so while the inb
 holds rows its newest is the last seq given out; when it holds none, the ack that
 emptied it wrote the counter."""
 BOX_RANGE: Final = (
-    "(SELECT box << 32 FROM devices WHERE user = ?1 AND id = ?2)",
-    "(SELECT (box + 1) << 32 FROM devices WHERE user = ?1 AND id = ?2)",
+    f"(SELECT box << {SEQ_BITS} FROM devices WHERE user = ?1 AND id = ?2)",
+    f"(SELECT (box + 1) << {SEQ_BITS} FROM devices WHERE user = ?1 AND id = ?2)",
 )
 """The first slot of a device's inbox and the first after it, in SQL (?1 the user, ?2
 the device)."""
@@ -967,8 +969,10 @@ class SqliteStore(Store):
             self._journal.append((key, next_slot, key in self._emptied))
             self._next_slot[key] = None
             self._unacked.forget((user, device))
-            first = next_slot & ~SEQ_MASK
-            c.execute("DELETE FROM inbox WHERE slot >= ? AND slot < ?", (first, first + SEQ_MASK))
+            first = next_slot & BOX_MASK
+            c.execute(
+                "DELETE FROM inbox WHERE slot >= ? AND slot < ?", (first, first + (1 << SEQ_BITS))
+            )
             for table in ("device_keys", "one_time_prekeys"):
                 c.execute(f"DELETE FROM {table} WHERE user = ? AND device = ?", (user, device))
             return True
@@ -1227,7 +1231,7 @@ class SqliteStore(Store):
                 continue
             if upto == next_seq - 1:
                 self._emptied.add(key)
-            first = next_slot - next_seq
+            first = next_slot & BOX_MASK
             taken = unacked.take(key, upto)
             if taken is None:
                 wanted += (first, first + upto)
@@ -1242,7 +1246,7 @@ class SqliteStore(Store):
             chunk = wanted[start * 2 : (start + count) * 2]
             for row in c.execute(_ack_sql(count), chunk):
                 slot = row[0]
-                owner = boxes[slot - (slot & SEQ_MASK)]
+                owner = boxes[slot & BOX_MASK]
                 rows.setdefault(owner, []).append((slot & SEQ_MASK, *row[1:]))
         results = []
         receipt_rows: list[Any] = []  # every ack's receipts in one INSERT per chunk
