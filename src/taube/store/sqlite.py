@@ -8,10 +8,11 @@ plainly first; if one write fails, the transaction is rolled back and the batch 
 with each write in its own SAVEPOINT, so that one failing write does not fail its
 batch-mates.
 Consecutive message commits in a batch are written together (an insert that reports
-duplicates per message, multi-row INSERTs for all inbox rows), and the writer keeps each
-device's next inbox seq in memory (it is the only writer), journaled per write so that
-a rolled-back write gives its seqs back; the counters reach the devices table before
-every COMMIT.
+duplicates per message, multi-row INSERTs for all inbox rows, a device's items of one
+batch in one row: inbox_runs.py), and the writer keeps each device's next inbox slot in
+memory (it is the only writer), journaled per write so that a rolled-back write gives
+its slots back; a counter reaches the devices table only when an ack empties the inbox
+(``NEXT_SLOT``).
 Reads use a second connection on a second thread (WAL lets it read while the writer
 writes). We do not use aiosqlite: it hops threads per statement, which measured
 2.7x slower than one writer thread running whole transactions (BENCH-METHOD.md).
@@ -66,6 +67,15 @@ from taube.store.base import (
     WebhookDeliveryRecord,
     WebhookRecord,
 )
+from taube.store.inbox_runs import (
+    KIND_MESSAGE_RUN,
+    MAX_RUN_ITEMS,
+    RunItem,
+    acked_items,
+    decode_run,
+    encode_run,
+    run_messages,
+)
 from taube.store.migrations import shipped
 from taube.store.rows import (
     KIND_MESSAGE,
@@ -118,6 +128,15 @@ KIND_MESSAGE_SQL: Final = f", {KIND_MESSAGE}"
 row (each bound value costs a call into SQLite, which takes its mutex and copies)."""
 SHARED_MESSAGE_SQL: Final = NULL_PAYLOAD + KIND_MESSAGE_SQL
 INSERT_INBOX_EXTRAS: Final = "INSERT INTO inbox (slot, kind, data)"
+INSERT_INBOX_RUNS: Final = "INSERT INTO inbox (slot, first_slot, data, kind)"
+KIND_RUN_SQL: Final = f", {KIND_MESSAGE_RUN}"
+STRADDLING_RUN: Final = (
+    "SELECT slot, first_slot, data FROM inbox"
+    " WHERE slot = (SELECT min(slot) FROM inbox WHERE slot > ? AND slot < ?) AND first_slot <= ?"
+)
+"""The run that an ack up to a slot ends inside of, if any (inbox_runs.py): the row
+after the acked ones, if its first item is acked. ``min(slot)`` rather than ``ORDER BY
+slot LIMIT 1`` with the condition, which would scan on past a row that fails it."""
 ACK_RANGE: Final = "DELETE FROM inbox WHERE slot > ? AND slot <= ?"
 SEQ_BITS: Final = 32
 SEQ_MASK: Final = (1 << SEQ_BITS) - 1
@@ -206,7 +225,8 @@ def _ack_sql(rows: int) -> str:
     return (
         f"WITH a(after, upto) AS (VALUES {values}) DELETE FROM inbox WHERE slot IN"
         " (SELECT i.slot FROM a JOIN inbox i ON i.slot > a.after AND i.slot <= a.upto)"
-        " RETURNING slot, kind, sender, msg_id, conversation"
+        " RETURNING slot, kind, sender, msg_id, conversation, first_slot,"
+        f" CASE WHEN kind = {KIND_MESSAGE_RUN} THEN data END"
     )
 
 
@@ -243,17 +263,40 @@ def blob(data: bytes) -> bytearray:
 
 
 class _MessageRows:
-    """The inbox rows of message deliveries, flat, for one INSERT per chunk each: those
-    that carry their payload, and those that read it from ``messages``."""
+    """The inbox rows of message deliveries, for one INSERT per chunk each: those that
+    carry their payload, gathered per device into runs (inbox_runs.py), and those that
+    read it from ``messages``."""
 
-    __slots__ = ("carried", "shared")
+    __slots__ = ("done", "runs", "shared")
 
     def __init__(self) -> None:
-        self.carried: list[Any] = []
+        self.runs: dict[Any, tuple[int, list[RunItem]]] = {}  # device -> (first slot, items)
+        self.done: list[tuple[int, list[RunItem]]] = []  # runs that reached MAX_RUN_ITEMS
         self.shared: list[Any] = []
 
+    def carry(self, key: Any, slot: int, item: RunItem) -> None:
+        """Add an item that carries its payload, at ``slot`` of device ``key``."""
+        run = self.runs.get(key)
+        if run is not None:
+            items = run[1]
+            if slot == run[0] + len(items) and len(items) < MAX_RUN_ITEMS:
+                items.append(item)
+                return
+            self.done.append(run)  # full (or, never seen, not consecutive)
+        self.runs[key] = (slot, [item])
+
     def insert(self, c: sqlite3.Connection) -> None:
-        insert_rows(c, INSERT_INBOX_MESSAGES, 5, self.carried, KIND_MESSAGE_SQL)
+        single: list[Any] = []  # a run of one is a plain row: no encoding, nothing to split
+        runs: list[Any] = []
+        self.done += self.runs.values()
+        for first, items in self.done:
+            if len(items) == 1:
+                sender, msg_id, conversation, payload, _device, _sent = items[0]
+                single += (first, sender, msg_id, conversation, blob(payload))
+            else:
+                runs += (first + len(items) - 1, first, encode_run(items))
+        insert_rows(c, INSERT_INBOX_MESSAGES, 5, single, KIND_MESSAGE_SQL)
+        insert_rows(c, INSERT_INBOX_RUNS, 3, runs, KIND_RUN_SQL)
         insert_rows(c, INSERT_INBOX_MESSAGES, 4, self.shared, SHARED_MESSAGE_SQL)
 
 
@@ -1129,7 +1172,8 @@ class SqliteStore(Store):
             if payload is None:
                 rows.shared += (slot, m.sender, m.id, d.conversation)
             else:
-                rows.carried += (slot, m.sender, m.id, d.conversation, blob(payload))
+                item = (m.sender, m.id, d.conversation, payload, m.sender_device, m.sent_at_ms)
+                rows.carry(key, slot, item)
             self._unacked.inserted(key, seq, m.sender, m.id, d.conversation)
             appended.append((key, seq))
         return SendResult(m.sent_at_ms, False, appended)
@@ -1181,17 +1225,26 @@ class SqliteStore(Store):
         rows = await self._read(
             lambda c: c.execute(
                 f"SELECT i.slot & {SEQ_MASK}, i.kind, i.sender, i.msg_id, i.conversation,"
-                " COALESCE(i.payload, m.payload), m.sender_device, m.sent_at_ms, i.data"
+                " COALESCE(i.payload, m.payload), m.sender_device, m.sent_at_ms, i.data,"
+                f" i.first_slot & {SEQ_MASK}"
                 " FROM inbox i LEFT JOIN messages m ON m.sender = i.sender AND m.id = i.msg_id"
                 f" WHERE i.slot > {BOX_RANGE[0]} + ?3 AND i.slot < {BOX_RANGE[1]}"
                 " ORDER BY i.slot LIMIT ?4",
                 (user, device, after, limit),
             ).fetchall()
         )
-        return [
-            inbox_item(seq, kind, sender, msg_id, conversation, s_dev, sent_at, payload, data)
-            for seq, kind, sender, msg_id, conversation, payload, s_dev, sent_at, data in rows
-        ]
+        items: list[InboxItem] = []
+        for seq, kind, sender, msg_id, conversation, payload, s_dev, sent_at, data, first in rows:
+            if kind == KIND_MESSAGE_RUN:  # a row may hold many: the limit counts items
+                items += run_messages(first, data, after)
+            else:
+                item = inbox_item(
+                    seq, kind, sender, msg_id, conversation, s_dev, sent_at, payload, data
+                )
+                items.append(item)
+            if len(items) >= limit:
+                return items[:limit]
+        return items
 
     async def ack(self, user: str, device: int, upto_seq: int, now_ms: int) -> AckResult:
         result: AckResult = await self._submit(_AckOp(user, device, upto_seq, now_ms))
@@ -1217,6 +1270,7 @@ class SqliteStore(Store):
         plain: list[tuple[int, int]] = []
         wanted: list[Any] = []
         boxes: dict[int, DeviceKey] = {}  # first slot -> device, for the RETURNING rows
+        acked_to: list[tuple[int, int]] = []  # (first slot, last acked slot) per ack
         unacked = self._unacked
         for i, ack in enumerate(acks):
             key = (ack.user, ack.device)
@@ -1232,6 +1286,7 @@ class SqliteStore(Store):
             if upto == next_seq - 1:
                 self._emptied.add(key)
             first = next_slot & BOX_MASK
+            acked_to.append((first, first + upto))
             taken = unacked.take(key, upto)
             if taken is None:
                 wanted += (first, first + upto)
@@ -1244,10 +1299,18 @@ class SqliteStore(Store):
         rows: dict[DeviceKey, list[AckedRow]] = {}
         for start, count in _chunks(len(wanted) // 2):
             chunk = wanted[start * 2 : (start + count) * 2]
-            for row in c.execute(_ack_sql(count), chunk):
-                slot = row[0]
-                owner = boxes[slot & BOX_MASK]
-                rows.setdefault(owner, []).append((slot & SEQ_MASK, *row[1:]))
+            for slot, kind, sender, msg_id, conversation, first_slot, run in c.execute(
+                _ack_sql(count), chunk
+            ):
+                owner_rows = rows.setdefault(boxes[slot & BOX_MASK], [])
+                if kind == KIND_MESSAGE_RUN:
+                    owner_rows += acked_items(first_slot & SEQ_MASK, decode_run(run))
+                else:
+                    owner_rows.append((slot & SEQ_MASK, kind, sender, msg_id, conversation))
+        for first, upto_slot in acked_to:
+            split = self._split_run(c, first, upto_slot)
+            if split and first in boxes:  # else the writer's record had these rows
+                rows.setdefault(boxes[first], []).extend(split)
         results = []
         receipt_rows: list[Any] = []  # every ack's receipts in one INSERT per chunk
         for i, (ack, upto) in enumerate(zip(acks, uptos, strict=True)):
@@ -1258,6 +1321,23 @@ class SqliteStore(Store):
             results.append(AckResult(upto, self._delivered(c, ack, acked, receipt_rows)))
         insert_rows(c, INSERT_INBOX_EXTRAS, 3, receipt_rows)
         return results
+
+    @staticmethod
+    def _split_run(c: sqlite3.Connection, first: int, upto_slot: int) -> list[AckedRow]:
+        """After the rows an ack covers are deleted: if the ack ends inside a run (of the
+        box that starts at ``first``), rewrite the run without its acked items, and
+        return those."""
+        row = c.execute(STRADDLING_RUN, (upto_slot, first + (1 << SEQ_BITS), upto_slot)).fetchone()
+        if row is None:
+            return []
+        slot, first_slot, data = row
+        items = decode_run(data)
+        taken = upto_slot - first_slot + 1
+        c.execute(
+            "UPDATE inbox SET first_slot = ?, data = ? WHERE slot = ?",
+            (upto_slot + 1, encode_run(items[taken:]), slot),
+        )
+        return acked_items(first_slot & SEQ_MASK, items[:taken])
 
     def _delivered(
         self,
