@@ -1270,7 +1270,7 @@ class SqliteStore(Store):
         plain: list[tuple[int, int]] = []
         wanted: list[Any] = []
         boxes: dict[int, DeviceKey] = {}  # first slot -> device, for the RETURNING rows
-        acked_to: list[tuple[int, int]] = []  # (first slot, last acked slot) per ack
+        acked_to: list[tuple[int, int]] = []  # (first slot, last acked slot): may split
         unacked = self._unacked
         for i, ack in enumerate(acks):
             key = (ack.user, ack.device)
@@ -1286,7 +1286,8 @@ class SqliteStore(Store):
             if upto == next_seq - 1:
                 self._emptied.add(key)
             first = next_slot & BOX_MASK
-            acked_to.append((first, first + upto))
+            if first + upto + 1 < next_slot:  # else nothing follows: no run to split
+                acked_to.append((first, first + upto))
             taken = unacked.take(key, upto)
             if taken is None:
                 wanted += (first, first + upto)
