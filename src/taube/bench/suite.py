@@ -211,11 +211,10 @@ def schedule(plan: Plan) -> list[tuple[str, int]]:
     order: list[tuple[str, int]] = []
     paired = all(w in plan.workloads for w in INTERLEAVED)
     for name in plan.workloads:
-        if paired and name in INTERLEAVED:
-            if name == next(w for w in plan.workloads if w in INTERLEAVED):
-                order += [(w, run) for run in range(plan.runs) for w in INTERLEAVED]
-            continue
-        order += [(name, run) for run in range(plan.runs)]
+        if not paired or name not in INTERLEAVED:
+            order += [(name, run) for run in range(plan.runs)]
+        elif not any(w in INTERLEAVED for w, _ in order):  # the first of the two
+            order += [(w, run) for run in range(plan.runs) for w in INTERLEAVED]
     return order
 
 

@@ -24,8 +24,8 @@ from typing import Final
 
 import msgspec
 
-from taube.protocol.frames import Message
-from taube.store.rows import KIND_MESSAGE, AckedRow
+from taube.protocol.frames import InboxItem
+from taube.store.rows import KIND_MESSAGE, AckedRow, inbox_item
 
 KIND_MESSAGE_RUN: Final = 4
 """The kind of an inbox row that holds a run (SQLite only; see the module doc)."""
@@ -51,22 +51,13 @@ def decode_run(data: bytes) -> list[RunItem]:
     return _decoder.decode(data)
 
 
-def run_messages(first_seq: int, data: bytes, after_seq: int) -> list[Message]:
-    """The run's items after ``after_seq``, as the frames the device receives."""
+def run_messages(first_seq: int, data: bytes, after_seq: int) -> list[InboxItem]:
+    """The run's items after ``after_seq``, as the frames the device receives (made as
+    a plain row's are: ``rows.inbox_item``)."""
     skip = max(0, after_seq - first_seq + 1)
     return [
-        Message(
-            seq=first_seq + skip + i,
-            id=msg_id,
-            conversation=conversation,
-            sender=sender,
-            sender_device=sender_device,
-            sent_at_ms=sent_at_ms,
-            payload=payload,
-        )
-        for i, (sender, msg_id, conversation, payload, sender_device, sent_at_ms) in enumerate(
-            decode_run(data)[skip:]
-        )
+        inbox_item(first_seq + skip + i, KIND_MESSAGE, s, m, c, s_dev, at, payload, None)
+        for i, (s, m, c, payload, s_dev, at) in enumerate(decode_run(data)[skip:])
     ]
 
 
