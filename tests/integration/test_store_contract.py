@@ -36,6 +36,7 @@ from taube.store.base import (
     PrekeyRecord,
     ProbeMinuteRecord,
     SchemaTooNew,
+    SendResult,
     SignedPrekeyRecord,
     Store,
     StoreUnavailable,
@@ -576,6 +577,117 @@ async def test_sqlite_one_commits_items_for_a_device_share_a_row(
         await store.close()
     data = (tmp_path / "taube.db").read_bytes()
     assert not any(secret in data for secret in secrets)
+
+
+def sent_records(path: Path) -> tuple[list[tuple[str, str]], int]:
+    """The ``sent_runs`` rows (sender, last id), and how many ``messages`` rows."""
+    with contextlib.closing(sqlite3.connect(path / "taube.db")) as conn:
+        runs = conn.execute("SELECT sender, last_id FROM sent_runs ORDER BY rowid").fetchall()
+        (kept,) = conn.execute("SELECT count(*) FROM messages").fetchone()
+        return runs, kept
+
+
+def sent_id(n: int) -> str:
+    return f"0190a000-0000-7000-8000-{n:012x}"
+
+
+@pytest.mark.parametrize("opener", [open_sqlite, open_sqlite_inline])
+async def test_sqlite_sent_ids_of_a_large_commit_share_a_record_and_stay_exact(
+    tmp_path: Path, opener: StoreFactory
+) -> None:
+    """In a commit of many messages, a sender's new ids are recorded in one row; ids
+    that may have been sent before (a resend, an id out of order, any id not above the
+    newest in ``messages``) are looked up and recorded one by one. Every resend is a
+    duplicate with its first time: in the same commit, later, and after a restart
+    (when the writer reads what it remembered back from the file)."""
+    alice = [sent_id(n) for n in range(1000, 1280, 2)]  # growing, with gaps between
+    early = sent_id(500)  # below all of them: an id out of order
+    bobs = [sent_id(n) for n in range(2000, 2140, 2)]  # above every id of alice's
+    store = await opener(tmp_path)
+
+    def send(sender: str, i: str, at: int) -> asyncio.Future[SendResult]:
+        to = [Delivery("carol", 1, f"@{sender}")]
+        return store.submit_message(NewMessage(sender, 1, i, "@carol", at, b"x", to))
+
+    try:
+        for handle in ("alice", "bob", "carol", "dave"):
+            await user(store, handle)
+        first = await asyncio.gather(*(send("alice", i, n) for n, i in enumerate(alice[:70])))
+        assert not any(r.duplicate for r in first)
+        # A resend in a commit: the commit goes one by one, into ``messages``.
+        second = await asyncio.gather(
+            *(send("alice", i, 100 + n) for n, i in enumerate(alice[70:])),
+            send("alice", alice[3], 999),
+        )
+        assert not any(r.duplicate for r in second[:-1])
+        assert (second[-1].duplicate, second[-1].sent_at_ms) == (True, 3)
+        late = await store.commit_message(NewMessage("alice", 1, early, "@carol", 50, b"x", []))
+        assert not late.duplicate
+        third = await asyncio.gather(*(send("bob", i, 300 + n) for n, i in enumerate(bobs)))
+        assert not any(r.duplicate for r in third)
+        # Ids below the newest in ``messages`` may be there: recorded one by one.
+        dave = [sent_id(n) for n in range(600, 670)]
+        fourth = await asyncio.gather(*(send("dave", i, 400 + n) for n, i in enumerate(dave)))
+        assert not any(r.duplicate for r in fourth)
+        again = await asyncio.gather(
+            send("alice", early, 61),
+            send("alice", alice[69], 62),
+            send("alice", alice[100], 63),
+            send("bob", bobs[5], 64),
+        )
+        assert [(r.duplicate, r.sent_at_ms) for r in again] == [
+            (True, 50),
+            (True, 69),
+            (True, 130),
+            (True, 305),
+        ]
+    finally:
+        await store.close()
+    runs, kept = sent_records(tmp_path)
+    assert runs == [("alice", alice[69]), ("bob", bobs[-1])]
+    assert kept == 141  # alice's second commit one by one, the early id, dave's commit
+    store = await opener(tmp_path)
+    try:
+        resent = [
+            await store.commit_message(NewMessage("alice", 2, i, "@carol", 70, b"x", []))
+            for i in (alice[0], early, alice[139])
+        ]
+        assert [(r.duplicate, r.sent_at_ms) for r in resent] == [(True, 0), (True, 50), (True, 169)]
+        bob_again = await store.commit_message(
+            NewMessage("bob", 1, bobs[0], "@carol", 71, b"x", [])
+        )
+        assert (bob_again.duplicate, bob_again.sent_at_ms) == (True, 300)
+        assert await store.sent_at("alice", alice[4]) == 4
+        assert await store.sent_at("alice", sent_id(1001)) is None  # between two of a run
+        assert await store.sent_at("bob", bobs[7]) == 307
+        assert await store.sent_at("dave", dave[9]) == 409
+        items = await store.read_inbox("carol", 1, 0, 1000)
+        assert [(i.id, i.sent_at_ms) for i in items if isinstance(i, Message)] == [
+            *((i, n) for n, i in enumerate(alice[:70])),
+            *((i, 100 + n) for n, i in enumerate(alice[70:])),
+            *((i, 300 + n) for n, i in enumerate(bobs)),
+            *((i, 400 + n) for n, i in enumerate(dave)),
+        ]
+    finally:
+        await store.close()
+
+
+async def test_purge_leaves_undelivered_messages_readable(store: Store) -> None:
+    """A 1:1 message's inbox item stays readable, payload, sender device and time, once
+    the purge has run past it."""
+    await user(store, "alice")
+    await user(store, "bob")
+    await store.commit_message(message("alice", "pending", [("bob", 1)]))
+    while await store.purge_messages(before_ms=5000, limit=100) > 0:
+        pass
+    (item,) = await store.read_inbox("bob", 1, 0, 10)
+    assert isinstance(item, Message)
+    assert (item.id, item.payload, item.sender_device, item.sent_at_ms) == (
+        "pending",
+        b"shared",
+        1,
+        1000,
+    )
 
 
 async def test_sqlite_refuses_a_database_from_a_newer_version(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Final, TypeVar
@@ -87,6 +87,7 @@ from taube.store.rows import (
     inbox_item,
     shared_payload,
 )
+from taube.store.sent_runs import encode_sent, sent_at_in
 from taube.store.sqlite_driver import sqlite3
 from taube.store.unacked import UnackedMessages
 
@@ -120,6 +121,12 @@ INSERT_MESSAGES: Final = (
 NULL_PAYLOAD: Final = ", NULL"
 """A payload kept elsewhere (in the inbox rows for a 1:1 message, in ``messages`` for a
 large group's), written as a literal rather than bound as None: see ``blob``."""
+INSERT_SENT_RUNS: Final = "INSERT INTO sent_runs (sender, last_id, sent_at_ms, ids)"
+SENT_RUN_OF: Final = (
+    "SELECT ids FROM sent_runs WHERE sender = ? AND last_id >= ? ORDER BY last_id LIMIT 1"
+)
+"""The one run of a sender that may hold an id (sent_runs.py: a sender's runs cover
+disjoint ranges of ids)."""
 INSERT_INBOX_MESSAGES: Final = (
     "INSERT INTO inbox (slot, sender, msg_id, conversation, payload, kind)"
 )
@@ -190,6 +197,13 @@ at 5,000 messages/s). That copy runs on the event loop and ends with two fsyncs:
 on this kind of VM, in which no frame is read or written. Done after every background
 checkpoint (7 times a second at 5,000 messages/s) it was the p99 of Workload B: 3.3-3.7
 ms, against 2.3 ms with this bound (docs/performance.md, section 9.11)."""
+RUN_MIN_MESSAGES: Final = 64
+"""Commits of at least this many messages record their senders' new ids in runs
+(sent_runs.py); smaller ones keep a ``messages`` row per message. At a trickle a commit
+holds about one message per sender, and a run row per sender is an index entry on a
+page of its own, where ``messages`` rows all append at its key's right edge: runs at
+every size cost Workload B at 5,000/s 10 % more CPU per message and its p99 target
+(docs/performance.md, section 9.20)."""
 SPLIT_MAX_WRITES: Final = 64
 """Batches of up to this many writes commit their messages before their acks
 (``_messages_first``); a bigger batch (full load) stays one transaction."""
@@ -265,7 +279,9 @@ def blob(data: bytes) -> bytearray:
 class _MessageRows:
     """The inbox rows of message deliveries, for one INSERT per chunk each: those that
     carry their payload, gathered per device into runs (inbox_runs.py), and those that
-    read it from ``messages``."""
+    read it from ``messages``. A run of one is a plain row, but in a commit that wrote
+    runs of sent ids: a message recorded there has no ``messages`` row to read its
+    sender device and time from (sent_runs.py)."""
 
     __slots__ = ("done", "runs", "shared")
 
@@ -285,12 +301,12 @@ class _MessageRows:
             self.done.append(run)  # full (or, never seen, not consecutive)
         self.runs[key] = (slot, [item])
 
-    def insert(self, c: sqlite3.Connection) -> None:
-        single: list[Any] = []  # a run of one is a plain row: no encoding, nothing to split
+    def insert(self, c: sqlite3.Connection, *, runs_of_one: bool = False) -> None:
+        single: list[Any] = []  # a run of one as a plain row: no encoding, nothing to split
         runs: list[Any] = []
         self.done += self.runs.values()
         for first, items in self.done:
-            if len(items) == 1:
+            if len(items) == 1 and not runs_of_one:
                 sender, msg_id, conversation, payload, _device, _sent = items[0]
                 single += (first, sender, msg_id, conversation, blob(payload))
             else:
@@ -346,22 +362,22 @@ def _messages_first(batch: list[QueuedWrite]) -> list[list[QueuedWrite]]:
     return [messages, acks]
 
 
-def _first_young_rowid(c: sqlite3.Connection, before_ms: int) -> int:
-    """A rowid below which every ``messages`` row was sent before ``before_ms``, found
-    by bisection in about 40 lookups by rowid.
+def _first_young_rowid(c: sqlite3.Connection, table: str, before_ms: int) -> int:
+    """A rowid below which every row of ``table`` (``messages`` or ``sent_runs``) was
+    sent before ``before_ms``, found by bisection in about 40 lookups by rowid.
 
     There is no index on ``sent_at_ms`` (migration 0010): rows are inserted as they are
     sent, so the rowid order is the time order, but for a clock that stepped back. Such
     a row only moves the bound down (it is found later), and the purge checks each
     row's time too, so a young row is never taken for an old one."""
-    (lo, hi) = c.execute("SELECT min(rowid), max(rowid) FROM messages").fetchone()
+    (lo, hi) = c.execute(f"SELECT min(rowid), max(rowid) FROM {table}").fetchone()
     if lo is None:
         return 0
     hi += 1
     while lo < hi:
         mid = (lo + hi) // 2
         row = c.execute(
-            "SELECT rowid, sent_at_ms FROM messages WHERE rowid >= ? ORDER BY rowid LIMIT 1",
+            f"SELECT rowid, sent_at_ms FROM {table} WHERE rowid >= ? ORDER BY rowid LIMIT 1",
             (mid,),
         ).fetchone()
         if row is None or row[1] >= before_ms:
@@ -372,18 +388,46 @@ def _first_young_rowid(c: sqlite3.Connection, before_ms: int) -> int:
 
 
 def _purge_messages(c: sqlite3.Connection, before_ms: int, limit: int) -> int:
-    """Forget up to ``limit`` messages sent before ``before_ms`` that no inbox still
-    holds, oldest first. The scan covers the old rows only: those it deletes and the
-    few still waiting for an offline device (the inbox holds only undelivered items,
-    so the NOT IN set stays small)."""
-    bound = _first_young_rowid(c, before_ms)
-    return c.execute(
+    """Forget up to ``limit`` records of messages sent before ``before_ms``, oldest
+    first: ``messages`` rows that no inbox row still reads, then runs of sent ids
+    (sent_runs.py: an inbox run carries all it needs). The scans cover the old rows
+    only: those deleted and the few still waiting for an offline device (the inbox
+    holds only undelivered items, so the NOT IN set stays small)."""
+    bound = _first_young_rowid(c, "messages", before_ms)
+    purged: int = c.execute(
         "DELETE FROM messages WHERE rowid IN ("
         " SELECT rowid FROM messages WHERE rowid < ? AND sent_at_ms < ?"
         " AND (sender, id) NOT IN (SELECT sender, msg_id FROM inbox WHERE kind = 1)"
         " ORDER BY rowid LIMIT ?)",
         (bound, before_ms, limit),
     ).rowcount
+    if purged < limit:
+        bound = _first_young_rowid(c, "sent_runs", before_ms)
+        purged += c.execute(
+            "DELETE FROM sent_runs WHERE rowid IN ("
+            " SELECT rowid FROM sent_runs WHERE rowid < ? AND sent_at_ms < ?"
+            " ORDER BY rowid LIMIT ?)",
+            (bound, before_ms, limit - purged),
+        ).rowcount
+    return purged
+
+
+def _run_sent_at(c: sqlite3.Connection, sender: str, message_id: str) -> int | None:
+    """When the message was stored, if a run of sent ids holds it (sent_runs.py)."""
+    row = c.execute(SENT_RUN_OF, (sender, message_id)).fetchone()
+    return None if row is None else sent_at_in(row[0], message_id)
+
+
+def _known_sent_at(c: sqlite3.Connection, sender: str, message_id: str) -> int | None:
+    """When the message was stored, if it was (its record is in a run or in
+    ``messages``: sent_runs.py)."""
+    at = _run_sent_at(c, sender, message_id)
+    if at is not None:
+        return at
+    row = c.execute(
+        "SELECT sent_at_ms FROM messages WHERE sender = ? AND id = ?", (sender, message_id)
+    ).fetchone()
+    return None if row is None else int(row[0])
 
 
 class _HasDuplicates(Exception):
@@ -457,6 +501,11 @@ class SqliteStore(Store):
         # The message rows in each device's inbox, for acks without RETURNING; dropped
         # on any rollback like the caches above (it would hold undone inserts).
         self._unacked = UnackedMessages()
+        # Each sender's newest id in ``sent_runs`` ("" for none), and the newest id in
+        # ``messages`` (None: not read yet): a send with an id above both is new without
+        # a lookup (sent_runs.py). Dropped on any rollback, like the rest.
+        self._newest_ids: dict[str, str] = {}
+        self._newest_kept: str | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._inline_scheduled = False
         self._lazy_flush: asyncio.TimerHandle | None = None
@@ -713,6 +762,8 @@ class SqliteStore(Store):
         self._active_ids.clear()
         self._blocked.clear()
         self._unacked.clear()
+        self._newest_ids.clear()
+        self._newest_kept = None
 
     @staticmethod
     def _runs(ops: list[WriteOp]) -> list[list[WriteOp]]:
@@ -774,6 +825,8 @@ class SqliteStore(Store):
         except Exception as exc:
             conn.execute("ROLLBACK TO op")
             self._unacked.clear()  # it may hold the undone write's rows
+            self._newest_ids.clear()  # and these the undone write's ids
+            self._newest_kept = None
             for key, value, was_emptied in reversed(self._journal):
                 self._next_slot[key] = value
                 if was_emptied:
@@ -1119,8 +1172,40 @@ class SqliteStore(Store):
     def submit_message(self, message: NewMessage) -> asyncio.Future[SendResult]:
         return self._submit(message)
 
+    def _newest_id(self, c: sqlite3.Connection, sender: str) -> str:
+        """The sender's newest id in ``sent_runs``, "" if none (sent_runs.py)."""
+        newest = self._newest_ids.get(sender)
+        if newest is None:
+            (found,) = c.execute(
+                "SELECT max(last_id) FROM sent_runs WHERE sender = ?", (sender,)
+            ).fetchone()
+            if len(self._newest_ids) >= WRITER_CACHE_USERS:
+                self._newest_ids.clear()
+            newest = self._newest_ids[sender] = found or ""
+        return newest
+
+    def _kept_above(self, c: sqlite3.Connection) -> str:
+        """The newest id in ``messages``, of any sender ("" if none): the rightmost
+        entry of its key (id, sender), one b-tree descent."""
+        if self._newest_kept is None:
+            (found,) = c.execute("SELECT max(id) FROM messages").fetchone()
+            self._newest_kept = found or ""
+        return self._newest_kept
+
+    def _kept(self, c: sqlite3.Connection, ids: Iterable[str]) -> None:
+        """Ids were recorded in ``messages``: the newest of them bounds the fast path."""
+        newest = self._kept_above(c)
+        for i in ids:
+            if i > newest:
+                newest = i
+        self._newest_kept = newest
+
     def _commit_one(self, c: sqlite3.Connection, message: NewMessage) -> SendResult:
         m = message
+        if m.id <= self._newest_id(c, m.sender):  # it may be in a run (sent_runs.py)
+            sent_at = _run_sent_at(c, m.sender, m.id)
+            if sent_at is not None:
+                return SendResult(sent_at, True, [])
         inserted = c.execute(
             "INSERT INTO messages (sender, id, sender_device, target, sent_at_ms, payload)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sender, id) DO NOTHING RETURNING 1",
@@ -1131,6 +1216,7 @@ class SqliteStore(Store):
                 "SELECT sent_at_ms FROM messages WHERE sender = ? AND id = ?", (m.sender, m.id)
             ).fetchone()
             return SendResult(sent_at, True, [])
+        self._kept(c, (m.id,))
         rows = _MessageRows()
         result = self._append_message(c, m, rows)
         rows.insert(c)
@@ -1138,23 +1224,59 @@ class SqliteStore(Store):
 
     def _commit_many(self, c: sqlite3.Connection, messages: list[NewMessage]) -> list[SendResult]:
         """The fast path for many messages: multi-row INSERTs per table. Raises
-        _HasDuplicates (the caller then commits them one by one) if any id was known."""
-        before = c.total_changes
-        inline: list[Any] = []  # payload in the inbox rows
-        shared: list[Any] = []
+        _HasDuplicates (the caller then commits them one by one) if any id was known.
+
+        In a commit of at least RUN_MIN_MESSAGES, an id above its sender's newest in
+        ``sent_runs`` and above the newest in ``messages`` was never recorded: such ids
+        go, unlooked-up, into their sender's run of this commit (sent_runs.py). The
+        others, and every id of a smaller commit, are recorded in ``messages``, after a
+        lookup in the runs if they may be in one. The runs are written first, so that
+        the lookups see an id sent twice in this commit."""
+        checked: list[Any] = []  # recorded in ``messages``, payload in the inbox rows
+        shared: list[Any] = []  # payload kept in ``messages``
+        kept_ids: list[str] = []
+        looked_up: list[NewMessage] = []
+        runs: dict[str, list[Any]] = {}  # sender -> [id, sent at, id, sent at, ...]
+        newest_ids = self._newest_ids
+        above = self._kept_above(c) if len(messages) >= RUN_MIN_MESSAGES else None
         for m in messages:
+            sender = m.sender
+            newest = newest_ids.get(sender)
+            if newest is None:
+                newest = self._newest_id(c, sender)
             payload = shared_payload(m)
-            if payload is None:
-                inline += (m.sender, m.id, m.sender_device, m.target, m.sent_at_ms)
+            if above is not None and m.id > newest and m.id > above:
+                newest_ids[sender] = m.id
+                run = runs.get(sender)
+                if run is None:
+                    runs[sender] = [m.id, m.sent_at_ms]
+                else:
+                    run += (m.id, m.sent_at_ms)
             else:
-                shared += (m.sender, m.id, m.sender_device, m.target, m.sent_at_ms, blob(payload))
-        insert_rows(c, INSERT_MESSAGES, 5, inline, NULL_PAYLOAD)
+                if m.id <= newest:
+                    looked_up.append(m)
+                kept_ids.append(m.id)
+                if payload is None:
+                    checked += (sender, m.id, m.sender_device, m.target, m.sent_at_ms)
+            if payload is not None:
+                shared += (sender, m.id, m.sender_device, m.target, m.sent_at_ms, blob(payload))
+        sent: list[Any] = []
+        for sender, run in runs.items():
+            sent += (sender, run[-2], run[-1], encode_sent(run))
+        insert_rows(c, INSERT_SENT_RUNS, 4, sent)
+        for m in looked_up:
+            if _run_sent_at(c, m.sender, m.id) is not None:
+                raise _HasDuplicates
+        before = c.total_changes
+        insert_rows(c, INSERT_MESSAGES, 5, checked, NULL_PAYLOAD)
         insert_rows(c, INSERT_MESSAGES, 6, shared)
-        if c.total_changes - before != len(messages):
+        if c.total_changes - before != len(checked) // 5 + len(shared) // 6:
             raise _HasDuplicates
+        if kept_ids:
+            self._kept(c, kept_ids)
         rows = _MessageRows()
         results = [self._append_message(c, m, rows) for m in messages]
-        rows.insert(c)
+        rows.insert(c, runs_of_one=bool(runs))
         return results
 
     def _append_message(
@@ -1179,12 +1301,7 @@ class SqliteStore(Store):
         return SendResult(m.sent_at_ms, False, appended)
 
     async def sent_at(self, sender: str, message_id: str) -> int | None:
-        row = await self._read(
-            lambda c: c.execute(
-                "SELECT sent_at_ms FROM messages WHERE sender = ? AND id = ?", (sender, message_id)
-            ).fetchone()
-        )
-        return None if row is None else int(row[0])
+        return await self._read(lambda c: _known_sent_at(c, sender, message_id))
 
     async def purge_messages(self, before_ms: int, limit: int) -> int:
         return await self._write(lambda c: _purge_messages(c, before_ms, limit))
