@@ -27,7 +27,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Final, TypeVar
@@ -418,16 +418,19 @@ def _run_sent_at(c: sqlite3.Connection, sender: str, message_id: str) -> int | N
     return None if row is None else sent_at_in(row[0], message_id)
 
 
-def _known_sent_at(c: sqlite3.Connection, sender: str, message_id: str) -> int | None:
-    """When the message was stored, if it was (its record is in a run or in
-    ``messages``: sent_runs.py)."""
-    at = _run_sent_at(c, sender, message_id)
-    if at is not None:
-        return at
+def _kept_sent_at(c: sqlite3.Connection, sender: str, message_id: str) -> int | None:
+    """When the message was stored, if ``messages`` holds it."""
     row = c.execute(
         "SELECT sent_at_ms FROM messages WHERE sender = ? AND id = ?", (sender, message_id)
     ).fetchone()
     return None if row is None else int(row[0])
+
+
+def _known_sent_at(c: sqlite3.Connection, sender: str, message_id: str) -> int | None:
+    """When the message was stored, if it was (its record is in a run or in
+    ``messages``: sent_runs.py)."""
+    at = _run_sent_at(c, sender, message_id)
+    return at if at is not None else _kept_sent_at(c, sender, message_id)
 
 
 class _HasDuplicates(Exception):
@@ -501,9 +504,10 @@ class SqliteStore(Store):
         # The message rows in each device's inbox, for acks without RETURNING; dropped
         # on any rollback like the caches above (it would hold undone inserts).
         self._unacked = UnackedMessages()
-        # Each sender's newest id in ``sent_runs`` ("" for none), and the newest id in
-        # ``messages`` (None: not read yet): a send with an id above both is new without
-        # a lookup (sent_runs.py). Dropped on any rollback, like the rest.
+        # Each sender's newest id in ``sent_runs`` ("" for none), and at least the newest
+        # id that only ``messages`` records (read back as its newest id; None: not read
+        # yet): a send with an id above both is new without a lookup (sent_runs.py).
+        # Dropped on any rollback, like the rest.
         self._newest_ids: dict[str, str] = {}
         self._newest_kept: str | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -1192,13 +1196,10 @@ class SqliteStore(Store):
             self._newest_kept = found or ""
         return self._newest_kept
 
-    def _kept(self, c: sqlite3.Connection, ids: Iterable[str]) -> None:
-        """Ids were recorded in ``messages``: the newest of them bounds the fast path."""
-        newest = self._kept_above(c)
-        for i in ids:
-            if i > newest:
-                newest = i
-        self._newest_kept = newest
+    def _kept(self, c: sqlite3.Connection, ids: Sequence[str]) -> None:
+        """Ids were recorded in ``messages`` only (not in a run): the newest of them
+        bounds the fast path."""
+        self._newest_kept = max(self._kept_above(c), max(ids))
 
     def _commit_one(self, c: sqlite3.Connection, message: NewMessage) -> SendResult:
         m = message
@@ -1212,10 +1213,9 @@ class SqliteStore(Store):
             (m.sender, m.id, m.sender_device, m.target, m.sent_at_ms, shared_payload(m)),
         ).fetchone()
         if inserted is None:
-            (sent_at,) = c.execute(
-                "SELECT sent_at_ms FROM messages WHERE sender = ? AND id = ?", (m.sender, m.id)
-            ).fetchone()
-            return SendResult(sent_at, True, [])
+            kept_at = _kept_sent_at(c, m.sender, m.id)
+            assert kept_at is not None  # the row the insert met
+            return SendResult(kept_at, True, [])
         self._kept(c, (m.id,))
         rows = _MessageRows()
         result = self._append_message(c, m, rows)
