@@ -28,7 +28,7 @@ CHROMIUM  ?= /usr/bin/chromium
 # 1114; tests/unit/test_compiled_modules.py checks it). That is why the connection's
 # lifecycle cleanups live in taube/server/endpoints.py, which stays interpreted.
 HOT_MODULES := taube/store/sqlite.py taube/store/unacked.py taube/store/records.py \
-               taube/store/inbox_runs.py taube/store/sent_runs.py \
+               taube/store/inbox_runs.py taube/store/sent_runs.py taube/store/tickets.py \
                taube/store/rows.py taube/core/delivery.py taube/core/directory.py \
                taube/core/clock.py taube/protocol/ids.py taube/server/after_commit.py \
                taube/server/framing.py taube/server/admission.py taube/server/limits.py \

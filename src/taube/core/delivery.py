@@ -9,7 +9,6 @@ validate sends one by one in arrival order and let their commits overlap.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
@@ -31,7 +30,15 @@ from taube.protocol.frames import (
     encode_frame,
 )
 from taube.protocol.ids import is_message_id, parse_address
-from taube.store.base import AckResult, Delivery, DeviceKey, NewMessage, SendResult, Store
+from taube.store.base import (
+    AckResult,
+    Delivery,
+    DeviceKey,
+    NewMessage,
+    Pending,
+    SendResult,
+    Store,
+)
 
 MAX_ROUTES: Final = 100_000
 
@@ -190,7 +197,7 @@ class DeliveryService:
         self.committed(message, result)
         return result
 
-    def submit(self, message: NewMessage) -> asyncio.Future[SendResult]:
+    def submit(self, message: NewMessage) -> Pending[SendResult]:
         """Queue the commit now (so commits keep the order of submission) and return
         what resolves once it is durable; then call ``committed``."""
         return self._store.submit_message(message)
@@ -214,7 +221,7 @@ class DeliveryService:
     async def inbox(self, user: str, device: int, after_seq: int, limit: int) -> list[InboxItem]:
         return await self._store.read_inbox(user, device, after_seq, limit)
 
-    def submit_ack(self, user: str, device: int, upto_seq: int) -> asyncio.Future[AckResult]:
+    def submit_ack(self, user: str, device: int, upto_seq: int) -> Pending[AckResult]:
         """Queue a cumulative ack (upto_seq > 0); pass its result to ``acked``."""
         return self._store.submit_ack(user, device, upto_seq, self._clock())
 

@@ -76,7 +76,14 @@ from taube.server.framing import PING_FRAME, close_frame, text_header
 from taube.server.services import Services
 from taube.server.transport import FrameRate
 from taube.server.wakeup import Wakeup
-from taube.store.base import AckResult, DeviceRecord, NewMessage, SendResult, StoreUnavailable
+from taube.store.base import (
+    AckResult,
+    DeviceRecord,
+    NewMessage,
+    Pending,
+    SendResult,
+    StoreUnavailable,
+)
 
 log: Final = logging.getLogger("taube.gateway")
 
@@ -93,7 +100,7 @@ class WebSocket(Protocol):
     async def close(self, *, code: int = 1000, message: bytes = b"") -> bool: ...
 
 
-PendingSend = tuple[str, NewMessage | None, asyncio.Future[SendResult] | SendResult | TaubeError]
+PendingSend = tuple[str, NewMessage | None, Pending[SendResult] | SendResult | TaubeError]
 """(message id, the message if it is being committed, its commit or its known outcome)."""
 
 CLIENT_FRAME_TYPES = frozenset(cls.__struct_config__.tag for cls in ClientFrame.__subclasses__())
@@ -264,7 +271,7 @@ class Connection:
         # Made when first needed (most connections never wait for either).
         self._send_room: Wakeup | None = None
         self._ack_in_flight = False
-        self._ack_commit: tuple[int, asyncio.Future[AckResult]] | None = None
+        self._ack_commit: tuple[int, Pending[AckResult]] | None = None
         # The first send refused as server.unavailable: later sends are refused too
         # until it comes again (``_dispatch``), so that none is stored ahead of it.
         self._refused_send: str | None = None
@@ -842,7 +849,7 @@ class Connection:
         self._ack_commit = (target, done)
         self._when_settled(done, self._ack_settled)  # receipts in the batch's write
 
-    def _when_settled(self, commit: asyncio.Future[Any], then: Callable[..., None]) -> None:
+    def _when_settled(self, commit: Pending[Any], then: Callable[..., None]) -> None:
         """Call ``then`` when ``commit`` is done: from the store's settled hook, in the
         commit's own turn (after_commit.py), or from its done-callback a turn later if
         the batch ended some other way. ``then`` must do nothing the second time."""
@@ -855,7 +862,7 @@ class Connection:
             self._ack_commit = None
             self._acks_committed(*pending)
 
-    def _acks_committed(self, target: int, done: asyncio.Future[AckResult]) -> None:
+    def _acks_committed(self, target: int, done: Pending[AckResult]) -> None:
         self._ack_in_flight = False
         try:
             self._delivery.acked(done.result())
@@ -919,9 +926,9 @@ class Connection:
         while unanswered:  # None before the first send
             message_id, message, commit = unanswered[0]
             result: SendResult | TaubeError
-            # Not isinstance(commit, SendResult | TaubeError): that built the union type
-            # for every send answered.
-            if not isinstance(commit, asyncio.Future):
+            # A tuple, not SendResult | TaubeError: that built the union type for every
+            # send answered.
+            if isinstance(commit, (SendResult, TaubeError)):
                 result = commit
             elif not commit.done():
                 if commit is not self._awaited:  # once per commit, however often asked

@@ -54,6 +54,7 @@ from taube.store.records import Delivery as Delivery
 from taube.store.records import DeviceKey as DeviceKey
 from taube.store.records import NewMessage as NewMessage
 from taube.store.records import SendResult as SendResult
+from taube.store.tickets import Pending as Pending
 
 
 class HandleTaken(Exception):
@@ -444,7 +445,7 @@ class Store(abc.ABC):
     async def commit_message(self, message: NewMessage) -> SendResult:
         """Store the message and append it to every delivery's inbox, idempotently."""
 
-    def submit_message(self, message: NewMessage) -> asyncio.Future[SendResult]:
+    def submit_message(self, message: NewMessage) -> Pending[SendResult]:
         """Like ``commit_message``, but the write is queued before this returns, so
         that messages submitted one after another commit in that order."""
         return asyncio.ensure_future(self.commit_message(message))
@@ -474,9 +475,7 @@ class Store(abc.ABC):
     async def ack(self, user: str, device: int, upto_seq: int, now_ms: int) -> AckResult:
         """Delete items up to ``upto_seq`` and queue delivered receipts (see module doc)."""
 
-    def submit_ack(
-        self, user: str, device: int, upto_seq: int, now_ms: int
-    ) -> asyncio.Future[AckResult]:
+    def submit_ack(self, user: str, device: int, upto_seq: int, now_ms: int) -> Pending[AckResult]:
         """Like ``ack``, but queued before this returns (a gateway answers from a
         callback when it is done, without a task waiting on it)."""
         return asyncio.ensure_future(self.ack(user, device, upto_seq, now_ms))

@@ -3,7 +3,7 @@
 All writes go through one writer thread that owns the write connection. Writes that
 arrive while a transaction is running queue up and are committed together in the
 next one (group commit), so throughput does not hinge on one fsync per message,
-and a write's future resolves only after its transaction committed. A batch runs
+and a write's ticket (tickets.py) is settled only after its transaction committed. A batch runs
 plainly first; if one write fails, the transaction is rolled back and the batch redone
 with each write in its own SAVEPOINT, so that one failing write does not fail its
 batch-mates.
@@ -54,6 +54,7 @@ from taube.store.base import (
     MaintenanceRecord,
     NewMessage,
     NoticeRecord,
+    Pending,
     PrekeyRecord,
     ProbeMinuteRecord,
     SchemaTooNew,
@@ -89,6 +90,7 @@ from taube.store.rows import (
 )
 from taube.store.sent_runs import encode_sent, sent_at_in
 from taube.store.sqlite_driver import sqlite3
+from taube.store.tickets import Ticket
 from taube.store.unacked import UnackedMessages
 
 T = TypeVar("T")
@@ -316,7 +318,8 @@ class _MessageRows:
         insert_rows(c, INSERT_INBOX_MESSAGES, 4, self.shared, SHARED_MESSAGE_SQL)
 
 
-QueuedWrite = tuple[WriteOp, asyncio.Future[Any]]
+QueuedWrite = Ticket
+"""A write and, once its batch is settled, its outcome (tickets.py)."""
 
 
 def _grouped(batch: list[QueuedWrite]) -> list[QueuedWrite]:
@@ -329,7 +332,7 @@ def _grouped(batch: list[QueuedWrite]) -> list[QueuedWrite]:
     acks: list[QueuedWrite] = []
     messages: list[QueuedWrite] = []
     for entry in batch:
-        op = entry[0]
+        op = entry.op
         if isinstance(op, _AckOp):
             acks.append(entry)
         elif isinstance(op, NewMessage):
@@ -355,8 +358,8 @@ def _messages_first(batch: list[QueuedWrite]) -> list[list[QueuedWrite]]:
         return []
     if len(batch) > SPLIT_MAX_WRITES:
         return [batch]
-    messages = [w for w in batch if isinstance(w[0], NewMessage)]
-    acks = [w for w in batch if type(w[0]) is _StreamAck]
+    messages = [w for w in batch if isinstance(w.op, NewMessage)]
+    acks = [w for w in batch if type(w.op) is _StreamAck]
     if not messages or not acks or len(messages) + len(acks) < len(batch):
         return [batch]  # nothing to split, or an awaited ack or another write in it
     return [messages, acks]
@@ -595,14 +598,14 @@ class SqliteStore(Store):
         assert self._loop is not None
         return await self._loop.run_in_executor(self._reader, fn, conn)
 
-    def _submit(self, op: WriteOp, *, lazy: bool = False) -> asyncio.Future[Any]:
+    def _submit(self, op: WriteOp, *, lazy: bool = False) -> Ticket:
         """Queue a write for the next batch. A ``lazy`` write (a device's streaming ack)
         may wait up to LAZY_WRITE_S for other writes to share its transaction; any
         other write starts the batch at once and takes the lazy ones along."""
         loop = self._loop
         assert loop is not None, "store not open"
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((op, future))
+        ticket = Ticket(op, loop)
+        self._queue.append(ticket)
         if lazy:
             if self._lazy_flush is None and self._flusher is None and not self._inline_scheduled:
                 self._lazy_flush = loop.call_later(LAZY_WRITE_S, self._flush_lazy)
@@ -615,7 +618,7 @@ class SqliteStore(Store):
             # steady trickle of small writes.
             self._inline_scheduled = True
             loop.call_soon(loop.call_soon, self._flush_inline)
-        return future
+        return ticket
 
     def _flush_lazy(self) -> None:
         """LAZY_WRITE_S after a lazy write, no other write has flushed it: run it now."""
@@ -722,13 +725,13 @@ class SqliteStore(Store):
 
     @staticmethod
     def _settle(batch: list[QueuedWrite], outcomes: list[tuple[bool, Any]]) -> None:
-        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-            if future.done():
+        for ticket, (ok, value) in zip(batch, outcomes, strict=True):
+            if ticket.done():  # never twice; a bug here must not strand the others
                 continue
             if ok:
-                future.set_result(value)
+                ticket.set_result(value)
             else:
-                future.set_exception(value)
+                ticket.set_exception(value)
 
     def _run_batch(self, batch: list[QueuedWrite]) -> list[tuple[bool, Any]]:
         """Commit a batch in one transaction. Optimistically first: every write runs
@@ -737,7 +740,7 @@ class SqliteStore(Store):
         run again with each write in its own savepoint, so that it fails alone."""
         conn = self._wconn
         assert conn is not None
-        ops = [op for op, _ in batch]
+        ops = [ticket.op for ticket in batch]
         conn.execute("BEGIN IMMEDIATE")
         try:
             try:
@@ -1173,7 +1176,7 @@ class SqliteStore(Store):
         result: SendResult = await self._submit(message)
         return result
 
-    def submit_message(self, message: NewMessage) -> asyncio.Future[SendResult]:
+    def submit_message(self, message: NewMessage) -> Pending[SendResult]:
         return self._submit(message)
 
     def _newest_id(self, c: sqlite3.Connection, sender: str) -> str:
@@ -1367,9 +1370,7 @@ class SqliteStore(Store):
         result: AckResult = await self._submit(_AckOp(user, device, upto_seq, now_ms))
         return result
 
-    def submit_ack(
-        self, user: str, device: int, upto_seq: int, now_ms: int
-    ) -> asyncio.Future[AckResult]:
+    def submit_ack(self, user: str, device: int, upto_seq: int, now_ms: int) -> Pending[AckResult]:
         # Lazy: no client waits for an answer to a streaming ack (its receipts may
         # come a few milliseconds later, and the connection's window of unacked items
         # moves on as late), and at a steady trickle it shares the next send's
