@@ -304,7 +304,7 @@ def message_items(message: NewMessage, result: SendResult) -> list[tuple[DeviceK
     """The inbox items a committed message became, one per device, with their seq."""
     deliveries = message.deliveries
     # Most messages go to one device: no lookup table for those (~2 % of the loop's time).
-    by_device = None if len(deliveries) == 1 else {(d.user, d.device): d for d in deliveries}
+    by_device = None if len(deliveries) == 1 else {d.key: d for d in deliveries}
     items: list[tuple[DeviceKey, InboxItem]] = []
     for key, seq in result.appended:
         delivery = deliveries[0] if by_device is None else by_device[key]

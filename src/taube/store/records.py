@@ -15,7 +15,7 @@ The fields are ``Final``: a record is never changed after it is made (mypy check
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 from taube.protocol.frames import InboxItem
 
@@ -26,7 +26,7 @@ Appended = list[tuple[DeviceKey, InboxItem]]
 class Delivery:
     """One message copy for one device. ``payload`` None means the message's shared payload."""
 
-    __slots__ = ("conversation", "device", "payload", "user")
+    __slots__ = ("conversation", "device", "key", "payload", "user")
 
     def __init__(
         self, user: str, device: int, conversation: str, payload: bytes | None = None
@@ -35,6 +35,10 @@ class Delivery:
         self.device: Final = device
         self.conversation: Final = conversation
         self.payload: Final = payload
+        # (user, device), made once: a route's deliveries serve every message sent on
+        # it. Any, not DeviceKey: compiled, a tuple[str, int] attribute is kept unboxed
+        # and read back as a new tuple each time.
+        self.key: Final[Any] = (user, device)
 
     def __repr__(self) -> str:
         return f"Delivery({self.user!r}, {self.device}, {self.conversation!r})"

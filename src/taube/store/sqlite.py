@@ -322,6 +322,17 @@ QueuedWrite = Ticket
 """A write and, once its batch is settled, its outcome (tickets.py)."""
 
 
+class _Failed:
+    """A write's failure among a batch's outcomes, whose other entries are results: an
+    (ok, value) pair per write cost ~490 of the ~27,000 instructions the store spent
+    on a message (callgrind, docs/performance.md 9.22)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error: Final = error
+
+
 def _grouped(batch: list[QueuedWrite]) -> list[QueuedWrite]:
     """The batch with its acks, then its messages, together between other writes, so
     that each kind is written with one statement per table (``_runs``). Acks commute
@@ -706,7 +717,7 @@ class SqliteStore(Store):
                 try:
                     outcomes = await loop.run_in_executor(self._writer, self._run_batch, batch)
                 except Exception as exc:  # the COMMIT itself failed: nothing is durable
-                    outcomes = [(False, exc)] * len(batch)
+                    outcomes = [_Failed(exc)] * len(batch)
                 self._settle(batch, outcomes)
                 self._settled(len(batch))
         finally:
@@ -717,23 +728,23 @@ class SqliteStore(Store):
             self._lazy_flush.cancel()
             self._lazy_flush = None
 
-    def _run_batch_or_fail(self, batch: list[QueuedWrite]) -> list[tuple[bool, Any]]:
+    def _run_batch_or_fail(self, batch: list[QueuedWrite]) -> list[Any]:
         try:
             return self._run_batch(batch)
         except Exception as exc:  # the COMMIT itself failed: nothing is durable
-            return [(False, exc)] * len(batch)
+            return [_Failed(exc)] * len(batch)
 
     @staticmethod
-    def _settle(batch: list[QueuedWrite], outcomes: list[tuple[bool, Any]]) -> None:
-        for ticket, (ok, value) in zip(batch, outcomes, strict=True):
+    def _settle(batch: list[QueuedWrite], outcomes: list[Any]) -> None:
+        for ticket, outcome in zip(batch, outcomes, strict=True):
             if ticket.done():  # never twice; a bug here must not strand the others
                 continue
-            if ok:
-                ticket.set_result(value)
+            if isinstance(outcome, _Failed):
+                ticket.set_exception(outcome.error)
             else:
-                ticket.set_exception(value)
+                ticket.set_result(outcome)
 
-    def _run_batch(self, batch: list[QueuedWrite]) -> list[tuple[bool, Any]]:
+    def _run_batch(self, batch: list[QueuedWrite]) -> list[Any]:
         """Commit a batch in one transaction. Optimistically first: every write runs
         plainly (no SAVEPOINT per write, which measured a tenth of the store's time at
         fixed rates); if one of them fails, the transaction is rolled back and the batch
@@ -794,41 +805,44 @@ class SqliteStore(Store):
 
     def _bulk(self, conn: sqlite3.Connection, run: list[WriteOp]) -> list[Any]:
         if isinstance(run[0], NewMessage):
-            return list(self._commit_many(conn, [op for op in run if isinstance(op, NewMessage)]))
-        return list(self._ack_many(conn, [op for op in run if isinstance(op, _AckOp)]))
+            return self._commit_many(conn, [op for op in run if isinstance(op, NewMessage)])
+        return self._ack_many(conn, [op for op in run if isinstance(op, _AckOp)])
 
-    def _run_plain(self, conn: sqlite3.Connection, ops: list[WriteOp]) -> list[tuple[bool, Any]]:
-        outcomes: list[tuple[bool, Any]] = []
+    def _run_plain(self, conn: sqlite3.Connection, ops: list[WriteOp]) -> list[Any]:
+        """Each write's result, in order (nothing fails here: a failure raises)."""
+        outcomes: list[Any] = []
         self._journaling = False  # a failure redoes the whole batch: no undo per write
         try:
             for run in self._runs(ops):
                 if len(run) > 1:
-                    outcomes.extend((True, r) for r in self._bulk(conn, run))
+                    outcomes += self._bulk(conn, run)
                 else:
-                    outcomes.append((True, self._one(conn, run[0])))
+                    outcomes.append(self._one(conn, run[0]))
             return outcomes
         finally:
             self._journaling = True
 
-    def _run_guarded(self, conn: sqlite3.Connection, ops: list[WriteOp]) -> list[tuple[bool, Any]]:
-        outcomes: list[tuple[bool, Any]] = []
+    def _run_guarded(self, conn: sqlite3.Connection, ops: list[WriteOp]) -> list[Any]:
+        """Each write's result or ``_Failed``, in order."""
+        outcomes: list[Any] = []
         for run in self._runs(ops):
             if len(run) > 1:
                 bulk = self._guarded(conn, functools.partial(self._bulk, run=run))
-                if bulk[0]:
-                    outcomes.extend((True, result) for result in bulk[1])
+                if not isinstance(bulk, _Failed):
+                    outcomes += bulk
                     continue
             # One write at a time (also the fallback when a bulk write failed).
             for op in run:
                 outcomes.append(self._guarded(conn, functools.partial(self._one, op=op)))
         return outcomes
 
-    def _guarded(self, conn: sqlite3.Connection, fn: WriteFn) -> tuple[bool, Any]:
-        """Run one write in a savepoint; on failure undo it, seq counters included."""
+    def _guarded(self, conn: sqlite3.Connection, fn: WriteFn) -> Any:
+        """Run one write in a savepoint and return its result; on failure undo it, seq
+        counters included, and return ``_Failed``."""
         self._journal = []
         conn.execute("SAVEPOINT op")
         try:
-            result = (True, fn(conn))
+            result = fn(conn)
         except Exception as exc:
             conn.execute("ROLLBACK TO op")
             self._unacked.clear()  # it may hold the undone write's rows
@@ -838,7 +852,7 @@ class SqliteStore(Store):
                 self._next_slot[key] = value
                 if was_emptied:
                     self._emptied.add(key)
-            result = (False, exc)
+            result = _Failed(exc)
         conn.execute("RELEASE op")
         return result
 
@@ -849,19 +863,19 @@ class SqliteStore(Store):
             self._next_slot[key] = None if row is None else int(row[0])
         return self._next_slot[key]
 
-    def _allocate(self, c: sqlite3.Connection, key: DeviceKey) -> int | None:
-        """The next inbox slot of an active device (its seq: ``slot & SEQ_MASK``), or None
-        if it is revoked or unknown."""
-        # Compiled, a (str, int) tuple is held unboxed and boxed again for every dict
-        # or set operation that takes it: boxed once here, for the three below.
-        boxed: Any = key
+    def _allocate(self, c: sqlite3.Connection, boxed: Any) -> int | None:
+        """The next inbox slot of an active device ``boxed`` (a DeviceKey; its seq:
+        ``slot & SEQ_MASK``), or None if it is revoked or unknown."""
+        # Any, not DeviceKey: compiled, a tuple[str, int] argument is unboxed on the way
+        # in and boxed into a new tuple for every dict or set operation that takes it.
+        # Callers pass the Python tuple they hold, and no tuple is made here.
         slot = self._next_slot.get(boxed, -1)  # one lookup for a known device (most sends)
         if slot == -1:
-            slot = self._peek_next(c, key)
+            slot = self._peek_next(c, boxed)
         if slot is None:
             return None
         if slot & SEQ_MASK == SEQ_MASK:
-            raise OverflowError(f"the inbox of {key[0]}.{key[1]} has given out every seq")
+            raise OverflowError(f"the inbox of {boxed[0]}.{boxed[1]} has given out every seq")
         emptied = self._emptied
         if self._journaling:
             self._journal.append((boxed, slot, boxed in emptied))
@@ -1288,7 +1302,7 @@ class SqliteStore(Store):
         """Allocate each delivery's slot and add its inbox row's values to ``rows``."""
         appended: list[tuple[DeviceKey, int]] = []
         for d in m.deliveries:
-            key: Any = (d.user, d.device)  # a Python tuple, not boxed again (_allocate)
+            key = d.key
             slot = self._allocate(c, key)
             if slot is None:  # revoked meanwhile: nothing to deliver to
                 continue

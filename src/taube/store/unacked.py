@@ -20,7 +20,7 @@ rows in all (devices that do not ack keep theirs), every record is dropped.
 from __future__ import annotations
 
 from collections import deque
-from typing import Final
+from typing import Any, Final
 
 from taube.store.base import DeviceKey
 from taube.store.rows import KIND_MESSAGE, AckedRow
@@ -52,9 +52,10 @@ class UnackedMessages:
         return self._total
 
     def inserted(
-        self, key: DeviceKey, seq: int, sender: str, msg_id: str, conversation: str | None
+        self, key: Any, seq: int, sender: str, msg_id: str, conversation: str | None
     ) -> None:
-        """A message row (``seq``, ascending per device) was inserted for ``key``."""
+        """A message row (``seq``, ascending per device) was inserted for ``key`` (a
+        DeviceKey: Any, so that compiled code uses the caller's tuple, not a new one)."""
         if self._total >= self._max_rows:
             self.clear()
         record = self._records.get(key)
