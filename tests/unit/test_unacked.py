@@ -52,3 +52,16 @@ def test_a_forgotten_device_and_a_full_record_fall_back_to_the_store() -> None:
     assert len(unacked) == 1
     unacked.acked_from_store(("carol", 1), 3)
     assert unacked.take(("carol", 1), 4) == [(4, KIND_MESSAGE, "alice", "c4", "@alice")]
+
+
+def test_an_ack_of_everything_empties_the_record_and_it_goes_on() -> None:
+    unacked = UnackedMessages()
+    for seq in (1, 2, 3):
+        unacked.inserted(BOB, seq, "alice", f"m{seq}", "@alice")
+    unacked.acked_from_store(BOB, 0)  # nothing came before: the record is whole
+    assert unacked.take(BOB, 3) == [row(1, "m1"), row(2, "m2"), row(3, "m3")]
+    assert len(unacked) == 0
+    unacked.inserted(BOB, 5, "alice", "m5", "@alice")
+    assert unacked.take(BOB, 4) == []
+    assert unacked.take(BOB, 5) == [row(5, "m5")]
+    assert len(unacked) == 0
