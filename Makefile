@@ -117,6 +117,20 @@ bench: $(STAMP) $(COMPILED)
 bench-baseline: $(STAMP) $(COMPILED)
 	$(BIN)/python -m taube.bench.suite --baseline $(ARGS)
 
+# The SQLite store's own instructions per message under Workload A's shape, for changes
+# too small for same-minute pairs (taube/store/bench.py, docs/performance.md 9.22):
+# callgrind over 4 and 8 rounds of 5,000 messages, the difference per message. About two
+# minutes; needs valgrind (apt-get install valgrind).
+.PHONY: bench-store
+CALLGRIND = valgrind --tool=callgrind --callgrind-out-file=/dev/null $(BIN)/python \
+	-m taube.store.bench --rounds
+
+bench-store: $(STAMP) $(COMPILED)
+	@command -v valgrind >/dev/null || { echo "bench-store needs valgrind"; exit 1; }
+	@a=$$($(CALLGRIND) 4 2>&1 | sed -n 's/.*Collected : //p'); \
+	 b=$$($(CALLGRIND) 8 2>&1 | sed -n 's/.*Collected : //p'); \
+	 echo "store path: $$(( (b - a) / 20000 )) instructions per message (callgrind)"
+
 # Cluster chaos tests at full scale (docs/operations.md, "Measured"): three real nodes on
 # the PostgreSQL and NATS of TAUBE_TEST_POSTGRES_DSN / TAUBE_TEST_NATS_URL (default: both on
 # loopback), 200 SDK clients and 30 s of traffic per scenario, a 2,000-client reconnect storm.
