@@ -72,18 +72,18 @@ class Ticket:
         return self._value if self._state == _FAILED else None
 
     def set_result(self, value: Any) -> None:
-        if self._state != _PENDING:
-            raise asyncio.InvalidStateError("the write is settled already")
-        self._state, self._value = _OK, value
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self._settle(_OK, value)
 
     def set_exception(self, exc: BaseException) -> None:
+        self._settle(_FAILED, exc)
+
+    def _settle(self, state: int, value: Any) -> None:
         if self._state != _PENDING:
             raise asyncio.InvalidStateError("the write is settled already")
-        self._state, self._value = _FAILED, exc
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self._state, self._value = state, value
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def add_done_callback(self, fn: Callable[[Any], object], /) -> None:
         """Call ``fn(ticket)`` in a turn of the loop after the write is settled."""
