@@ -6,7 +6,10 @@ import struct
 
 import pytest
 
-from taube.server.framing import text_frame
+from taube.core.delivery import inbox_notice, notice_seq
+from taube.protocol.frames import Message, Sent, decode_server_frame, encode_frame
+from taube.protocol.ids import is_message_id, uuid7
+from taube.server.framing import sent_frame, text_frame
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 300, 2047, 2048, 65535, 65536, 70000])
@@ -27,3 +30,32 @@ def test_text_frame_header(size: int) -> None:
         assert struct.unpack("!Q", frame[2:10])[0] == size
         header = 10
     assert frame[header:] == payload
+
+
+@pytest.mark.parametrize("duplicate", [False, True])
+@pytest.mark.parametrize("sent_at_ms", [0, 1, 1_764_300_000_000, 2**53])
+def test_sent_frame_is_the_encoded_struct(duplicate: bool, sent_at_ms: int) -> None:
+    # The hand-made "sent" answer must stay what the protocol's encoder would send.
+    message_id = uuid7()
+    assert is_message_id(message_id)
+    expected = encode_frame(Sent(id=message_id, sent_at_ms=sent_at_ms, duplicate=duplicate))
+    assert sent_frame(message_id, sent_at_ms, duplicate) == expected
+    assert decode_server_frame(sent_frame(message_id, sent_at_ms, duplicate)) == Sent(
+        id=message_id, sent_at_ms=sent_at_ms, duplicate=duplicate
+    )
+
+
+@pytest.mark.parametrize("seq", [1, 255, 256, 65_537, 2**32 - 1, 2**32 + 7, 2**63 - 1])
+def test_notice_seq_reads_what_inbox_notice_wrote(seq: int) -> None:
+    item = Message(
+        seq=seq,
+        id=uuid7(),
+        conversation="@bob",
+        sender="bob",
+        sender_device=1,
+        sent_at_ms=1,
+        payload=b"x",
+    )
+    notice = inbox_notice(item)
+    assert notice_seq(notice) == seq == int.from_bytes(notice[:8], "big")
+    assert decode_server_frame(notice[8:]) == item

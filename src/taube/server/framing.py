@@ -36,6 +36,20 @@ def text_header(size: int) -> bytes:
     return _LEN64.pack(_TEXT_FIN, 127, size)
 
 
+def sent_frame(message_id: str, sent_at_ms: int, duplicate: bool) -> bytes:
+    """``encode_frame(Sent(id=..., sent_at_ms=..., duplicate=...))``, byte for byte
+    (tests/unit/test_framing.py), by a format string: one is answered for every message
+    sent, and building the Struct with keywords and encoding it took twice as long.
+    ``message_id`` must have passed ``is_message_id`` (every send's id has: the
+    delivery service refuses any other before it is committed), so that nothing in it
+    needs escaping in JSON."""
+    if duplicate:
+        return (
+            f'{{"type":"sent","id":"{message_id}","sent_at_ms":{sent_at_ms},"duplicate":true}}'
+        ).encode()
+    return f'{{"type":"sent","id":"{message_id}","sent_at_ms":{sent_at_ms}}}'.encode()
+
+
 def text_frame(payload: bytes) -> bytes:
     """One final, unmasked, uncompressed text frame carrying ``payload`` (UTF-8)."""
     return text_header(len(payload)) + payload
