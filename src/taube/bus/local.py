@@ -40,7 +40,13 @@ class LocalBus(Bus):
         self.publish_nowait(subject, data)
 
     def publish_nowait(self, subject: str, data: bytes = b"") -> None:
-        for handler in list(self._handlers.get(subject, ())):
+        handlers = self._handlers.get(subject)
+        if handlers is None:
+            return
+        # A doorbell (one per message delivered) has one handler, its device's
+        # connection: called without copying the list, which only protects a loop
+        # over several from a handler that unsubscribes one.
+        for handler in handlers if len(handlers) == 1 else list(handlers):
             try:
                 handler(subject, data)
             except Exception:

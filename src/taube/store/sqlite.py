@@ -3,10 +3,10 @@
 All writes go through one writer thread that owns the write connection. Writes that
 arrive while a transaction is running queue up and are committed together in the
 next one (group commit), so throughput does not hinge on one fsync per message,
-and a write's ticket (tickets.py) is settled only after its transaction committed. A batch runs
-plainly first; if one write fails, the transaction is rolled back and the batch redone
-with each write in its own SAVEPOINT, so that one failing write does not fail its
-batch-mates.
+and a write's ticket (tickets.py) is settled only after its transaction committed.
+A batch runs plainly first; if one write fails, the transaction is rolled back and
+the batch redone with each write in its own SAVEPOINT, so that one failing write
+does not fail its batch-mates.
 Consecutive message commits in a batch are written together (an insert that reports
 duplicates per message, multi-row INSERTs for all inbox rows, a device's items of one
 batch in one row: inbox_runs.py), and the writer keeps each device's next inbox slot in
@@ -156,6 +156,8 @@ box numbers stay below 2**29, so slots stay below 2**61, an int that compiled co
 holds unboxed."""
 BOX_MASK: Final = ~SEQ_MASK
 """``slot & BOX_MASK``: the first slot of the slot's box (its seq 0, never given out)."""
+BOX_SIZE: Final = 1 << SEQ_BITS
+"""``first + BOX_SIZE``: the first slot past the box that starts at slot ``first``."""
 MAX_BOX: Final = 1 << 29
 NEXT_SLOT: Final = (
     f"SELECT max((d.box << {SEQ_BITS}) + d.next_seq, COALESCE((SELECT i.slot + 1 FROM inbox i"
@@ -779,6 +781,11 @@ class SqliteStore(Store):
         self._emptied.clear()
         self._active_ids.clear()
         self._blocked.clear()
+        self._forget_records()
+
+    def _forget_records(self) -> None:
+        """Forget the records of rows and ids the writer made (an undone write may be
+        among them); the seq counters are undone by the caller, or forgotten too."""
         self._unacked.clear()
         self._newest_ids.clear()
         self._newest_kept = None
@@ -845,9 +852,7 @@ class SqliteStore(Store):
             result = fn(conn)
         except Exception as exc:
             conn.execute("ROLLBACK TO op")
-            self._unacked.clear()  # it may hold the undone write's rows
-            self._newest_ids.clear()  # and these the undone write's ids
-            self._newest_kept = None
+            self._forget_records()
             for key, value, was_emptied in reversed(self._journal):
                 self._next_slot[key] = value
                 if was_emptied:
@@ -1087,9 +1092,7 @@ class SqliteStore(Store):
             self._next_slot[key] = None
             self._unacked.forget((user, device))
             first = next_slot & BOX_MASK
-            c.execute(
-                "DELETE FROM inbox WHERE slot >= ? AND slot < ?", (first, first + (1 << SEQ_BITS))
-            )
+            c.execute("DELETE FROM inbox WHERE slot >= ? AND slot < ?", (first, first + BOX_SIZE))
             for table in ("device_keys", "one_time_prekeys"):
                 c.execute(f"DELETE FROM {table} WHERE user = ? AND device = ?", (user, device))
             return True
@@ -1460,7 +1463,7 @@ class SqliteStore(Store):
         """After the rows an ack covers are deleted: if the ack ends inside a run (of the
         box that starts at ``first``), rewrite the run without its acked items, and
         return those."""
-        row = c.execute(STRADDLING_RUN, (upto_slot, first + (1 << SEQ_BITS), upto_slot)).fetchone()
+        row = c.execute(STRADDLING_RUN, (upto_slot, first + BOX_SIZE, upto_slot)).fetchone()
         if row is None:
             return []
         slot, first_slot, data = row
