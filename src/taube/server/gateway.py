@@ -774,8 +774,8 @@ class Connection:
 
     def _backlog_over(self, limit: int) -> bool:
         """``_backlog() > limit``, asking the transport only when the bound it held
-        after our last write says so: three checks per message each asked it, ~3 % of
-        the server's CPU in Workload A (docs/performance.md 9.23)."""
+        after our last write says so: three checks per message each called into it
+        (~1.5 % of the server's CPU in Workload A, docs/performance.md 9.23)."""
         if self._outbuf_bytes + self._unwritten <= limit:
             return False
         return self._backlog() > limit
