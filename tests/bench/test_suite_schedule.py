@@ -40,3 +40,17 @@ def test_the_ratio_is_also_given_run_by_run() -> None:
     )
     plan.results["a"].pop()  # a run failed: no pairs to speak of
     assert pair_ratios(plan) == []
+
+
+def test_a_postgresql_run_is_held_to_the_postgresql_target() -> None:
+    plan = parse(["--runs", "1", "--only", "a", "--store", "postgresql://u@127.0.0.1/db"])
+    plan.results["a"] = [{"delivered_per_s": 31_000.0}]
+    lines = {target: (met, measured) for met, target, measured in target_lines(plan)}
+    assert lines == {"PostgreSQL store: >= 30,000 msg/s": (True, "31,000 msg/s")}
+    plan = parse(["--runs", "1", "--only", "a"])
+    plan.results["a"] = [{"delivered_per_s": 31_000.0}]
+    targets = [target for _met, target, _measured in target_lines(plan)]
+    assert targets == [
+        "durable 1:1 throughput >= 100,000 msg/s",
+        "never below 3x ejabberd (51,000 msg/s)",
+    ]

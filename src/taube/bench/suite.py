@@ -275,7 +275,12 @@ def target_lines(plan: Plan) -> list[tuple[bool | None, str, str]]:
         )
 
     a, relay = median(plan, "a"), median(plan, "relay")
-    if a:
+    if a and plan.store and plan.store.startswith("postgres"):
+        # The 100,000 and 51,000 msg/s targets are the embedded store's.
+        lines.append(
+            (a[0] >= 30_000, "PostgreSQL store: >= 30,000 msg/s", spread(a, "{:,.0f} msg/s"))
+        )
+    elif a:
         lines.append(
             (a[0] >= 100_000, "durable 1:1 throughput >= 100,000 msg/s", spread(a, "{:,.0f} msg/s"))
         )
