@@ -7,7 +7,15 @@ import struct
 import pytest
 
 from taube.core.delivery import inbox_notice, notice_seq
-from taube.protocol.frames import Message, Sent, decode_server_frame, encode_frame
+from taube.protocol.frames import (
+    GroupEvent,
+    InboxItem,
+    Message,
+    Receipt,
+    Sent,
+    decode_server_frame,
+    encode_frame,
+)
 from taube.protocol.ids import is_message_id, uuid7
 from taube.server.framing import sent_frame, text_frame
 
@@ -45,17 +53,54 @@ def test_sent_frame_is_the_encoded_struct(duplicate: bool, sent_at_ms: int) -> N
     )
 
 
-@pytest.mark.parametrize("seq", [1, 255, 256, 65_537, 2**32 - 1, 2**32 + 7, 2**63 - 1])
+@pytest.mark.parametrize("seq", [0, 1, 9, 10, 255, 65_537, 2**32 - 1, 2**32 + 7, 2**63 - 1])
 def test_notice_seq_reads_what_inbox_notice_wrote(seq: int) -> None:
-    item = Message(
-        seq=seq,
-        id=uuid7(),
-        conversation="@bob",
-        sender="bob",
-        sender_device=1,
-        sent_at_ms=1,
-        payload=b"x",
-    )
-    notice = inbox_notice(item)
-    assert notice_seq(notice) == seq == int.from_bytes(notice[:8], "big")
-    assert decode_server_frame(notice[8:]) == item
+    items: list[InboxItem] = [
+        Message(
+            seq=seq,
+            id=uuid7(),
+            conversation="@bob",
+            sender="bob",
+            sender_device=1,
+            sent_at_ms=1,
+            payload=b"x",
+        ),
+        Receipt(
+            seq=seq,
+            status="delivered",
+            conversation="@ann",
+            by="ann",
+            by_device=2,
+            ids=[uuid7()],
+            at_ms=3,
+        ),
+        GroupEvent(
+            seq=seq,
+            group="g" * 26,
+            event="added",
+            actor="ann",
+            members=["bob"],
+            name="n",
+            at_ms=4,
+        ),
+    ]
+    for item in items:
+        notice = inbox_notice(item)
+        assert notice_seq(notice) == seq
+        assert decode_server_frame(notice) == item  # the frame goes out as it is
+
+
+@pytest.mark.parametrize(
+    "notice",
+    [
+        b"",
+        b"{}",
+        (7).to_bytes(8, "big") + b'{"type":"message","seq":7,"id":"x"}',  # an earlier node's
+        b'{"type":"message","id":"x","seq":7,"conversation":"@b"}',
+        b'{"type":"message","seq":-7,"id":"0190a1b2-c3d4-7e5f"}',
+        b'{"type":"message","seq":',
+        b'{"type":"message_without_an_end_of_its_tag_and_more',
+    ],
+)
+def test_notice_seq_refuses_anything_else(notice: bytes) -> None:
+    assert notice_seq(notice) == -1  # the connection then reads its inbox

@@ -979,14 +979,14 @@ class Connection:
     # ------------------------------------------------------------ bus handlers
 
     def _ring(self, subject: str, data: bytes) -> None:
-        if len(data) > 8 and not self._reading:
+        if not self._reading:
             seq = notice_seq(data)
             if (
                 seq == self._cursor + 1
                 and seq - self._acked <= self._window
                 and not self._backlog_over(WRITE_BUFFER_HIGH)
             ):
-                self._buffer(data[8:])
+                self._buffer(data)
                 self._cursor = seq
                 return
         self._ring_pusher()
