@@ -61,8 +61,8 @@ def notice_seq(notice: bytes) -> int:
     its frame starts ``{"type":"<tag>","seq":<digits>``. Read byte by byte: compiled,
     this is native arithmetic on the frame as it is, where a notice that carried the
     seq in 8 bytes of its own had to be made by joining them to the frame and sliced
-    apart again for the socket: two copies per message delivered, ~0.1 of the ~10 µs
-    a message costs in Workload A (docs/performance.md 9.23). A notice of an earlier
+    apart again for the socket: two copies per message delivered, ~0.1 µs of the ~10
+    µs a message costs in Workload A (docs/performance.md 9.23). A notice of an earlier
     version (8 bytes first) reads as -1, and the connection reads its inbox instead."""
     end = len(notice)
     if end < 20 or notice[0] != 123:  # "{"
