@@ -877,11 +877,16 @@ class SqliteStore(Store):
 
     def _peek_next(self, c: sqlite3.Connection, key: DeviceKey) -> int | None:
         """The next inbox slot of an active device, or None if it is revoked or unknown."""
+        cell = self._cell(c, key)
+        return None if cell.slot < 0 else cell.slot
+
+    def _cell(self, c: sqlite3.Connection, key: Any) -> _NextSlot:
+        """The device's ``_NextSlot``, read from the database the first time."""
         cell = self._next_slot.get(key)
         if cell is None:
             row = c.execute(NEXT_SLOT + " AND d.revoked_ms IS NULL", key).fetchone()
             cell = self._next_slot[key] = _NextSlot(None if row is None else int(row[0]))
-        return None if cell.slot < 0 else cell.slot
+        return cell
 
     def _allocate(self, c: sqlite3.Connection, boxed: Any) -> int:
         """The next inbox slot of an active device ``boxed`` (a DeviceKey; its seq:
@@ -892,8 +897,7 @@ class SqliteStore(Store):
         # Callers pass the Python tuple they hold, and no tuple is made here.
         cell = self._next_slot.get(boxed)  # one lookup for a known device (most sends)
         if cell is None:
-            self._peek_next(c, boxed)
-            cell = self._next_slot[boxed]
+            cell = self._cell(c, boxed)
         slot = cell.slot
         if slot < 0:
             return -1
