@@ -19,11 +19,6 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message says which setting and why."""
 
 
-def is_postgres_url(store: str) -> bool:
-    """``store`` names a PostgreSQL database (else SQLite, or nothing: the default)."""
-    return store.startswith(("postgresql://", "postgres://"))
-
-
 @dataclass(frozen=True, slots=True)
 class Config:
     host: str = "127.0.0.1"
@@ -183,7 +178,7 @@ class Config:
 
     @property
     def uses_postgres(self) -> bool:
-        return is_postgres_url(self.store)
+        return self.store.startswith(("postgresql://", "postgres://"))
 
     @property
     def node_name(self) -> str:
