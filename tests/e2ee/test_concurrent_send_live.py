@@ -16,6 +16,7 @@ import contextlib
 from pathlib import Path
 
 from taube.client import Client, Message
+from taube.protocol.ids import uuid7
 from tests.client.conftest import FAST, assert_no_more_messages, collect
 from tests.e2ee.test_e2ee_live import new_device
 from tests.serverproc import UNIT_S, ServerProcess
@@ -101,3 +102,26 @@ async def test_group_members_sending_bursts_at_once_are_read_first_time_on_every
         assert [m.id for m in at_carol] == to_carol
         assert [m.id for m in at_bob] == to_bob
         await asyncio.gather(*(assert_no_more_messages(x) for x in (a, b, c)))
+
+
+async def test_tasks_needing_the_same_session_at_once_consume_one_prekey_of_the_peer(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """The sender task (first contact) and the reader task (a stale device list naming
+    the same device, twice) start bob's session at the same moment: one bundle fetch,
+    so one of bob's one-time prekeys, not one per task."""
+    alice = await new_device(server, tmp_path, "alice", register_user=True)
+    bob = await new_device(server, tmp_path, "bob", register_user=True)
+    async with Client(alice, options=FAST) as a, Client(bob, options=FAST) as b:
+        await asyncio.gather(a.wait_connected(5 * UNIT_S), b.wait_connected(5 * UNIT_S))
+        before = (await b.api.keys_status()).one_time_prekeys
+        assert before > 3
+        e2ee = a._require_e2ee()
+        stale = {"missing": [f"{b.handle}.{b.device}"]}
+        await asyncio.gather(
+            e2ee.encrypt(uuid7(), f"@{b.handle}", b"first contact"),
+            e2ee.apply_device_list(stale),
+            e2ee.apply_device_list(stale),
+        )
+        after = (await b.api.keys_status()).one_time_prekeys
+        assert before - after == 1

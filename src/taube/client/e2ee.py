@@ -37,6 +37,7 @@ runs on the profile thread through ``run``; only HTTP calls happen on the loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -153,6 +154,11 @@ class E2ee:
         # Decoded sessions: decoding one costs an X25519 key derivation (~70 µs), more
         # than encrypting a message. The profile stays the truth; see _transaction.
         self._sessions: dict[DeviceKey, Session] = {}
+        # The sender task (encrypt) and the reader task (stale device lists, resend
+        # requests) can both find a session missing; each fetch consumes one of the
+        # peer's one-time prekeys, so sessions are started one task at a time, and a
+        # task that waited looks again before it fetches.
+        self._starting = asyncio.Lock()
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -410,20 +416,29 @@ class E2ee:
         """First contact: learn every device of ``user`` and start a session with each."""
         if await self._run(self._keys.knows, user):
             return
-        bundles = await self._api.key_bundles(user)
-        await self._run(self._start_sessions, user, bundles.devices, True)
+        async with self._starting:
+            if await self._run(self._keys.knows, user):
+                return
+            bundles = await self._api.key_bundles(user)
+            await self._run(self._start_sessions, user, bundles.devices, True)
 
     async def _ensure_sessions(self, targets: Iterable[DeviceKey]) -> None:
         wanted = list(targets)
-        missing = await self._run(lambda: [t for t in wanted if self._keys.session(*t) is None])
-        for user, device in missing:
-            try:
-                bundles = await self._api.key_bundles(user, device)
-            except TaubeApiError as exc:
-                if exc.code == "keys.not_found":
-                    continue  # the device has no keys; _seal gives it nothing
-                raise
-            await self._run(self._start_sessions, user, bundles.devices, False)
+
+        def missing() -> list[DeviceKey]:
+            return [t for t in wanted if self._keys.session(*t) is None]
+
+        if not await self._run(missing):
+            return
+        async with self._starting:
+            for user, device in await self._run(missing):
+                try:
+                    bundles = await self._api.key_bundles(user, device)
+                except TaubeApiError as exc:
+                    if exc.code == "keys.not_found":
+                        continue  # the device has no keys; _seal gives it nothing
+                    raise
+                await self._run(self._start_sessions, user, bundles.devices, False)
 
     def _start_sessions(
         self, user: str, bundles: Sequence[api.DeviceBundle], first_contact: bool
