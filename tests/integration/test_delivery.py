@@ -272,3 +272,43 @@ async def test_retry_of_a_stored_message_is_a_duplicate_even_after_leaving(
     assert (again.duplicate, again.sent_at_ms) == (True, sent.sent_at_ms)
     await a.send(group["address"], b"after leaving")
     assert (await a.error()).code == "group.not_member"
+
+
+def inbox_reads(server: ServerProcess, handle: str) -> list[str]:
+    """The server's debug lines for reads of ``handle``'s inbox that found items."""
+    text = server.log_path.read_text(errors="replace")
+    return [line for line in text.splitlines() if f"inbox read user={handle} " in line]
+
+
+async def test_a_caught_up_device_gets_new_messages_with_their_doorbells_not_from_the_store(
+    tmp_path: Path, session
+) -> None:
+    """Once a connection has read its inbox to the end, each new item comes with the
+    doorbell its commit rings (the item's frame itself) and the store is not read
+    again. If the doorbell broke, delivery would still be right, only slower: so this
+    reads the server's debug log, where every inbox read that finds items is a line."""
+    server = ServerProcess(tmp_path / "server", settings={"server": {"log_level": "debug"}})
+    server.start()
+    try:
+        alice = await register(session, server.url, "alice")
+        bob = await register(session, server.url, "bob")
+        a = await connect(session, server.ws_url, alice.token)
+        b = await connect(session, server.ws_url, bob.token)
+        assert await quiet(b) == []  # its first read found nothing: caught up
+        for i in range(20):
+            message_id = await a.send("@bob", f"live {i}".encode())
+            (got,) = await b.messages(1)
+            assert (got.id, got.seq) == (message_id, i + 1)
+        assert inbox_reads(server, "bob") == []
+
+        # The same log does show a read where one is due: bob away, three messages
+        # waiting when he comes back (resuming after the 20 he acked).
+        await b.close()
+        ids = [await a.send("@bob", f"waiting {i}".encode()) for i in range(3)]
+        await a.sent(20 + 3)
+        b = await connect(session, server.ws_url, bob.token, last_seq=20)
+        assert [m.id for m in await b.messages(3)] == ids
+        (read,) = inbox_reads(server, "bob")
+        assert read.endswith("items=3")
+    finally:
+        server.stop()
