@@ -836,8 +836,9 @@ class Connection:
             # Once a device is caught up its items come with their doorbells (_ring),
             # so this line stays rare; the tests read it to tell the two apart.
             log.debug(
-                "inbox read user=%s device=%d after=%d items=%d", user, dev, self._cursor, len(items)
-            )
+                "inbox read user=%s device=%d after=%d items=%d",
+                user, dev, self._cursor, len(items),
+            )  # fmt: skip
             for item in items:
                 await self._enqueue(item)
             self._cursor = items[-1].seq
