@@ -513,6 +513,43 @@ async def test_sqlite_zeroes_a_delivered_payload_on_disk(tmp_path: Path) -> None
     assert not any(secret in f.read_bytes() for f in files if f.exists())
 
 
+@pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])  # writer thread, inline
+async def test_sqlite_leaves_no_delivered_payload_in_the_wal_once_quiet(
+    tmp_path: Path, synchronous: str
+) -> None:
+    """secure_delete zeroes the database's copy, but the WAL's frames still hold the page
+    as the message's commit wrote it. Once writes stop (here for 0.05 s; the server's
+    default is QUIET_CHECKPOINT_S), the WAL is copied in and truncated: no copy is left
+    in either file while the store is still open (at close SQLite removes the WAL)."""
+    secret = b"ciphertext-" + os.urandom(12).hex().encode()
+    store = SqliteStore(tmp_path / "taube.db", synchronous=synchronous, quiet_checkpoint_s=0.05)
+    await store.open()
+    wal = tmp_path / "taube.db-wal"
+    try:
+        await user(store, "alice")
+        await user(store, "bob")
+        sent = message("alice", "m1", [("bob", 1)])
+        await store.commit_message(
+            NewMessage(sent.sender, 1, sent.id, sent.target, 1000, secret, sent.deliveries)
+        )
+        await store.commit_message(message("alice", "m2", [("bob", 1)]))
+        assert secret in wal.read_bytes()  # what this test is about
+        await store.ack("bob", 1, 1, 2000)
+        async with asyncio.timeout(5):
+            while wal.stat().st_size > 0:
+                await asyncio.sleep(0.02)
+        files = [tmp_path / "taube.db", wal]
+        assert not any(secret in f.read_bytes() for f in files)
+        # Writes go on as before, and a later quiet spell truncates again.
+        await store.commit_message(message("alice", "m3", [("bob", 1)]))
+        assert [m.id for m in await store.read_inbox("bob", 1, 0, 10)] == ["m2", "m3"]
+        async with asyncio.timeout(5):
+            while wal.stat().st_size > 0:
+                await asyncio.sleep(0.02)
+    finally:
+        await store.close()
+
+
 def inbox_rows(path: Path) -> list[tuple[int, int]]:
     """(kind, items) of every inbox row in the database file at ``path``."""
     with contextlib.closing(sqlite3.connect(path / "taube.db")) as conn:

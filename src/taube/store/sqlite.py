@@ -201,6 +201,13 @@ at 5,000 messages/s). That copy runs on the event loop and ends with two fsyncs:
 on this kind of VM, in which no frame is read or written. Done after every background
 checkpoint (7 times a second at 5,000 messages/s) it was the p99 of Workload B: 3.3-3.7
 ms, against 2.3 ms with this bound (docs/performance.md, section 9.11)."""
+QUIET_CHECKPOINT_S: Final = 1.0
+"""Once no write has come for this long, the WAL is copied into the database in full
+and truncated to nothing (``_quiet_check``). ``secure_delete`` zeroes an acked
+message's ciphertext in the database, but the WAL's older frames still hold the pages
+as they were, until later writes overwrite them: on a server that goes quiet, for
+good. Never during steady traffic (Workload B's 5,000/s has no pause of a second);
+after a pause, a write that comes while the truncation runs waits for it (a few ms)."""
 RUN_MIN_MESSAGES: Final = 64
 """Commits of at least this many messages record their senders' new ids in runs
 (sent_runs.py); smaller ones keep a ``messages`` row per message. At a trickle a commit
@@ -495,7 +502,12 @@ def _yield_to_the_loop() -> None:
 
 class SqliteStore(Store):
     def __init__(
-        self, path: Path | str, *, synchronous: str = "FULL", threaded: bool | None = None
+        self,
+        path: Path | str,
+        *,
+        synchronous: str = "FULL",
+        threaded: bool | None = None,
+        quiet_checkpoint_s: float = QUIET_CHECKPOINT_S,
     ) -> None:
         self._path = str(path)
         self._synchronous = synchronous
@@ -514,6 +526,9 @@ class SqliteStore(Store):
         self._checkpoint_at = 0.0  # loop time of the last background checkpoint's start
         self._checkpointing = False
         self._finish_checkpoint = False
+        self._quiet_s = quiet_checkpoint_s
+        self._last_write = 0.0  # loop time of the last batch
+        self._quiet_timer: asyncio.TimerHandle | None = None
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="taube-sqlite-read")
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
@@ -601,6 +616,9 @@ class SqliteStore(Store):
                 await asyncio.shield(self._start_flusher())
         else:
             self._flush_inline()
+        if self._quiet_timer is not None:
+            self._quiet_timer.cancel()
+            self._quiet_timer = None
         cconn, self._cconn = self._cconn, None  # no checkpoint is started after this
         if cconn is not None:  # waits for a checkpoint under way
             await loop.run_in_executor(self._checkpointer, cconn.close)
@@ -679,6 +697,7 @@ class SqliteStore(Store):
             # started later overlaps the next batch, cannot copy all, and the WAL then
             # grows to WAL_RESET_FRAMES (measured: 40 MiB instead of 5, A -25 %).
             self._checkpoint_soon()
+            self._wrote()
             self._settled(len(part))
 
     def _checkpoint_soon(self) -> None:
@@ -705,6 +724,49 @@ class SqliteStore(Store):
         self._checkpoint_at, self._checkpointing = now, True
         done = loop.run_in_executor(self._checkpointer, self._checkpoint_passive, self._cconn)
         done.add_done_callback(self._checkpointed)
+
+    def _wrote(self) -> None:
+        """Note a batch's time; the first batch after a quiet checkpoint arms the next."""
+        loop = self._loop
+        assert loop is not None
+        self._last_write = loop.time()
+        if self._quiet_timer is None:
+            self._quiet_timer = loop.call_later(self._quiet_s, self._quiet_check)
+
+    def _quiet_check(self) -> None:
+        """Truncate the WAL if no write came for ``QUIET_CHECKPOINT_S``; else look again
+        when that much has passed since the last one."""
+        self._quiet_timer = None
+        loop = self._loop
+        if loop is None or self._wconn is None:
+            return
+        quiet = loop.time() - self._last_write
+        if quiet < self._quiet_s:
+            self._quiet_timer = loop.call_later(self._quiet_s - quiet, self._quiet_check)
+            return
+        if self._threaded:  # the writer thread is free, and writes queue behind this
+            done = loop.run_in_executor(self._writer, self._truncate_wal, self._wconn)
+        elif self._cconn is not None:  # beside the loop's writer, as background checkpoints
+            done = loop.run_in_executor(self._checkpointer, self._truncate_wal, self._cconn)
+        else:
+            return
+        done.add_done_callback(self._quiet_checkpointed)
+
+    @staticmethod
+    def _truncate_wal(conn: sqlite3.Connection) -> bool:
+        """Copy every frame into the database and empty the WAL; False if a reader or
+        writer kept it from finishing (busy_timeout)."""
+        busy, _frames, _copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
+
+    def _quiet_checkpointed(self, done: asyncio.Future[bool]) -> None:
+        if done.cancelled():
+            return
+        error = done.exception()
+        if error is not None:
+            log.warning("quiet checkpoint failed: %s", error)
+        elif not done.result() and self._quiet_timer is None and self._loop is not None:
+            self._quiet_timer = self._loop.call_later(self._quiet_s, self._quiet_check)
 
     @staticmethod
     def _checkpoint_passive(conn: sqlite3.Connection) -> int:
@@ -735,6 +797,7 @@ class SqliteStore(Store):
                 except Exception as exc:  # the COMMIT itself failed: nothing is durable
                     outcomes = [_Failed(exc)] * len(batch)
                 self._settle(batch, outcomes)
+                self._wrote()
                 self._settled(len(batch))
         finally:
             self._flusher = None
