@@ -513,6 +513,16 @@ async def test_sqlite_zeroes_a_delivered_payload_on_disk(tmp_path: Path) -> None
     assert not any(secret in f.read_bytes() for f in files if f.exists())
 
 
+async def wal_emptied(wal: Path) -> None:
+    """Wait (up to 5 s) for the store's thread to truncate ``wal``; polled, as the file
+    changes on another thread with nothing to wait on."""
+    async with asyncio.timeout(5 * UNIT_S):
+        while True:
+            if wal.stat().st_size == 0:
+                return
+            await asyncio.sleep(0.02)
+
+
 @pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])  # writer thread, inline
 async def test_sqlite_leaves_no_delivered_payload_in_the_wal_once_quiet(
     tmp_path: Path, synchronous: str
@@ -535,17 +545,13 @@ async def test_sqlite_leaves_no_delivered_payload_in_the_wal_once_quiet(
         await store.commit_message(message("alice", "m2", [("bob", 1)]))
         assert secret in wal.read_bytes()  # what this test is about
         await store.ack("bob", 1, 1, 2000)
-        async with asyncio.timeout(5):
-            while wal.stat().st_size > 0:
-                await asyncio.sleep(0.02)
+        await wal_emptied(wal)
         files = [tmp_path / "taube.db", wal]
         assert not any(secret in f.read_bytes() for f in files)
         # Writes go on as before, and a later quiet spell truncates again.
         await store.commit_message(message("alice", "m3", [("bob", 1)]))
         assert [m.id for m in await store.read_inbox("bob", 1, 0, 10)] == ["m2", "m3"]
-        async with asyncio.timeout(5):
-            while wal.stat().st_size > 0:
-                await asyncio.sleep(0.02)
+        await wal_emptied(wal)
     finally:
         await store.close()
 
