@@ -513,12 +513,16 @@ async def test_sqlite_zeroes_a_delivered_payload_on_disk(tmp_path: Path) -> None
     assert not any(secret in f.read_bytes() for f in files if f.exists())
 
 
+def file_size(path: Path) -> int:
+    return path.stat().st_size
+
+
 async def wal_emptied(wal: Path) -> None:
     """Wait (up to 5 s) for the store's thread to truncate ``wal``; polled, as the file
     changes on another thread with nothing to wait on."""
     async with asyncio.timeout(5 * UNIT_S):
         while True:
-            if wal.stat().st_size == 0:
+            if file_size(wal) == 0:
                 return
             await asyncio.sleep(0.02)
 
