@@ -1,10 +1,15 @@
-"""The keystore keeps the last few replaced sessions per device, newest first."""
+"""The keystore keeps the last few replaced sessions per device, newest first, and
+forgets sent content when it is due."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import time
 from pathlib import Path
 
 from taube.client import Profile
+from taube.client.profile import DB_NAME
 
 
 def test_replaced_sessions_are_kept_newest_first_and_bounded(tmp_path: Path) -> None:
@@ -24,3 +29,43 @@ def test_replaced_sessions_are_kept_newest_first_and_bounded(tmp_path: Path) -> 
             keys.forget_device("bob", 1)
         assert keys.old_sessions("bob", 1) == []
         assert keys.old_sessions("bob", 2) == [b"other device"]
+
+
+def test_sent_content_is_forgotten_when_due_or_after_the_week(tmp_path: Path) -> None:
+    with Profile.open(tmp_path) as profile:
+        keys = profile.keys
+        with keys.transaction():
+            keys.save_sent("plain", "@bob", b"kept a week")
+            keys.save_sent("short", "@bob", b"disappearing", forget_at_ms=5_000)
+            keys.save_sent("later", "@bob", b"disappearing later", forget_at_ms=9_000)
+        assert keys.next_sent_due() == 5_000
+        with keys.transaction():
+            assert keys.forget_sent(created_before_ms=0, now_ms=5_000) == 1
+        assert keys.sent("short") is None
+        assert keys.sent("later") == ("@bob", b"disappearing later")
+        assert keys.next_sent_due() == 9_000
+        with keys.transaction():  # everything sent before now is past the week
+            assert keys.forget_sent(created_before_ms=now_ms() + 1, now_ms=0) == 2
+        assert keys.next_sent_due() is None
+
+
+def test_a_profile_from_before_sent_deadlines_opens_and_gets_them(tmp_path: Path) -> None:
+    with contextlib.closing(sqlite3.connect(tmp_path / DB_NAME)) as conn:
+        conn.execute(
+            "CREATE TABLE e2ee_sent (id TEXT PRIMARY KEY, recipient TEXT NOT NULL,"
+            " content BLOB NOT NULL, created_ms INTEGER NOT NULL)"
+        )
+        conn.execute("INSERT INTO e2ee_sent VALUES ('old', '@bob', x'00', 1)")
+        conn.commit()
+    with Profile.open(tmp_path) as profile:
+        keys = profile.keys
+        assert keys.sent("old") == ("@bob", b"\x00")
+        with keys.transaction():
+            keys.save_sent("new", "@bob", b"x", forget_at_ms=7)
+        assert keys.next_sent_due() == 7
+    with Profile.open(tmp_path) as profile:  # and again: the upgrade runs once
+        assert profile.keys.next_sent_due() == 7
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

@@ -250,6 +250,42 @@ async def test_disappearing_messages_leave_the_local_history_on_both_sides(
             assert rows == []  # purged from the database, not just hidden
 
 
+def profile_bytes(profile: Path) -> bytes:
+    """Every byte of a device's profile database and its write-ahead log."""
+    return b"".join(p.read_bytes() for p in sorted(profile.glob("taube.db*")))
+
+
+async def test_disappearing_messages_and_their_edits_leave_both_devices_disks(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Not only the history: the sender's copy kept for resend requests goes too, and
+    neither profile file (database or write-ahead log) holds the text any more, while
+    both clients are still running."""
+    alice = await device(server, tmp_path, "alice")
+    bob = await device(server, tmp_path, "bob")
+    first, second = (f"geheim-{secrets.token_hex(8)}" for _ in range(2))
+    async with Client(alice, options=FAST) as a, Client(bob, options=FAST) as b:
+        timer = await a.set_disappearing("@bob", 2)
+        await a.wait_sent([timer], timeout=10 * UNIT_S)
+        short = await a.send("@bob", first)
+        edit = await a.edit("@bob", MessageRef(sender="alice", id=short), second)
+        await a.wait_sent([short, edit], timeout=10 * UNIT_S)
+        await wait_history(b, "@alice", lambda h: any(i.text == second for i in h))
+        for profile in (alice, bob):
+            assert second.encode() in profile_bytes(profile)  # what this test is about
+        # bob's app takes in what came (a decrypted message waits in the profile until
+        # the app has had it, so that a crash cannot lose it).
+        await settle(b)
+        assert first.encode() in profile_bytes(alice)
+        await asyncio.sleep(3.0)
+        for client in (a, b):
+            assert await client.find(short) == []
+        for profile in (alice, bob):
+            data = profile_bytes(profile)
+            assert first.encode() not in data
+            assert second.encode() not in data
+
+
 async def test_a_blocked_user_cannot_reach_you_until_unblocked(
     server: ServerProcess, tmp_path: Path
 ) -> None:

@@ -1212,7 +1212,10 @@ class Client:
             payloads = self._sealed.get(entry.id)
             if payloads is None:
                 try:
-                    payloads = await self._require_e2ee().encrypt(entry.id, entry.to, entry.payload)
+                    forget_at = await self._forget_sent_at(entry)
+                    payloads = await self._require_e2ee().encrypt(
+                        entry.id, entry.to, entry.payload, forget_at
+                    )
                 except UntrustedIdentity as exc:
                     self._fail(entry.id, TaubeApiError(exc.code, exc.message, ref=entry.id))
                     continue
@@ -1235,13 +1238,12 @@ class Client:
     # ------------------------------------------------------------------ persistence
 
     async def _expiry_loop(self) -> None:
-        """Remove disappearing messages from the local history when their time comes."""
-        history = self._require_profile().history
+        """Remove disappearing messages from the local history, and what we sent from
+        the content kept for resend requests, when their time comes."""
         while True:
             now = int(time.time() * 1000)
             try:
-                await self._db(history.purge_expired, now)
-                due = await self._db(history.next_expiry)
+                due = await self._db(self._expire, now)
             except Exception:
                 log.exception("cannot purge expired messages; will retry")
                 due = None
@@ -1253,6 +1255,27 @@ class Client:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._expiry_changed.wait()
+
+    def _expire(self, now_ms: int) -> int | None:
+        """On the profile's thread: forget what is due at ``now_ms``; when the next is."""
+        profile, e2ee = self._require_profile(), self._require_e2ee()
+        gone = profile.history.purge_expired(now_ms) + e2ee.forget_sent(now_ms)
+        if gone:
+            profile.scrub()  # and out of the write-ahead log
+        dues = [d for d in (profile.history.next_expiry(), e2ee.next_sent_due()) if d is not None]
+        return min(dues, default=None)
+
+    async def _forget_sent_at(self, entry: OutboxEntry) -> int | None:
+        """When this device must forget what it sent in ``entry``: disappearing content
+        (its own timer, or the chat's for edits, reactions, votes and deletes in a chat
+        with one) no later than it disappears; None: after SENT_KEPT_MS (e2ee.py)."""
+        content = decode_content(entry.payload)
+        if isinstance(content, Text | Poll | Attachment):
+            # send() gave it the chat's timer, if the chat had one.
+            seconds = content.expire_s
+        else:
+            seconds = await self._db(self._require_profile().history.disappearing, entry.to)
+        return entry.created_ms + seconds * 1000 if seconds else None
 
     async def _persist_loop(self) -> None:
         while True:

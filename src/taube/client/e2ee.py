@@ -289,8 +289,12 @@ class E2ee:
 
     # ------------------------------------------------------------ sending
 
-    async def encrypt(self, message_id: str, to: str, content: bytes) -> list[DevicePayload]:
-        """One payload per recipient device for the outbox entry ``message_id``."""
+    async def encrypt(
+        self, message_id: str, to: str, content: bytes, forget_at_ms: int | None = None
+    ) -> list[DevicePayload]:
+        """One payload per recipient device for the outbox entry ``message_id``; its
+        content is kept for resend requests until ``forget_at_ms`` (disappearing
+        content: no longer than the message itself) or for SENT_KEPT_MS."""
         address = parse_address(to)
         if address is None:
             raise ValueError(f"not an address: {to!r}")
@@ -303,7 +307,7 @@ class E2ee:
             targets = await self._run(self._targets, [name, self.handle])
             await self._ensure_sessions(targets)
             sealed: list[DevicePayload] = await self._run(
-                self._encrypt_pairwise, message_id, to, content, targets
+                self._encrypt_pairwise, message_id, to, content, targets, forget_at_ms
             )
             return sealed
         members = [m.handle for m in (await self._api.group(name)).members]
@@ -312,7 +316,9 @@ class E2ee:
         targets = await self._run(self._targets, members)
         need = await self._run(self._needs_sender_key, to, targets)
         await self._ensure_sessions(need)
-        sealed = await self._run(self._encrypt_group, message_id, to, content, targets)
+        sealed = await self._run(
+            self._encrypt_group, message_id, to, content, targets, forget_at_ms
+        )
         return sealed
 
     async def sent(self, message_id: str) -> None:
@@ -351,12 +357,17 @@ class E2ee:
         ]
 
     def _encrypt_pairwise(
-        self, message_id: str, to: str, content: bytes, targets: Sequence[DeviceKey]
+        self,
+        message_id: str,
+        to: str,
+        content: bytes,
+        targets: Sequence[DeviceKey],
+        forget_at_ms: int | None,
     ) -> list[DevicePayload]:
         inner = env.encode(env.Inner(c=content))
         with self._transaction():
             payloads = [self._seal(user, device, inner) for user, device in targets]
-            self._keys.save_sent(message_id, to, content)
+            self._keys.save_sent(message_id, to, content, forget_at_ms)
         return payloads
 
     def _seal(
@@ -380,7 +391,12 @@ class E2ee:
         return [t for t in targets if t not in stored[1]]
 
     def _encrypt_group(
-        self, message_id: str, to: str, content: bytes, targets: Sequence[DeviceKey]
+        self,
+        message_id: str,
+        to: str,
+        content: bytes,
+        targets: Sequence[DeviceKey],
+        forget_at_ms: int | None,
     ) -> list[DevicePayload]:
         with self._transaction():
             stored = self._keys.sender_out(to)
@@ -406,7 +422,7 @@ class E2ee:
                     if payload.payload != env.NOTHING_FOR_YOU:
                         given.add((user, device))
                     payloads.append(payload)
-            self._keys.save_sent(message_id, to, content)
+            self._keys.save_sent(message_id, to, content, forget_at_ms)
         self._pending[message_id] = _Pending(to, sender.key_id, given)
         return payloads
 
@@ -700,9 +716,14 @@ class E2ee:
         await self._run(self._keys.set_verified, user, _key_set(theirs.devices))
         return number
 
-    def prune(self) -> None:
+    def forget_sent(self, now_ms: int) -> int:
+        """Forget sent content that is due (disappearing) or older than SENT_KEPT_MS;
+        how many. Run on the profile's thread."""
         with self._transaction():
-            self._keys.forget_sent_before(_now_ms() - SENT_KEPT_MS)
+            return self._keys.forget_sent(now_ms - SENT_KEPT_MS, now_ms)
+
+    def next_sent_due(self) -> int | None:
+        return self._keys.next_sent_due()
 
 
 def _key_set(devices: Sequence[api.DeviceIdentity]) -> bytes:

@@ -74,9 +74,18 @@ CREATE TABLE IF NOT EXISTS e2ee_sender_in (
 CREATE TABLE IF NOT EXISTS e2ee_received (seq INTEGER PRIMARY KEY, plaintext BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS e2ee_sent (
     id TEXT PRIMARY KEY, recipient TEXT NOT NULL, content BLOB NOT NULL,
-    created_ms INTEGER NOT NULL
+    created_ms INTEGER NOT NULL, forget_at_ms INTEGER
 );
 """
+
+
+def upgrade_keystore(conn: sqlite3.Connection) -> None:
+    """Bring the tables of a profile made by an earlier version up to KEYSTORE_SCHEMA
+    (which creates only missing tables)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(e2ee_sent)")}
+    if "forget_at_ms" not in columns:  # before disappearing content was forgotten in time
+        conn.execute("ALTER TABLE e2ee_sent ADD COLUMN forget_at_ms INTEGER")
+
 
 TABLES: Final = (
     "e2ee_identity",
@@ -323,10 +332,15 @@ class KeyStore:
         else:
             self._conn.execute("DELETE FROM e2ee_received WHERE seq <= ?", (upto_seq,))
 
-    def save_sent(self, message_id: str, recipient: str, content: bytes) -> None:
+    def save_sent(
+        self, message_id: str, recipient: str, content: bytes, forget_at_ms: int | None = None
+    ) -> None:
+        """Keep what we sent, for resend requests, until ``forget_at_ms`` (disappearing
+        content) or for SENT_KEPT_MS (e2ee.py)."""
         self._conn.execute(
-            "INSERT OR IGNORE INTO e2ee_sent VALUES (?, ?, ?, ?)",
-            (message_id, recipient, content, _now_ms()),
+            "INSERT OR IGNORE INTO e2ee_sent (id, recipient, content, created_ms, forget_at_ms)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (message_id, recipient, content, _now_ms(), forget_at_ms),
         )
 
     def sent(self, message_id: str) -> tuple[str, bytes] | None:
@@ -335,8 +349,19 @@ class KeyStore:
         ).fetchone()
         return None if row is None else (str(row[0]), bytes(row[1]))
 
-    def forget_sent_before(self, created_ms: int) -> None:
-        self._conn.execute("DELETE FROM e2ee_sent WHERE created_ms < ?", (created_ms,))
+    def forget_sent(self, created_before_ms: int, now_ms: int) -> int:
+        """Forget sent content older than ``created_before_ms`` or due at ``now_ms``;
+        how many."""
+        cur = self._conn.execute(
+            "DELETE FROM e2ee_sent WHERE created_ms < ? OR forget_at_ms <= ?",
+            (created_before_ms, now_ms),
+        )
+        return cur.rowcount
+
+    def next_sent_due(self) -> int | None:
+        """When the next sent content with a deadline is due (None: none has one)."""
+        row = self._conn.execute("SELECT MIN(forget_at_ms) FROM e2ee_sent").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     # ------------------------------------------------------------ helpers
 

@@ -42,9 +42,13 @@ from taube.client.errors import ProfileError
 from taube.client.history import SCHEMA as HISTORY_SCHEMA
 from taube.client.history import History
 from taube.client.keystore import SCHEMA as KEYSTORE_SCHEMA
-from taube.client.keystore import KeyStore
+from taube.client.keystore import KeyStore, upgrade_keystore
 
 DB_NAME: Final = "taube.db"
+BUSY_WAIT_MS: Final = 10_000
+"""How long a statement waits for another process holding the profile (a second CLI)."""
+SCRUB_WAIT_MS: Final = 100
+"""How long ``scrub`` waits for others: it is housekeeping, and runs again later."""
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS session (
@@ -153,17 +157,34 @@ class Profile:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, keeping
             # transactions explicit and short. check_same_thread=False because
             # the async client owns it from one worker thread, not the creator.
-            conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False, timeout=10)
+            conn = sqlite3.connect(
+                db, isolation_level=None, check_same_thread=False, timeout=BUSY_WAIT_MS / 1000
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             # FULL: an outbox entry is on disk before send() returns its id.
             conn.execute("PRAGMA synchronous=FULL")
+            # The profile holds plaintext history and private keys: what is deleted
+            # (disappearing messages, used keys) is overwritten with zeros, not left
+            # in free pages. Some SQLite builds do this by default, SQLite's own not.
+            conn.execute("PRAGMA secure_delete=ON")
             conn.executescript(_SCHEMA + KEYSTORE_SCHEMA + HISTORY_SCHEMA)
+            upgrade_keystore(conn)
         except (OSError, sqlite3.Error) as exc:
             raise ProfileError(f"cannot open profile {folder}: {exc}") from exc
         return cls(folder, conn)
 
     def close(self) -> None:
         self._conn.close()
+
+    def scrub(self) -> None:
+        """Copy the write-ahead log into the database and empty it, so that no older
+        page (deleted plaintext, used keys) stays in it; left for later if another
+        process holds the profile for more than a moment."""
+        self._conn.execute(f"PRAGMA busy_timeout={SCRUB_WAIT_MS}")
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            self._conn.execute(f"PRAGMA busy_timeout={BUSY_WAIT_MS}")
 
     def __enter__(self) -> Profile:
         return self
