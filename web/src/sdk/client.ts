@@ -38,6 +38,7 @@ const CHUNK_BYTES = 4 * 1024 * 1024;
 /** How long the server may be unreachable before the status page is asked why. */
 export const STATUS_AFTER_MS = 10_000;
 const STATUS_EVERY_MS = 30_000;
+const PRUNE_EVERY_MS = 3_600_000;
 
 export interface OutboxEntry {
   id: string;
@@ -161,6 +162,7 @@ export class Client {
   private statusAskedAt = 0;
   private statusBusy = false;
   private timers: ReturnType<typeof setInterval>[] = [];
+  private prunedAt = 0; // when sent content was last pruned (purgeExpired)
   private listeners: ((e: ClientEvent) => void)[] = [];
   private ws: WebSocket | null = null;
   private outbox = new OutboxQueue();
@@ -227,7 +229,6 @@ export class Client {
     void this.purgeExpired();
     void this.run();
     void this.refreshGroups().catch(() => undefined);
-    void this.e2ee.prune().catch(() => undefined);
     if (typeof window !== "undefined") {
       window.addEventListener("online", () => this.runWake.notify());
     }
@@ -350,8 +351,28 @@ export class Client {
 
   // ---------------------------------------------------------------- disappearing
 
-  /** Remove messages whose time has come, from the store and (by the event) the view. */
+  /** When this device must forget what it sent in `entry` (kept for resend requests):
+   * disappearing content (its own timer, or the chat's for edits, reactions, votes and
+   * deletes in a chat with one) no later than it disappears; null: after 7 days. */
+  private forgetSentAt(entry: OutboxEntry): number | null {
+    const content = decodeContent(b64decode(entry.payload));
+    const seconds =
+      content.type === "text" || content.type === "poll" || content.type === "attachment"
+        ? content.expire_s // send() gave it the chat's timer, if the chat had one
+        : this.history.disappearing(entry.to);
+    return seconds ? entry.created + seconds * 1000 : null;
+  }
+
+  /** Remove messages whose time has come, from the store and (by the event) the view,
+   * and what we sent from the copies kept for resend requests (at once when due, and
+   * hourly for those past their week). */
   private async purgeExpired(): Promise<void> {
+    const now = Date.now();
+    const sentDue = this.e2ee.nextSentDue();
+    if ((sentDue !== null && sentDue <= now) || now - this.prunedAt >= PRUNE_EVERY_MS) {
+      this.prunedAt = now;
+      await this.e2ee.prune(now).catch((e: unknown) => console.warn("cannot forget sent content now; will retry", e));
+    }
     const next = this.history.nextExpiry();
     if (next === null || next > Date.now()) return;
     try {
@@ -726,7 +747,7 @@ export class Client {
       let payloads = this.sealed.get(entry.id);
       if (payloads === undefined) {
         try {
-          payloads = await this.e2ee.encrypt(entry.id, entry.to, b64decode(entry.payload));
+          payloads = await this.e2ee.encrypt(entry.id, entry.to, b64decode(entry.payload), this.forgetSentAt(entry));
         } catch (e) {
           if (e instanceof UntrustedIdentity) {
             await this.fail(entry.id, e.code, e.message);

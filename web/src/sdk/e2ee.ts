@@ -227,8 +227,9 @@ export class E2ee {
 
   // ---------------------------------------------------------------- sending
 
-  /** One payload per recipient device for the outbox entry `id`. */
-  async encrypt(id: string, to: string, content: Uint8Array): Promise<DevicePayload[]> {
+  /** One payload per recipient device for the outbox entry `id`; its content is kept
+   * for resend requests until `forgetAt` (disappearing content) or for SENT_KEPT_MS. */
+  async encrypt(id: string, to: string, content: Uint8Array, forgetAt: number | null = null): Promise<DevicePayload[]> {
     const address = parseAddress(to);
     if (address === null) throw new Error(`not an address: ${to}`);
     if (address.kind === "user") {
@@ -240,7 +241,7 @@ export class E2ee {
       return this.serial(async () => {
         const inner = encodeInner({ c: content });
         const payloads = targets.map(([u, d]) => this.seal(u, d, inner));
-        this.keys.saveSent(id, to, content);
+        this.keys.saveSent(id, to, content, forgetAt);
         await this.commit();
         return payloads;
       });
@@ -275,7 +276,7 @@ export class E2ee {
           payloads.push(p);
         }
       }
-      this.keys.saveSent(id, to, content);
+      this.keys.saveSent(id, to, content, forgetAt);
       await this.commit();
       this.pending.set(id, { group: to, keyId: sender.keyId, holders: given });
       return payloads;
@@ -604,10 +605,15 @@ export class E2ee {
     return c.verified !== null && !c.changed;
   }
 
-  async prune(): Promise<void> {
+  /** Forget sent content that is due (disappearing) or older than SENT_KEPT_MS. */
+  async prune(now = Date.now()): Promise<void> {
     await this.serial(async () => {
-      this.keys.forgetSentBefore(Date.now() - SENT_KEPT_MS);
-      await this.commit();
+      if (this.keys.forgetSent(now - SENT_KEPT_MS, now) > 0) await this.commit();
     });
+  }
+
+  /** When the next sent content with a deadline is due (null: none has one). */
+  nextSentDue(): number | null {
+    return this.keys.nextSentDue();
   }
 }

@@ -194,16 +194,34 @@ export class KeyStore {
   forgetReceived(uptoSeq: number): void {
     for (const k of this.db.keys("e:recv:")) if (Number(k.slice(7)) <= uptoSeq) this.db.del(k);
   }
-  saveSent(id: string, to: string, content: Uint8Array): void {
-    this.db.set(`e:sent:${id}`, { to, c: b64encode(content), t: Date.now() });
+  /** Keep what we sent, for resend requests, until `forgetAt` (disappearing content) or
+   * until `forgetSent` finds it older than its cut-off. */
+  saveSent(id: string, to: string, content: Uint8Array, forgetAt: number | null = null): void {
+    this.db.set(`e:sent:${id}`, { to, c: b64encode(content), t: Date.now(), f: forgetAt });
   }
   sent(id: string): { to: string; content: Uint8Array } | null {
     const v = this.db.get<{ to: string; c: string }>(`e:sent:${id}`);
     return v ? { to: v.to, content: b64decode(v.c) } : null;
   }
-  forgetSentBefore(ms: number): void {
+  /** Forget sent content older than `createdBefore` or due at `now`; how many. */
+  forgetSent(createdBefore: number, now: number): number {
+    let gone = 0;
     for (const k of this.db.keys("e:sent:")) {
-      if (this.db.get<{ t: number }>(k)!.t < ms) this.db.del(k);
+      const v = this.db.get<{ t: number; f?: number | null }>(k)!;
+      if (v.t < createdBefore || (v.f != null && v.f <= now)) {
+        this.db.del(k);
+        gone++;
+      }
     }
+    return gone;
+  }
+  /** When the next sent content with a deadline is due (null: none has one). */
+  nextSentDue(): number | null {
+    let next: number | null = null;
+    for (const k of this.db.keys("e:sent:")) {
+      const f = this.db.get<{ f?: number | null }>(k)!.f;
+      if (f != null && (next === null || f < next)) next = f;
+    }
+    return next;
   }
 }
