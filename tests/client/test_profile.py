@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from taube.client import OutboxEntry, Profile, default_profile_dir
+from taube.client.content import Text
 
 
 def entries(*ns: int) -> list[OutboxEntry]:
@@ -59,18 +60,24 @@ def test_last_seq_only_grows(tmp_path: Path) -> None:
         assert profile.last_seq() == 5
 
 
-def test_new_login_resets_the_inbox_and_another_user_empties_the_outbox(
+def test_new_login_resets_the_inbox_and_another_user_empties_the_outbox_and_chats(
     tmp_path: Path,
 ) -> None:
     with Profile.open(tmp_path) as profile:
         profile.save_session(("http://x",), "alice", 1, "t1")
         profile.set_last_seq(9)
         profile.outbox_add(entries(1))
+        profile.history.record(
+            conversation="@carol", sender="carol", sender_device=1, id="m1",
+            sent_at_ms=1000, content=Text(text="for alice only"), me="alice",
+        )  # fmt: skip
         profile.save_session(("http://x",), "alice", 2, "t2")  # same user, new device
         assert profile.last_seq() == 0
         assert profile.outbox_count() == 1
+        assert [c.last_text for c in profile.history.chats()] == ["for alice only"]
         profile.save_session(("http://x",), "bob", 1, "t3")  # never send alice's as bob
         assert profile.outbox_count() == 0
+        assert profile.history.chats() == []  # nor show bob her chats
 
 
 def test_default_folder_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

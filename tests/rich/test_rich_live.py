@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from taube.client import Client, TaubeApiError, login, register
-from taube.client.content import MessageRef
+from taube.client.content import MessageRef, Text, decode_content
+from taube.client.envelope import NOTHING_FOR_YOU
 from taube.client.history import HistoryItem
 from taube.crypto import CryptoError
 from tests.client.conftest import FAST, PASSWORD
@@ -284,6 +285,39 @@ async def test_disappearing_messages_and_their_edits_leave_both_devices_disks(
             data = profile_bytes(profile)
             assert first.encode() not in data
             assert second.encode() not in data
+
+
+async def test_our_edits_and_deletes_also_change_what_a_resend_would_send(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """A device that could not decrypt a message asks its sender again (docs/e2ee.md
+    section 8), maybe after our edit or delete of it reached that device and found
+    nothing to change. The copy a resend sends from must be what everyone else sees:
+    the edited text, or nothing at all; and the deleted text leaves the sender's disk."""
+    alice = await device(server, tmp_path, "alice")
+    bob = await device(server, tmp_path, "bob")
+    secret = f"delete me {secrets.token_hex(8)}"
+    async with Client(alice, options=FAST) as a, Client(bob, options=FAST) as b:
+        kept = await a.send("@bob", "original text")
+        gone = await a.send("@bob", secret)
+        await a.wait_sent([kept, gone], timeout=10 * UNIT_S)
+        edit = await a.edit("@bob", MessageRef(sender="alice", id=kept), "edited text")
+        delete = await a.delete_for_everyone("@bob", MessageRef(sender="alice", id=gone))
+        await a.wait_sent([edit, delete], timeout=10 * UNIT_S)
+        assert await a._require_e2ee().resend(gone, "bob", b.device) is None
+        to, resent = await a._require_e2ee().resend(kept, "bob", b.device) or ("", [])
+        assert to == "@bob"
+        sealed_for = [(p.user, p.device) for p in resent if p.payload != NOTHING_FOR_YOU]
+        assert sealed_for == [("bob", b.device)]
+        copy = a._require_profile().keys.sent(kept)
+        assert copy is not None
+        assert decode_content(copy[1]) == Text(text="edited text")
+        assert secret.encode() not in profile_bytes(alice)
+        items = await wait_history(
+            b, "@alice", lambda h: [(i.text, i.deleted) for i in h][:2]
+            == [("edited text", False), (None, True)]
+        )  # fmt: skip
+        assert all(i.text != secret for i in items)
 
 
 async def test_a_blocked_user_cannot_reach_you_until_unblocked(

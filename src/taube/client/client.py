@@ -1212,10 +1212,13 @@ class Client:
             payloads = self._sealed.get(entry.id)
             if payloads is None:
                 try:
-                    forget_at = await self._forget_sent_at(entry)
+                    content = decode_content(entry.payload)
+                    forget_at = await self._forget_sent_at(entry, content)
                     payloads = await self._require_e2ee().encrypt(
                         entry.id, entry.to, entry.payload, forget_at
                     )
+                    if isinstance(content, Edit | Delete) and content.target.sender == self.handle:
+                        await self._db(self._revise_sent, content)
                 except UntrustedIdentity as exc:
                     self._fail(entry.id, TaubeApiError(exc.code, exc.message, ref=entry.id))
                     continue
@@ -1265,17 +1268,42 @@ class Client:
         dues = [d for d in (profile.history.next_expiry(), e2ee.next_sent_due()) if d is not None]
         return min(dues, default=None)
 
-    async def _forget_sent_at(self, entry: OutboxEntry) -> int | None:
-        """When this device must forget what it sent in ``entry``: disappearing content
-        (its own timer, or the chat's for edits, reactions, votes and deletes in a chat
-        with one) no later than it disappears; None: after SENT_KEPT_MS (e2ee.py)."""
-        content = decode_content(entry.payload)
+    async def _forget_sent_at(self, entry: OutboxEntry, content: AnyContent) -> int | None:
+        """When this device must forget what it sent in ``entry`` (``content``):
+        disappearing content (its own timer, or the chat's for edits, reactions, votes and
+        deletes in a chat with one) no later than it disappears; None: after SENT_KEPT_MS
+        (e2ee.py)."""
         if isinstance(content, Text | Poll | Attachment):
             # send() gave it the chat's timer, if the chat had one.
             seconds = content.expire_s
         else:
             seconds = await self._db(self._require_profile().history.disappearing, entry.to)
         return entry.created_ms + seconds * 1000 if seconds else None
+
+    def _revise_sent(self, change: Edit | Delete) -> None:
+        """On the profile's thread: our edit or delete of our own message, which took
+        effect here, also changes the copy of it kept for resend requests, so that a
+        device that asks for it again gets what the others see, not the original (the
+        edit or delete may have reached that device first and found nothing to change).
+        The target went out before ``change`` (the outbox keeps order), so its copy
+        exists unless it was forgotten already."""
+        profile = self._require_profile()
+        target = change.target
+        now = profile.history.get(target.sender, target.id)
+        if isinstance(change, Delete):
+            if now is None or now.deleted:
+                with profile.keys.transaction():
+                    profile.keys.forget_sent_ids([target.id])
+                profile.scrub()  # the text was in the history and this copy
+            return
+        with profile.keys.transaction():
+            kept = profile.keys.sent(target.id)
+            if now is None or now.text != change.text or kept is None:
+                return
+            original = decode_content(kept[1])
+            if isinstance(original, Text):
+                edited = msgspec.structs.replace(original, text=change.text)
+                profile.keys.replace_sent(target.id, encode_content(edited))
 
     async def _persist_loop(self) -> None:
         while True:

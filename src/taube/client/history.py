@@ -241,6 +241,11 @@ class History:
         self._conn = conn
         self._delete_window_ms = delete_window_ms
 
+    def wipe(self) -> None:
+        """Forget every chat (another account logs in on this profile)."""
+        for table in TABLES:
+            self._conn.execute(f"DELETE FROM {table}")
+
     def transaction(self) -> AbstractContextManager[None]:
         """BEGIN IMMEDIATE ... COMMIT; nested use joins the outer transaction."""
         return transaction(self._conn)

@@ -208,7 +208,10 @@ class Profile:
         with self._transaction():
             old = self.session()
             if old is not None and old.handle != handle:
+                # Another account: nothing of the last one may show (its chats) or go
+                # out (its outbox) under this one.
                 self._conn.execute("DELETE FROM outbox")
+                self.history.wipe()
             self._conn.execute("DELETE FROM inbox")
             self.keys.wipe()
             self._conn.execute(
