@@ -363,6 +363,26 @@ export class Client {
     return seconds ? entry.created + seconds * 1000 : null;
   }
 
+  /** Our edit or delete of our own message, which took effect here, also changes the
+   * copy of it kept for resend requests, so that a device that asks for it again gets
+   * what the others see, not the original (the edit or delete may have reached that
+   * device first and found nothing to change). The target went out first (the outbox
+   * keeps order), so its copy exists unless it was forgotten already. */
+  private async reviseSent(entry: OutboxEntry): Promise<void> {
+    const change = decodeContent(b64decode(entry.payload));
+    if ((change.type !== "edit" && change.type !== "delete") || change.target.sender !== this.handle) return;
+    const id = change.target.id;
+    const row = await this.history.get(rowKey(this.handle, id));
+    if (change.type === "delete") {
+      if (!row || row.deleted) await this.e2ee.reviseSent(id, null);
+      return;
+    }
+    const kept = this.e2ee.sentCopy(id);
+    if (!row || row.text !== change.text || kept === null) return;
+    const original = decodeContent(kept);
+    if (original.type === "text") await this.e2ee.reviseSent(id, encodeContent({ ...original, text: change.text }));
+  }
+
   /** Remove messages whose time has come, from the store and (by the event) the view,
    * and what we sent from the copies kept for resend requests (at once when due, and
    * hourly for those past their week). */
@@ -748,6 +768,7 @@ export class Client {
       if (payloads === undefined) {
         try {
           payloads = await this.e2ee.encrypt(entry.id, entry.to, b64decode(entry.payload), this.forgetSentAt(entry));
+          await this.reviseSent(entry);
         } catch (e) {
           if (e instanceof UntrustedIdentity) {
             await this.fail(entry.id, e.code, e.message);

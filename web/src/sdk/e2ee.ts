@@ -612,6 +612,21 @@ export class E2ee {
     });
   }
 
+  /** Our edit (`content`: the edited message) or delete (null) of what we sent as
+   * `id` changes the copy a resend would send. */
+  async reviseSent(id: string, content: Uint8Array | null): Promise<void> {
+    await this.serial(async () => {
+      if (content === null) this.keys.forgetSentId(id);
+      else this.keys.replaceSent(id, content);
+      await this.commit();
+    });
+  }
+
+  /** The copy of what we sent as `id` that a resend would send, or null. */
+  sentCopy(id: string): Uint8Array | null {
+    return this.keys.sent(id)?.content ?? null;
+  }
+
   /** When the next sent content with a deadline is due (null: none has one). */
   nextSentDue(): number | null {
     return this.keys.nextSentDue();

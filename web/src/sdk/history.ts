@@ -203,7 +203,10 @@ export class History {
     const existing = await this.get(k);
     let read = false;
     if (existing) {
-      const resend = existing.undecryptable && !(content.type === "unsupported" && content.wireType === "undecryptable");
+      // A resend replaces the "could not decrypt" line, unless the message was deleted
+      // for everyone meanwhile: what everyone else no longer sees must not come back.
+      const resend =
+        existing.undecryptable && !existing.deleted && !(content.type === "unsupported" && content.wireType === "undecryptable");
       if (!resend) return null;
       read = existing.read;
     }
@@ -436,6 +439,7 @@ export class History {
       delete index[r.k];
     }
     this.db.set(EXPIRING, index);
+    this.forgetInChats(gone);
     await this.db.deleteMsgs(gone.map((r) => r.k));
     await this.db.commit();
     return gone;
@@ -473,6 +477,14 @@ export class History {
     const rest = { ...index };
     for (const k of due) delete rest[k];
     this.db.set(EXPIRING, rest);
+    this.forgetInChats(gone);
+    await this.db.deleteMsgs(due);
+    await this.db.commit();
+    return gone;
+  }
+
+  /** Expired rows leave their chats: the preview (it shows the text) and unread ids. */
+  private forgetInChats(gone: { k: string; c: string }[]): void {
     for (const g of gone) {
       const chat = this.chat(g.c);
       if (chat.lastK === g.k) {
@@ -493,9 +505,6 @@ export class History {
         }
       }
     }
-    await this.db.deleteMsgs(due);
-    await this.db.commit();
-    return gone;
   }
 
   pollOf(row: Row): Poll | null {

@@ -203,6 +203,15 @@ export class KeyStore {
     const v = this.db.get<{ to: string; c: string }>(`e:sent:${id}`);
     return v ? { to: v.to, content: b64decode(v.c) } : null;
   }
+  /** What a resend of `id` sends from now on (our edit of it). */
+  replaceSent(id: string, content: Uint8Array): void {
+    const v = this.db.get<Record<string, unknown>>(`e:sent:${id}`);
+    if (v) this.db.set(`e:sent:${id}`, { ...v, c: b64encode(content) });
+  }
+  /** Forget what we sent as `id` (our delete for everyone). */
+  forgetSentId(id: string): void {
+    this.db.del(`e:sent:${id}`);
+  }
   /** Forget sent content older than `createdBefore` or due at `now`; how many. */
   forgetSent(createdBefore: number, now: number): number {
     let gone = 0;
