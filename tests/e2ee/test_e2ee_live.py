@@ -199,7 +199,8 @@ async def test_a_message_that_cannot_be_decrypted_is_asked_for_again_and_arrives
     alice = await new_device(server, tmp_path, "alice", register_user=True)
     bob = await new_device(server, tmp_path, "bob", register_user=True)
     async with Client(alice, options=FAST) as a:
-        await a.wait_sent([await a.send("@bob", "one")], timeout=10 * UNIT_S)
+        first = await a.send("@bob", "one")
+        await a.wait_sent([first], timeout=10 * UNIT_S)
         async with Client(bob, options=FAST) as b:
             assert (await messages_until(b, 1))[0].text == "one"
         # Bob's device loses its session (a restored backup, a bug): alice's next
@@ -217,6 +218,9 @@ async def test_a_message_that_cannot_be_decrypted_is_asked_for_again_and_arrives
             assert failed.content.reason.startswith("message could not be decrypted")  # type: ignore[union-attr]
             assert resent.decrypted
             assert (resent.id, resent.text) == (lost, "two")
+            # The chat showed the placeholder until the resend took its place.
+            shown = [(i.id, i.text) for i in await b.history("@alice")]
+            assert shown == [(first, "one"), (lost, "two")]
 
 
 async def test_a_group_message_that_cannot_be_decrypted_is_asked_for_again_and_arrives(

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import sqlite3
 import time
 from pathlib import Path
 
@@ -318,6 +319,37 @@ async def test_our_edits_and_deletes_also_change_what_a_resend_would_send(
             == [("edited text", False), (None, True)]
         )  # fmt: skip
         assert all(i.text != secret for i in items)
+
+
+async def test_a_message_deleted_before_its_resend_stays_deleted_on_the_device_that_asked(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """bob's device lost its session, so it can read neither alice's message nor her
+    delete of it: it shows a placeholder and asks for both again. alice's device no
+    longer has the deleted text to send, only the delete, which finds the placeholder:
+    bob's chat shows "deleted", as everyone else's does, and never the text."""
+    alice = await device(server, tmp_path, "alice")
+    bob = await device(server, tmp_path, "bob")
+    secret = f"delete me {secrets.token_hex(8)}"
+    async with Client(alice, options=FAST) as a:
+        first = await a.send("@bob", "one")
+        await a.wait_sent([first], timeout=10 * UNIT_S)
+        async with Client(bob, options=FAST) as b:
+            await wait_history(b, "@alice", lambda h: [i.text for i in h] == ["one"])
+        with contextlib.closing(sqlite3.connect(bob / "taube.db")) as conn:
+            conn.execute("DELETE FROM e2ee_sessions")
+            conn.commit()
+        lost = await a.send("@bob", secret)
+        await a.wait_sent([lost], timeout=10 * UNIT_S)
+        delete = await a.delete_for_everyone("@bob", MessageRef(sender="alice", id=lost))
+        await a.wait_sent([delete], timeout=10 * UNIT_S)
+        async with Client(bob, options=FAST) as b:
+            items = await wait_history(
+                b, "@alice", lambda h: any(i.id == lost and i.deleted for i in h)
+            )
+            assert [(i.id, i.deleted) for i in items] == [(first, False), (lost, True)]
+            await settle(b)
+            assert all(i.text != secret for i in await b.history("@alice"))
 
 
 async def test_a_blocked_user_cannot_reach_you_until_unblocked(

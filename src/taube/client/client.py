@@ -1147,6 +1147,9 @@ class Client:
                 raw=frame.payload,
                 reason="message could not be decrypted; asked the sender to send it again",
             )
+            # The chat shows the placeholder, which the resend replaces, and which an
+            # edit or delete that comes first finds (history.py, protocol.md 12.5).
+            await self._record(frame, frame.id, content)
         elif opened.content is None:
             return _Silent(frame.seq)
         else:
