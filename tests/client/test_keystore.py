@@ -60,9 +60,11 @@ def test_a_profile_from_before_sent_deadlines_opens_and_gets_them(tmp_path: Path
     with Profile.open(tmp_path) as profile:
         keys = profile.keys
         assert keys.sent("old") == ("@bob", b"\x00")
+        assert keys.sent_devices("old") == set()  # not known: no resend goes out for it
         with keys.transaction():
-            keys.save_sent("new", "@bob", b"x", forget_at_ms=7)
+            keys.save_sent("new", "@bob", b"x", forget_at_ms=7, devices=[("bob", 1), ("me", 2)])
         assert keys.next_sent_due() == 7
+        assert keys.sent_devices("new") == {("bob", 1), ("me", 2)}
     with Profile.open(tmp_path) as profile:  # and again: the upgrade runs once
         assert profile.keys.next_sent_due() == 7
 

@@ -223,6 +223,34 @@ async def test_a_message_that_cannot_be_decrypted_is_asked_for_again_and_arrives
             assert shown == [(first, "one"), (lost, "two")]
 
 
+async def test_a_resend_goes_only_to_a_device_that_got_the_message(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """A message id is no key: a member who joined the group later, or a device added to
+    an account later, gets nothing by asking for an earlier message again; a device
+    that got it does."""
+    alice = await new_device(server, tmp_path, "alice", register_user=True)
+    bob = await new_device(server, tmp_path, "bob", register_user=True)
+    carol = await new_device(server, tmp_path, "carol", register_user=True)
+    async with (
+        Client(alice, options=FAST) as a,
+        Client(bob, options=FAST) as b,
+        Client(carol, options=FAST) as c,
+    ):
+        group = await a.api.create_group("familie", ["bob"])
+        before = await a.send(group.address, secret_text())
+        direct = await a.send("@bob", secret_text())
+        await a.wait_sent([before, direct], timeout=10 * UNIT_S)
+        await a.api.add_members(group.id, ["carol"])
+        bob2 = await new_device(server, tmp_path, "bob", register_user=False)
+        async with Client(bob2, options=FAST) as b2:
+            e2ee = a._require_e2ee()
+            assert await e2ee.resend(before, "carol", c.device) is None
+            assert await e2ee.resend(direct, "bob", b2.device) is None
+            assert await e2ee.resend(before, "bob", b.device) is not None
+            assert await e2ee.resend(direct, "bob", b.device) is not None
+
+
 async def test_a_group_message_that_cannot_be_decrypted_is_asked_for_again_and_arrives(
     server: ServerProcess, tmp_path: Path
 ) -> None:

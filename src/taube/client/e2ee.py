@@ -367,7 +367,7 @@ class E2ee:
         inner = env.encode(env.Inner(c=content))
         with self._transaction():
             payloads = [self._seal(user, device, inner) for user, device in targets]
-            self._keys.save_sent(message_id, to, content, forget_at_ms)
+            self._keys.save_sent(message_id, to, content, forget_at_ms, targets)
         return payloads
 
     def _seal(
@@ -422,7 +422,7 @@ class E2ee:
                     if payload.payload != env.NOTHING_FOR_YOU:
                         given.add((user, device))
                     payloads.append(payload)
-            self._keys.save_sent(message_id, to, content, forget_at_ms)
+            self._keys.save_sent(message_id, to, content, forget_at_ms, targets)
         self._pending[message_id] = _Pending(to, sender.key_id, given)
         return payloads
 
@@ -656,9 +656,21 @@ class E2ee:
         self, message_id: str, requester: str, requester_device: int
     ) -> tuple[str, list[DevicePayload]] | None:
         """A fresh session with the requesting device and the old content under a new id;
-        None if this device did not send ``message_id`` (or forgot it)."""
+        None if this device did not send ``message_id`` to that device (or forgot it):
+        a device added to the account, or a member who joined the group, later must not
+        get what was sent before it was there by naming the message's id."""
         found = await self._run(self._keys.sent, message_id)
         if found is None:
+            return None
+        if (requester, requester_device) not in await self._run(
+            self._keys.sent_devices, message_id
+        ):
+            log.warning(
+                "resend of %s refused: %s.%d did not get it",
+                message_id,
+                requester,
+                requester_device,
+            )
             return None
         to, content = found
         await self._run(self._drop_session, requester, requester_device)

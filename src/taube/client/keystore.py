@@ -30,6 +30,7 @@ the profile thread.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -74,7 +75,7 @@ CREATE TABLE IF NOT EXISTS e2ee_sender_in (
 CREATE TABLE IF NOT EXISTS e2ee_received (seq INTEGER PRIMARY KEY, plaintext BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS e2ee_sent (
     id TEXT PRIMARY KEY, recipient TEXT NOT NULL, content BLOB NOT NULL,
-    created_ms INTEGER NOT NULL, forget_at_ms INTEGER
+    created_ms INTEGER NOT NULL, forget_at_ms INTEGER, devices TEXT
 );
 """
 
@@ -85,6 +86,8 @@ def upgrade_keystore(conn: sqlite3.Connection) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(e2ee_sent)")}
     if "forget_at_ms" not in columns:  # before disappearing content was forgotten in time
         conn.execute("ALTER TABLE e2ee_sent ADD COLUMN forget_at_ms INTEGER")
+    if "devices" not in columns:  # before resends went only to the original's devices
+        conn.execute("ALTER TABLE e2ee_sent ADD COLUMN devices TEXT")
 
 
 TABLES: Final = (
@@ -333,15 +336,37 @@ class KeyStore:
             self._conn.execute("DELETE FROM e2ee_received WHERE seq <= ?", (upto_seq,))
 
     def save_sent(
-        self, message_id: str, recipient: str, content: bytes, forget_at_ms: int | None = None
+        self,
+        message_id: str,
+        recipient: str,
+        content: bytes,
+        forget_at_ms: int | None = None,
+        devices: Sequence[DeviceKey] = (),
     ) -> None:
-        """Keep what we sent, for resend requests, until ``forget_at_ms`` (disappearing
-        content) or for SENT_KEPT_MS (e2ee.py)."""
+        """Keep what we sent to ``devices``, for their resend requests, until
+        ``forget_at_ms`` (disappearing content) or for SENT_KEPT_MS (e2ee.py)."""
         self._conn.execute(
-            "INSERT OR IGNORE INTO e2ee_sent (id, recipient, content, created_ms, forget_at_ms)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (message_id, recipient, content, _now_ms(), forget_at_ms),
+            "INSERT OR IGNORE INTO e2ee_sent"
+            " (id, recipient, content, created_ms, forget_at_ms, devices)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                message_id,
+                recipient,
+                content,
+                _now_ms(),
+                forget_at_ms,
+                json.dumps([[user, device] for user, device in devices]),
+            ),
         )
+
+    def sent_devices(self, message_id: str) -> set[DeviceKey]:
+        """The devices we sent ``message_id`` to (none known: an empty set)."""
+        row = self._conn.execute(
+            "SELECT devices FROM e2ee_sent WHERE id = ?", (message_id,)
+        ).fetchone()
+        if row is None or row[0] is None:  # a copy saved before devices were recorded
+            return set()
+        return {(str(user), int(device)) for user, device in json.loads(row[0])}
 
     def sent(self, message_id: str) -> tuple[str, bytes] | None:
         row = self._conn.execute(

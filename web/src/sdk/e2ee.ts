@@ -241,7 +241,7 @@ export class E2ee {
       return this.serial(async () => {
         const inner = encodeInner({ c: content });
         const payloads = targets.map(([u, d]) => this.seal(u, d, inner));
-        this.keys.saveSent(id, to, content, forgetAt);
+        this.keys.saveSent(id, to, content, forgetAt, targets.map(([u, d]) => deviceKey(u, d)));
         await this.commit();
         return payloads;
       });
@@ -276,7 +276,7 @@ export class E2ee {
           payloads.push(p);
         }
       }
-      this.keys.saveSent(id, to, content, forgetAt);
+      this.keys.saveSent(id, to, content, forgetAt, targets.map(([u, d]) => deviceKey(u, d)));
       await this.commit();
       this.pending.set(id, { group: to, keyId: sender.keyId, holders: given });
       return payloads;
@@ -546,6 +546,12 @@ export class E2ee {
   async resend(id: string, requester: string, requesterDevice: number): Promise<{ to: string; payloads: DevicePayload[] } | null> {
     const found = this.keys.sent(id);
     if (found === null) return null;
+    // A device added later, or a member who joined later, must not get what was sent
+    // before it was there by naming the message's id.
+    if (!this.keys.sentDevices(id).has(deviceKey(requester, requesterDevice))) {
+      console.warn(`resend of ${id} refused: ${requester}.${requesterDevice} did not get it`);
+      return null;
+    }
     await this.serial(async () => {
       this.dropSession(requester, requesterDevice);
       await this.commit();

@@ -196,8 +196,12 @@ export class KeyStore {
   }
   /** Keep what we sent, for resend requests, until `forgetAt` (disappearing content) or
    * until `forgetSent` finds it older than its cut-off. */
-  saveSent(id: string, to: string, content: Uint8Array, forgetAt: number | null = null): void {
-    this.db.set(`e:sent:${id}`, { to, c: b64encode(content), t: Date.now(), f: forgetAt });
+  saveSent(id: string, to: string, content: Uint8Array, forgetAt: number | null = null, devices: DeviceKey[] = []): void {
+    this.db.set(`e:sent:${id}`, { to, c: b64encode(content), t: Date.now(), f: forgetAt, d: devices });
+  }
+  /** The devices (`user.device`) we sent `id` to; none known: empty. */
+  sentDevices(id: string): Set<DeviceKey> {
+    return new Set(this.db.get<{ d?: DeviceKey[] }>(`e:sent:${id}`)?.d ?? []);
   }
   sent(id: string): { to: string; content: Uint8Array } | null {
     const v = this.db.get<{ to: string; c: string }>(`e:sent:${id}`);

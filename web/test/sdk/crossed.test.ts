@@ -73,9 +73,9 @@ class Directory {
 let seq = 0;
 let dbs = 0;
 
-async function device(dir: Directory, user: string, db?: Db): Promise<E2ee> {
+async function device(dir: Directory, user: string, db?: Db, id = 1): Promise<E2ee> {
   db ??= await Db.open(`crossed-${process.pid}-${++dbs}`);
-  const e = new E2ee(user, 1, dir.api(user, 1), db);
+  const e = new E2ee(user, id, dir.api(user, id), db);
   await e.ensureKeys();
   return e;
 }
@@ -186,6 +186,18 @@ test("a resend puts the session aside: what the other sent in it meanwhile still
   await opens(alice, bob, b2, "b2"); // the old one, put aside
   await opens(bob, alice, await send(alice, bob, "a2"), "a2");
   await opens(alice, bob, await send(bob, alice, "b3"), "b3");
+});
+
+test("a resend goes only to a device that got the message", async () => {
+  const dir = new Directory();
+  const alice = await device(dir, "alice");
+  await device(dir, "bob");
+  const id = "alice-to-bob";
+  await alice.encrypt(id, "@bob", utf8("for bob's first device"));
+  await device(dir, "bob", undefined, 2); // bob adds a device later
+  assert.equal(await alice.resend(id, "bob", 2), null);
+  assert.equal(await alice.resend(id, "mallory", 1), null);
+  assert.notEqual(await alice.resend(id, "bob", 1), null);
 });
 
 test(`the store keeps the ${MAX_OLD_SESSIONS} newest replaced sessions per device`, async () => {
