@@ -156,6 +156,16 @@ def test_undecryptable_placeholder_is_replaced_by_the_resend(hist: History) -> N
     assert rec(hist, Text(text="again"), id="r1")[0] == Recorded(False, "duplicate")
 
 
+def test_a_resend_keeps_the_time_its_message_was_sent(hist: History) -> None:
+    """A disappearing message resent a minute later still disappears when the others'
+    copies do, counted from when it was sent."""
+    placeholder = Unsupported(type="undecryptable", v=0, raw=b"\x00cipher", reason="no session")
+    rec(hist, placeholder, id="r1", at=T0)
+    rec(hist, Text(text="now readable", expire_s=30), id="r1", at=T0 + 60_000)
+    (item,) = hist.history("@bob", now_ms=T0 + 1)
+    assert (item.sent_at_ms, item.expires_at_ms) == (T0, T0 + 30_000)
+
+
 def test_record_joins_an_outer_transaction(conn: sqlite3.Connection, hist: History) -> None:
     conn.execute("BEGIN IMMEDIATE")
     rec(hist, Text(text="rolled back"))

@@ -279,8 +279,10 @@ class History:
                 if not _is_undecryptable_row(existing) or _is_undecryptable(content):
                     return Recorded(False, "duplicate")
                 # The resend of a message we could not decrypt: it takes the
-                # placeholder's place (and keeps whether it was read).
+                # placeholder's place (and keeps whether it was read, and when it was
+                # sent: its timer and edit window count from then, not from the resend).
                 read = existing.read
+                sent_at_ms = existing.sent_at_ms
                 self._conn.execute("DELETE FROM hist_messages WHERE seq = ?", (existing.seq,))
             mine = sender == me
             match content:

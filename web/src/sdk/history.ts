@@ -198,7 +198,8 @@ export class History {
     status?: Status;
     queuedDuring?: number;
   }): Promise<Recorded | null> {
-    const { conv, sender, id, t, content } = args;
+    const { conv, sender, id, content } = args;
+    let t = args.t;
     const k = rowKey(sender, id);
     const existing = await this.get(k);
     let read = false;
@@ -209,6 +210,7 @@ export class History {
         existing.undecryptable && !existing.deleted && !(content.type === "unsupported" && content.wireType === "undecryptable");
       if (!resend) return null;
       read = existing.read;
+      t = existing.t; // when it was sent, not resent: its timer and edit window count from then
     }
     const mine = sender === this.me;
     const chat = this.chat(conv);

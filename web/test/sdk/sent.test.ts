@@ -82,3 +82,14 @@ test("an expired message leaves the chat list's preview, whichever purge finds i
   assert.equal(gone.length, 1);
   assert.equal(history.chat("@alice").lastText, "");
 });
+
+test("a resend keeps the time its message was sent, so it disappears with the others' copies", async () => {
+  const db = await Db.open(`sent-resend-time-${process.pid}`);
+  const history = new History(db, "bob");
+  const base = { conv: "@alice", sender: "alice", device: 1, id: "01-r" };
+  await history.record({ ...base, t: 1_000, content: unsupported("undecryptable", 0, "could not decrypt") });
+  await history.record({ ...base, t: 61_000, content: { type: "text", text: "readable", expire_s: 30 } });
+  const row = await history.get(rowKey("alice", "01-r"));
+  assert.equal(row?.t, 1_000);
+  assert.equal(row?.expiresAt, 31_000);
+});
