@@ -288,6 +288,26 @@ async def test_disappearing_messages_and_their_edits_leave_both_devices_disks(
             assert second.encode() not in data
 
 
+async def test_an_edit_of_a_message_with_its_own_timer_leaves_the_disk_with_it(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """No chat timer here: the message carries its own, and our edit of it (kept for
+    resend requests like everything we send) goes when the message does."""
+    alice = await device(server, tmp_path, "alice")
+    bob = await device(server, tmp_path, "bob")
+    first, second = (f"geheim-{secrets.token_hex(8)}" for _ in range(2))
+    async with Client(alice, options=FAST) as a, Client(bob, options=FAST) as b:
+        short = await a.send("@bob", Text(text=first, expire_s=2))
+        edit = await a.edit("@bob", MessageRef(sender="alice", id=short), second)
+        await a.wait_sent([short, edit], timeout=10 * UNIT_S)
+        await wait_history(b, "@alice", lambda h: any(i.text == second for i in h))
+        assert second.encode() in profile_bytes(alice)
+        await asyncio.sleep(3.0)
+        data = profile_bytes(alice)
+        assert first.encode() not in data
+        assert second.encode() not in data
+
+
 async def test_our_edits_and_deletes_also_change_what_a_resend_would_send(
     server: ServerProcess, tmp_path: Path
 ) -> None:

@@ -1273,15 +1273,26 @@ class Client:
 
     async def _forget_sent_at(self, entry: OutboxEntry, content: AnyContent) -> int | None:
         """When this device must forget what it sent in ``entry`` (``content``):
-        disappearing content (its own timer, or the chat's for edits, reactions, votes and
-        deletes in a chat with one) no later than it disappears; None: after SENT_KEPT_MS
-        (e2ee.py)."""
+        disappearing content (its own timer) no later than it disappears, and an edit,
+        reaction, vote or delete no later than the chat's timer or its target would
+        make it; None: after SENT_KEPT_MS (e2ee.py)."""
         if isinstance(content, Text | Poll | Attachment):
             # send() gave it the chat's timer, if the chat had one.
-            seconds = content.expire_s
-        else:
-            seconds = await self._db(self._require_profile().history.disappearing, entry.to)
-        return entry.created_ms + seconds * 1000 if seconds else None
+            return entry.created_ms + content.expire_s * 1000 if content.expire_s else None
+        target: MessageRef | None = None
+        match content:
+            case Edit(target=t) | Reaction(target=t) | Delete(target=t) | Vote(poll=t):
+                target = t
+        return await self._db(self._forget_change_at, entry, target)
+
+    def _forget_change_at(self, entry: OutboxEntry, target: MessageRef | None) -> int | None:
+        history = self._require_profile().history
+        seconds = history.disappearing(entry.to)
+        deadlines = [entry.created_ms + seconds * 1000] if seconds else []
+        shown = None if target is None else history.get(target.sender, target.id)
+        if shown is not None and shown.expires_at_ms is not None:
+            deadlines.append(shown.expires_at_ms)
+        return min(deadlines, default=None)
 
     def _revise_sent(self, change: Edit | Delete) -> None:
         """On the profile's thread: our edit or delete of our own message, which took

@@ -352,15 +352,27 @@ export class Client {
   // ---------------------------------------------------------------- disappearing
 
   /** When this device must forget what it sent in `entry` (kept for resend requests):
-   * disappearing content (its own timer, or the chat's for edits, reactions, votes and
-   * deletes in a chat with one) no later than it disappears; null: after 7 days. */
-  private forgetSentAt(entry: OutboxEntry): number | null {
+   * disappearing content (its own timer) no later than it disappears, and an edit,
+   * reaction, vote or delete no later than the chat's timer or its target would make
+   * it; null: after 7 days. */
+  private async forgetSentAt(entry: OutboxEntry): Promise<number | null> {
     const content = decodeContent(b64decode(entry.payload));
-    const seconds =
-      content.type === "text" || content.type === "poll" || content.type === "attachment"
-        ? content.expire_s // send() gave it the chat's timer, if the chat had one
-        : this.history.disappearing(entry.to);
-    return seconds ? entry.created + seconds * 1000 : null;
+    if (content.type === "text" || content.type === "poll" || content.type === "attachment") {
+      // send() gave it the chat's timer, if the chat had one.
+      return content.expire_s ? entry.created + content.expire_s * 1000 : null;
+    }
+    const deadlines: number[] = [];
+    const seconds = this.history.disappearing(entry.to);
+    if (seconds) deadlines.push(entry.created + seconds * 1000);
+    const target =
+      content.type === "edit" || content.type === "reaction" || content.type === "delete"
+        ? content.target
+        : content.type === "vote"
+          ? content.poll
+          : null;
+    const row = target === null ? undefined : await this.history.get(rowKey(target.sender, target.id));
+    if (row?.expiresAt != null) deadlines.push(row.expiresAt);
+    return deadlines.length > 0 ? Math.min(...deadlines) : null;
   }
 
   /** Our edit or delete of our own message, which took effect here, also changes the
@@ -767,7 +779,7 @@ export class Client {
       let payloads = this.sealed.get(entry.id);
       if (payloads === undefined) {
         try {
-          payloads = await this.e2ee.encrypt(entry.id, entry.to, b64decode(entry.payload), this.forgetSentAt(entry));
+          payloads = await this.e2ee.encrypt(entry.id, entry.to, b64decode(entry.payload), await this.forgetSentAt(entry));
           await this.reviseSent(entry);
         } catch (e) {
           if (e instanceof UntrustedIdentity) {
