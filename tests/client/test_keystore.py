@@ -65,6 +65,11 @@ def test_a_profile_from_before_sent_deadlines_opens_and_gets_them(tmp_path: Path
             keys.save_sent("new", "@bob", b"x", forget_at_ms=7, devices=[("bob", 1), ("me", 2)])
         assert keys.next_sent_due() == 7
         assert keys.sent_devices("new") == {("bob", 1), ("me", 2)}
+        with keys.transaction():  # our edit, then encrypted again for a new device list
+            keys.replace_sent("new", b"edited")
+            keys.save_sent("new", "@bob", b"x", forget_at_ms=7, devices=[("bob", 1), ("bob", 3)])
+        assert keys.sent("new") == ("@bob", b"edited")
+        assert keys.sent_devices("new") == {("bob", 1), ("bob", 3)}
     with Profile.open(tmp_path) as profile:  # and again: the upgrade runs once
         assert profile.keys.next_sent_due() == 7
 

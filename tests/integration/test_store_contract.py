@@ -560,6 +560,36 @@ async def test_sqlite_leaves_no_delivered_payload_in_the_wal_once_quiet(
         await store.close()
 
 
+@pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])  # writer thread, inline
+async def test_sqlite_quiet_checkpoint_gives_way_to_a_long_reader(
+    tmp_path: Path, synchronous: str
+) -> None:
+    """A reader that holds a snapshot (a backup running beside the server) keeps the WAL
+    from being truncated. Writes must not wait for it, beyond a moment, and once the
+    reader is gone the WAL is truncated after all."""
+    store = SqliteStore(tmp_path / "taube.db", synchronous=synchronous, quiet_checkpoint_s=0.05)
+    await store.open()
+    wal = tmp_path / "taube.db-wal"
+    try:
+        await user(store, "alice")
+        await user(store, "bob")
+        await wal_emptied(wal)
+        with contextlib.closing(sqlite3.connect(tmp_path / "taube.db")) as reader:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM users").fetchone()  # holds its snapshot
+            for i in range(4):  # quiet spells in between: truncations that cannot finish
+                started = time.monotonic()
+                await store.commit_message(message("alice", f"m{i}", [("bob", 1)]))
+                assert time.monotonic() - started < 1.0
+                await asyncio.sleep(0.2)
+            assert file_size(wal) > 0
+            reader.execute("ROLLBACK")
+        await wal_emptied(wal)
+        assert len(await store.read_inbox("bob", 1, 0, 10)) == 4
+    finally:
+        await store.close()
+
+
 def inbox_rows(path: Path) -> list[tuple[int, int]]:
     """(kind, items) of every inbox row in the database file at ``path``."""
     with contextlib.closing(sqlite3.connect(path / "taube.db")) as conn:

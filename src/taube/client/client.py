@@ -39,6 +39,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import sqlite3
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -457,6 +458,7 @@ class Client:
                     group_admins=admins.get(entry.to, ()),
                 )
             )
+            await self._revise_sent_safely(item)
         self._expiry_changed.set()
         return [e.id for e in entries]
 
@@ -1220,8 +1222,7 @@ class Client:
                     payloads = await self._require_e2ee().encrypt(
                         entry.id, entry.to, entry.payload, forget_at
                     )
-                    if isinstance(content, Edit | Delete) and content.target.sender == self.handle:
-                        await self._db(self._revise_sent, content)
+                    await self._revise_sent_safely(content)
                 except UntrustedIdentity as exc:
                     self._fail(entry.id, TaubeApiError(exc.code, exc.message, ref=entry.id))
                     continue
@@ -1233,8 +1234,9 @@ class Client:
                 except CryptoError as exc:
                     self._fail(entry.id, TaubeApiError("e2ee.failed", str(exc), ref=entry.id))
                     continue
-                except (ServerUnreachable, aiohttp.ClientError, TimeoutError) as exc:
-                    # Keys could not be fetched: keep it queued, try on the next connection.
+                except (ServerUnreachable, aiohttp.ClientError, TimeoutError, sqlite3.Error) as exc:
+                    # Keys could not be fetched, or the profile is busy (another process):
+                    # keep it queued, try on the next connection.
                     log.warning("cannot encrypt %s now: %s", entry.id, exc)
                     await ws.close()
                     return
@@ -1279,6 +1281,8 @@ class Client:
         if isinstance(content, Text | Poll | Attachment):
             # send() gave it the chat's timer, if the chat had one.
             return entry.created_ms + content.expire_s * 1000 if content.expire_s else None
+        if isinstance(content, Disappearing):
+            return None  # the timer change itself holds no text, and must reach every device
         target: MessageRef | None = None
         match content:
             case Edit(target=t) | Reaction(target=t) | Delete(target=t) | Vote(poll=t):
@@ -1293,6 +1297,17 @@ class Client:
         if shown is not None and shown.expires_at_ms is not None:
             deadlines.append(shown.expires_at_ms)
         return min(deadlines, default=None)
+
+    async def _revise_sent_safely(self, content: object) -> None:
+        """``_revise_sent`` for our own edit or delete (once recorded in our history, and
+        again once encrypted: whichever comes last finds both the copy and the change);
+        housekeeping, so a failure is logged, not raised into the sender."""
+        if not isinstance(content, Edit | Delete) or content.target.sender != self.handle:
+            return
+        try:
+            await self._db(self._revise_sent, content)
+        except Exception:
+            log.exception("cannot update the copy kept for resends of %s", content.target.id)
 
     def _revise_sent(self, change: Edit | Delete) -> None:
         """On the profile's thread: our edit or delete of our own message, which took

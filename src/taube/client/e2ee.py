@@ -202,16 +202,6 @@ class E2ee:
             user, device, session.base_key, session.to_bytes(), MAX_OLD_SESSIONS
         )
 
-    def _drop_session(self, user: str, device: int) -> None:
-        """No session to send with (a fresh one follows); the old one is kept for what
-        the other device sent in it meanwhile."""
-        with self._transaction():
-            current = self._session(user, device)
-            if current is not None:
-                self._archive(user, device, current)
-            self._keys.delete_session(user, device)
-        self._sessions.pop((user, device), None)
-
     # ------------------------------------------------------------ own keys
 
     async def ensure_keys(self) -> None:
@@ -667,14 +657,22 @@ class E2ee:
         ):
             log.warning(
                 "resend of %s refused: %s.%d did not get it",
-                message_id,
-                requester,
-                requester_device,
-            )
+                message_id, requester, requester_device,
+            )  # fmt: skip
             return None
-        to, content = found
-        await self._run(self._drop_session, requester, requester_device)
-        await self._ensure_sessions([(requester, requester_device)])
+        to, _ = found
+        # A fresh session with the requesting device, which replaces the one it could
+        # not read (kept for what it sent in it meanwhile). Made in one step, under the
+        # lock: dropping the session first left a moment in which an encrypt running
+        # beside this found none and gave that device nothing.
+        async with self._starting:
+            try:
+                bundles = await self._api.key_bundles(requester, requester_device)
+            except TaubeApiError as exc:
+                if exc.code == "keys.not_found":
+                    return None
+                raise
+            await self._run(self._start_sessions, requester, bundles.devices, False)
         kind, name = parse_address(to) or ("user", "")
         users = (
             [name, self.handle]
@@ -682,10 +680,14 @@ class E2ee:
             else [m.handle for m in (await self._api.group(name)).members]
         )
         targets = await self._run(self._targets, users)
-        inner = env.encode(env.Inner(c=content, o=message_id))
 
-        def seal() -> list[DevicePayload]:
+        def seal() -> list[DevicePayload] | None:
             with self._transaction():
+                # Read again: our delete or the content's expiry may have come meanwhile.
+                kept = self._keys.sent(message_id)
+                if kept is None:
+                    return None
+                inner = env.encode(env.Inner(c=kept[1], o=message_id))
                 return [
                     self._seal(u, d, inner)
                     if (u, d) == (requester, requester_device)
@@ -693,7 +695,8 @@ class E2ee:
                     for u, d in targets
                 ]
 
-        return to, await self._run(seal)
+        payloads = await self._run(seal)
+        return None if payloads is None else (to, payloads)
 
     # ------------------------------------------------------------ trust
 

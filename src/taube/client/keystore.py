@@ -345,10 +345,13 @@ class KeyStore:
     ) -> None:
         """Keep what we sent to ``devices``, for their resend requests, until
         ``forget_at_ms`` (disappearing content) or for SENT_KEPT_MS (e2ee.py)."""
+        # Encrypted again (a stale device list): the devices are the new ones, while the
+        # content stays what it is (our edit may have changed it meanwhile).
         self._conn.execute(
-            "INSERT OR IGNORE INTO e2ee_sent"
+            "INSERT INTO e2ee_sent"
             " (id, recipient, content, created_ms, forget_at_ms, devices)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET devices = excluded.devices",
             (
                 message_id,
                 recipient,

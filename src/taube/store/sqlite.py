@@ -208,6 +208,11 @@ message's ciphertext in the database, but the WAL's older frames still hold the 
 as they were, until later writes overwrite them: on a server that goes quiet, for
 good. Never during steady traffic (Workload B's 5,000/s has no pause of a second);
 after a pause, a write that comes while the truncation runs waits for it (a few ms)."""
+QUIET_BUSY_MS: Final = 50
+"""How long the quiet checkpoint waits for readers before it gives up for now."""
+QUIET_RETRY_MAX_S: Final = 60.0
+"""The longest wait between quiet checkpoints that readers kept from finishing."""
+BUSY_TIMEOUT_MS: Final = 5000
 RUN_MIN_MESSAGES: Final = 64
 """Commits of at least this many messages record their senders' new ids in runs
 (sent_runs.py); smaller ones keep a ``messages`` row per message. At a trickle a commit
@@ -529,6 +534,8 @@ class SqliteStore(Store):
         self._quiet_s = quiet_checkpoint_s
         self._last_write = 0.0  # loop time of the last batch
         self._quiet_timer: asyncio.TimerHandle | None = None
+        self._quiet_retry_s = quiet_checkpoint_s  # grows while readers keep it from finishing
+        self._closing = False
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="taube-sqlite-read")
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
@@ -578,7 +585,7 @@ class SqliteStore(Store):
         # not left in free pages. Debian's SQLite does this by default, the SQLite
         # sources (and pysqlite3's wheels) do not: say it, whichever SQLite runs.
         conn.execute("PRAGMA secure_delete=ON")
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         return conn
 
     def _open_writer(self) -> sqlite3.Connection:
@@ -616,6 +623,7 @@ class SqliteStore(Store):
                 await asyncio.shield(self._start_flusher())
         else:
             self._flush_inline()
+        self._closing = True
         if self._quiet_timer is not None:
             self._quiet_timer.cancel()
             self._quiet_timer = None
@@ -738,7 +746,7 @@ class SqliteStore(Store):
         when that much has passed since the last one."""
         self._quiet_timer = None
         loop = self._loop
-        if loop is None or self._wconn is None:
+        if loop is None or self._wconn is None or self._closing:
             return
         quiet = loop.time() - self._last_write
         if quiet < self._quiet_s:
@@ -754,19 +762,29 @@ class SqliteStore(Store):
 
     @staticmethod
     def _truncate_wal(conn: sqlite3.Connection) -> bool:
-        """Copy every frame into the database and empty the WAL; False if a reader or
-        writer kept it from finishing (busy_timeout)."""
-        busy, _frames, _copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        """Copy every frame into the database and empty the WAL; False if a reader (a
+        backup, say) kept it from finishing. It waits QUIET_BUSY_MS for readers, not the
+        connection's 5 s: while it waits it holds the write lock, and every write waits
+        too (on the event loop, with the inline writer)."""
+        conn.execute(f"PRAGMA busy_timeout={QUIET_BUSY_MS}")
+        try:
+            busy, _frames, _copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         return not busy
 
     def _quiet_checkpointed(self, done: asyncio.Future[bool]) -> None:
-        if done.cancelled():
+        if done.cancelled() or self._closing:
             return
         error = done.exception()
         if error is not None:
             log.warning("quiet checkpoint failed: %s", error)
-        elif not done.result() and self._quiet_timer is None and self._loop is not None:
-            self._quiet_timer = self._loop.call_later(self._quiet_s, self._quiet_check)
+        elif done.result():
+            self._quiet_retry_s = self._quiet_s
+        elif self._quiet_timer is None and self._loop is not None:
+            # Try again while it stays quiet, less often while the reader stays.
+            self._quiet_retry_s = min(2 * self._quiet_retry_s, QUIET_RETRY_MAX_S)
+            self._quiet_timer = self._loop.call_later(self._quiet_retry_s, self._quiet_check)
 
     @staticmethod
     def _checkpoint_passive(conn: sqlite3.Connection) -> int:

@@ -279,6 +279,7 @@ export class Client {
       recorded.chat.name = this.groups.get(to)?.name;
     }
     await this.db.commit();
+    await this.reviseSent(entry);
     if (recorded) this.emit({ type: "rows", conv: to, rows: recorded.rows, added: recorded.added });
     this.emit({ type: "chats" });
     this.outboxWake.notify();
@@ -361,6 +362,7 @@ export class Client {
       // send() gave it the chat's timer, if the chat had one.
       return content.expire_s ? entry.created + content.expire_s * 1000 : null;
     }
+    if (content.type === "disappearing") return null; // no text, and it must reach every device
     const deadlines: number[] = [];
     const seconds = this.history.disappearing(entry.to);
     if (seconds) deadlines.push(entry.created + seconds * 1000);
@@ -381,7 +383,16 @@ export class Client {
    * device first and found nothing to change). The target went out first (the outbox
    * keeps order), so its copy exists unless it was forgotten already. */
   private async reviseSent(entry: OutboxEntry): Promise<void> {
-    const change = decodeContent(b64decode(entry.payload));
+    try {
+      await this.reviseSentNow(decodeContent(b64decode(entry.payload)));
+    } catch (e) {
+      console.warn("cannot update the copy kept for resends", e); // housekeeping only
+    }
+  }
+
+  /** Called once our edit or delete is recorded in our history, and again once it is
+   * encrypted: whichever comes last finds both the copy and the change. */
+  private async reviseSentNow(change: AnyContent): Promise<void> {
     if ((change.type !== "edit" && change.type !== "delete") || change.target.sender !== this.handle) return;
     const id = change.target.id;
     const row = await this.history.get(rowKey(this.handle, id));

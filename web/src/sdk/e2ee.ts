@@ -100,6 +100,7 @@ export class E2ee {
   private sessions = new Map<DeviceKey, Session>();
   private pending = new Map<string, { group: string; keyId: number; holders: Set<DeviceKey> }>();
   private lock: Promise<unknown> = Promise.resolve();
+  private starting: Promise<void> = Promise.resolve();
 
   constructor(
     readonly handle: string,
@@ -112,6 +113,18 @@ export class E2ee {
   }
 
   /** Run `fn` after every earlier state operation (like the Python SDK's profile thread). */
+  /** Sessions are started one task at a time: each bundle fetch consumes one of the
+   * peer's one-time prekeys, and the sender and a resend or stale-device answer can
+   * need the same session at once. A task that waited looks again. */
+  private startLock<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.starting.then(fn, fn);
+    this.starting = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    return p;
+  }
+
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.lock.then(fn, fn);
     this.lock = p.catch(() => undefined);
@@ -152,14 +165,6 @@ export class E2ee {
   }
   private archive(user: string, device: number, s: Session): void {
     this.keys.archiveSession(user, device, s.baseKey, s.toBytes(), MAX_OLD_SESSIONS);
-  }
-  /** No session to send with (a fresh one follows); the old one is kept for what the
-   * other device sent in it meanwhile. */
-  private dropSession(user: string, device: number): void {
-    const current = this.session(user, device);
-    if (current !== null) this.archive(user, device, current);
-    this.keys.deleteSession(user, device);
-    this.sessions.delete(deviceKey(user, device));
   }
 
   me(): IdentityKeyPair {
@@ -344,22 +349,28 @@ export class E2ee {
 
   private async ensureKnown(user: string): Promise<void> {
     if (this.keys.knows(user)) return;
-    const bundles = await this.api.keyBundles(user);
-    await this.serial(() => this.startSessions(user, bundles, true));
+    await this.startLock(async () => {
+      if (this.keys.knows(user)) return;
+      const bundles = await this.api.keyBundles(user);
+      await this.serial(() => this.startSessions(user, bundles, true));
+    });
   }
 
   private async ensureSessions(targets: [string, number][]): Promise<void> {
-    const missing = targets.filter(([u, d]) => this.keys.session(u, d) === null);
-    for (const [user, device] of missing) {
-      let bundles: DeviceBundle[];
-      try {
-        bundles = await this.api.keyBundles(user, device);
-      } catch (e) {
-        if (e instanceof ApiError && e.code === "keys.not_found") continue;
-        throw e;
+    const missing = () => targets.filter(([u, d]) => this.keys.session(u, d) === null);
+    if (missing().length === 0) return;
+    await this.startLock(async () => {
+      for (const [user, device] of missing()) {
+        let bundles: DeviceBundle[];
+        try {
+          bundles = await this.api.keyBundles(user, device);
+        } catch (e) {
+          if (e instanceof ApiError && e.code === "keys.not_found") continue;
+          throw e;
+        }
+        await this.serial(() => this.startSessions(user, bundles, false));
       }
-      await this.serial(() => this.startSessions(user, bundles, false));
-    }
+    });
   }
 
   private async startSessions(user: string, bundles: DeviceBundle[], firstContact: boolean): Promise<void> {
@@ -552,26 +563,40 @@ export class E2ee {
       console.warn(`resend of ${id} refused: ${requester}.${requesterDevice} did not get it`);
       return null;
     }
-    await this.serial(async () => {
-      this.dropSession(requester, requesterDevice);
-      await this.commit();
+    // A fresh session with the requesting device, which replaces the one it could not
+    // read (kept for what it sent in it meanwhile), in one step under the lock:
+    // dropping the old one first left a moment in which an encrypt beside this found
+    // no session and gave that device nothing.
+    const started = await this.startLock(async () => {
+      let bundles: DeviceBundle[];
+      try {
+        bundles = await this.api.keyBundles(requester, requesterDevice);
+      } catch (e) {
+        if (e instanceof ApiError && e.code === "keys.not_found") return false;
+        throw e;
+      }
+      await this.serial(() => this.startSessions(requester, bundles, false));
+      return true;
     });
-    await this.ensureSessions([[requester, requesterDevice]]);
+    if (!started) return null;
     const address = parseAddress(found.to);
     const users =
       address?.kind === "group"
         ? (await this.api.group(address.name)).members.map((m) => m.handle)
         : [address?.name ?? "", this.handle];
     const targets = this.targets(users);
-    const inner = encodeInner({ c: found.content, o: id });
     const payloads = await this.serial(async () => {
+      // Read again: our delete or the content's expiry may have come meanwhile.
+      const kept = this.keys.sent(id);
+      if (kept === null) return null;
+      const inner = encodeInner({ c: kept.content, o: id });
       const out = targets.map(([u, d]) =>
         u === requester && d === requesterDevice ? this.seal(u, d, inner) : payloadOf(u, d, NOTHING_FOR_YOU),
       );
       await this.commit();
       return out;
     });
-    return { to: found.to, payloads };
+    return payloads === null ? null : { to: found.to, payloads };
   }
 
   // ---------------------------------------------------------------- trust

@@ -197,7 +197,11 @@ export class KeyStore {
   /** Keep what we sent, for resend requests, until `forgetAt` (disappearing content) or
    * until `forgetSent` finds it older than its cut-off. */
   saveSent(id: string, to: string, content: Uint8Array, forgetAt: number | null = null, devices: DeviceKey[] = []): void {
-    this.db.set(`e:sent:${id}`, { to, c: b64encode(content), t: Date.now(), f: forgetAt, d: devices });
+    const before = this.db.get<Record<string, unknown>>(`e:sent:${id}`);
+    // Encrypted again (a stale device list): the devices are the new ones, while the
+    // content stays what it is (our edit may have changed it meanwhile).
+    if (before) this.db.set(`e:sent:${id}`, { ...before, d: devices });
+    else this.db.set(`e:sent:${id}`, { to, c: b64encode(content), t: Date.now(), f: forgetAt, d: devices });
   }
   /** The devices (`user.device`) we sent `id` to; none known: empty. */
   sentDevices(id: string): Set<DeviceKey> {

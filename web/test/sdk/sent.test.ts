@@ -51,6 +51,10 @@ test("our edit replaces the copy a resend sends, our delete forgets it", async (
   assert.equal(keys.sent("m2"), null);
   keys.replaceSent("m3", utf8("never sent")); // nothing to replace: nothing appears
   assert.equal(keys.sent("m3"), null);
+  // Encrypted again for a new device list: the devices change, our edit stays.
+  keys.saveSent("m1", "@bob", utf8("original"), null, ["bob.1", "bob.2"]);
+  assert.deepEqual(keys.sent("m1"), { to: "@bob", content: utf8("edited") });
+  assert.deepEqual([...keys.sentDevices("m1")], ["bob.1", "bob.2"]);
 });
 
 test("a resend cannot bring back a message deleted for everyone", async () => {
