@@ -82,12 +82,14 @@ CREATE TABLE IF NOT EXISTS e2ee_sent (
 
 def upgrade_keystore(conn: sqlite3.Connection) -> None:
     """Bring the tables of a profile made by an earlier version up to KEYSTORE_SCHEMA
-    (which creates only missing tables)."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(e2ee_sent)")}
-    if "forget_at_ms" not in columns:  # before disappearing content was forgotten in time
-        conn.execute("ALTER TABLE e2ee_sent ADD COLUMN forget_at_ms INTEGER")
-    if "devices" not in columns:  # before resends went only to the original's devices
-        conn.execute("ALTER TABLE e2ee_sent ADD COLUMN devices TEXT")
+    (which creates only missing tables). In one write transaction, so that two
+    processes opening the same old profile at once do not both add a column."""
+    with transaction(conn):
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(e2ee_sent)")}
+        if "forget_at_ms" not in columns:  # before disappearing content went in time
+            conn.execute("ALTER TABLE e2ee_sent ADD COLUMN forget_at_ms INTEGER")
+        if "devices" not in columns:  # before resends went only to the original's devices
+            conn.execute("ALTER TABLE e2ee_sent ADD COLUMN devices TEXT")
 
 
 TABLES: Final = (
