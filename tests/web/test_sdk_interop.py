@@ -1,7 +1,9 @@
 """The browser client's SDK (TypeScript, under Node) against a real server and the
 Python CLI: web/test/sdk/interop.test.ts, which ``make web-test`` can only skip (it
 has no server). Here it gets one, so the two SDKs are checked against each other in
-every ``make test``: 1:1 and group chat both ways, end to end encrypted.
+every ``make test``: 1:1 and group chat both ways, end to end encrypted; and what the
+browser SDK keeps of what it sent (for resend requests) after a message disappears, is
+edited or is deleted.
 
 Needs Node and the web client's packages (``make setup``); without them the test skips
 with the reason, except in CI (``CI=true``), where it fails.
@@ -46,5 +48,5 @@ def test_the_browser_sdk_and_the_python_cli_chat_both_ways(server: ServerProcess
     report = result.stdout + result.stderr
     assert result.returncode == 0, report
     # It ran (a missing variable would make it skip, and a skip passes in node --test).
-    assert "# pass 1" in result.stdout, report
+    assert "# pass 2" in result.stdout, report
     assert "# skipped 0" in result.stdout, report

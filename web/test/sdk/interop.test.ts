@@ -16,6 +16,7 @@ import { Client, type ClientEvent } from "../../src/sdk/client.js";
 import { Db } from "../../src/sdk/db.js";
 import type { Row } from "../../src/sdk/history.js";
 import { rowText } from "../../src/sdk/history.js";
+import { decodeContent } from "../../src/sdk/content.js";
 
 const server = process.env.TAUBE_TEST_SERVER ?? "";
 const cli = process.env.TAUBE_CLI ?? "";
@@ -117,4 +118,61 @@ test("browser SDK and Python CLI chat both ways, 1:1 and in a group", { skip }, 
   taube(aliceProfile, ["react", id, "👍"]);
   await react;
   client.close();
+});
+
+/** Poll `check` every 100 ms until it holds (or fail after `ms`). */
+async function until(check: () => Promise<boolean> | boolean, what: string, ms = 20_000): Promise<void> {
+  for (const deadline = Date.now() + ms; !(await check()); ) {
+    if (Date.now() > deadline) assert.fail(`not within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test("the browser SDK keeps what it sent only as long as the others see it", { skip }, async () => {
+  const tag = Math.random().toString(36).slice(2, 8);
+  const alice = `alice${tag}`;
+  const bob = `bob${tag}`;
+  const aliceProfile = mkdtempSync(join(tmpdir(), "taube-alice-"));
+  taube(aliceProfile, ["register", alice, "--password-stdin"], "correct horse battery\n");
+  const session = await new Api(null, server).register(bob, "another long password", "node test");
+  const db = await Db.open(`taube-kept-${tag}`);
+  db.set("session", session);
+  await db.commit();
+  const client = new Client(db, session, server);
+  const connected = waitFor(client, (e) => e.type === "connected");
+  client.start();
+  await connected;
+  const sent = (id: string) =>
+    until(async () => (await client.history.get(`${bob}/${id}`))?.status !== "pending", `${id} sent`);
+  const copy = (id: string): string | null => {
+    const kept = client.e2ee.sentCopy(id);
+    if (kept === null) return null;
+    const c = decodeContent(kept);
+    return c.type === "text" ? c.text : c.type;
+  };
+  const to = `@${alice}`;
+  try {
+    // A message with its own timer, and our edit of it: both copies go when it does.
+    const short = await client.send(to, { type: "text", text: "gleich weg", expire_s: 1 });
+    const edit = await client.send(to, { type: "edit", target: { sender: bob, id: short }, text: "gleich weg, anders" });
+    await sent(short);
+    await sent(edit);
+    assert.equal(copy(short), "gleich weg, anders");
+    await until(() => copy(short) === null && copy(edit) === null, "the disappeared message's copies forgotten", 5_000);
+
+    // Edited and deleted for everyone: a resend would send the edit, or nothing.
+    const kept = await client.send(to, "original");
+    const gone = await client.send(to, "delete me");
+    await sent(kept);
+    await sent(gone);
+    const change = await client.send(to, { type: "edit", target: { sender: bob, id: kept }, text: "edited" });
+    const del = await client.send(to, { type: "delete", target: { sender: bob, id: gone } });
+    await sent(change);
+    await sent(del);
+    assert.equal(copy(kept), "edited");
+    assert.equal(copy(gone), null);
+    assert.equal(await client.e2ee.resend(gone, alice, 1), null);
+  } finally {
+    client.close(); // also when an assertion fails: an open client keeps node running
+  }
 });
