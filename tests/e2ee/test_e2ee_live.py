@@ -295,16 +295,23 @@ async def test_changed_keys_of_a_verified_contact_block_sending_until_verified_a
         assert len(number_a.digits) == 60
         await a.verify("bob")
         assert (await a.safety_number("bob"))[1]
+        earlier = await a.send("@bob", "before the new phone")
+        await a.wait_sent([earlier], timeout=10 * UNIT_S)
         await new_device(server, tmp_path, "bob", register_user=False)  # bob's new phone
         number_after, verified = await a.safety_number("bob")
         assert number_after.digits != number_a.digits
         assert not verified
         with pytest.raises(UntrustedIdentity):
             await a.send("@bob", "are you still you?")
+        # Nor does a resend request (plaintext, anyone's to forge) get it out meanwhile.
+        assert await a._require_e2ee().resend(earlier, "bob", b.device) is None
         await a.verify("bob")
         sent = await a.send("@bob", "verified again")
         await a.wait_sent([sent], timeout=10 * UNIT_S)
-        assert (await messages_until(b, 1))[0].text == "verified again"
+        assert [m.text for m in await messages_until(b, 2)] == [
+            "before the new phone",
+            "verified again",
+        ]
 
 
 # ------------------------------------------------------------------ PostgreSQL

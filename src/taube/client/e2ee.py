@@ -661,6 +661,8 @@ class E2ee:
             )  # fmt: skip
             return None
         to, _ = found
+        if await self._run(self.blocked, requester):
+            return None  # as encrypt: nothing goes to a verified contact whose keys changed
         # A fresh session with the requesting device, which replaces the one it could
         # not read (kept for what it sent in it meanwhile). Made in one step, under the
         # lock: dropping the session first left a moment in which an encrypt running
@@ -673,6 +675,8 @@ class E2ee:
                     return None
                 raise
             await self._run(self._start_sessions, requester, bundles.devices, False)
+        if await self._run(self.blocked, requester):
+            return None  # the bundle it sent now is not the key that was verified
         kind, name = parse_address(to) or ("user", "")
         users = (
             [name, self.handle]

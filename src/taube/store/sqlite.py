@@ -734,11 +734,17 @@ class SqliteStore(Store):
         done.add_done_callback(self._checkpointed)
 
     def _wrote(self) -> None:
-        """Note a batch's time; the first batch after a quiet checkpoint arms the next."""
+        """Note a batch's time; the first batch after a quiet checkpoint arms the next
+        (and one after a reader held it off ends the backoff: the next quiet spell
+        truncates a second after it begins, not when the backoff runs out)."""
         loop = self._loop
         assert loop is not None
         self._last_write = loop.time()
-        if self._quiet_timer is None:
+        timer = self._quiet_timer
+        if timer is None or self._quiet_retry_s != self._quiet_s:
+            if timer is not None:
+                timer.cancel()
+            self._quiet_retry_s = self._quiet_s
             self._quiet_timer = loop.call_later(self._quiet_s, self._quiet_check)
 
     def _quiet_check(self) -> None:

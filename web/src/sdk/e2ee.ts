@@ -567,6 +567,7 @@ export class E2ee {
     // read (kept for what it sent in it meanwhile), in one step under the lock:
     // dropping the old one first left a moment in which an encrypt beside this found
     // no session and gave that device nothing.
+    if (this.blocked(requester)) return null; // as encrypt: not to a verified contact whose keys changed
     const started = await this.startLock(async () => {
       let bundles: DeviceBundle[];
       try {
@@ -578,7 +579,7 @@ export class E2ee {
       await this.serial(() => this.startSessions(requester, bundles, false));
       return true;
     });
-    if (!started) return null;
+    if (!started || this.blocked(requester)) return null; // the bundle now may not be the verified key
     const address = parseAddress(found.to);
     const users =
       address?.kind === "group"

@@ -142,8 +142,8 @@ test("the browser SDK keeps what it sent only as long as the others see it", { s
   const connected = waitFor(client, (e) => e.type === "connected");
   client.start();
   await connected;
-  const sent = (id: string) =>
-    until(async () => (await client.history.get(`${bob}/${id}`))?.status !== "pending", `${id} sent`);
+  // Stored by the server: gone from the outbox (edits and deletes have no row of their own).
+  const sent = (id: string) => until(() => !client.pending().some((e) => e.id === id), `${id} sent`);
   const copy = (id: string): string | null => {
     const kept = client.e2ee.sentCopy(id);
     if (kept === null) return null;
@@ -153,12 +153,12 @@ test("the browser SDK keeps what it sent only as long as the others see it", { s
   const to = `@${alice}`;
   try {
     // A message with its own timer, and our edit of it: both copies go when it does.
-    const short = await client.send(to, { type: "text", text: "gleich weg", expire_s: 1 });
+    const short = await client.send(to, { type: "text", text: "gleich weg", expire_s: 4 });
     const edit = await client.send(to, { type: "edit", target: { sender: bob, id: short }, text: "gleich weg, anders" });
     await sent(short);
     await sent(edit);
     assert.equal(copy(short), "gleich weg, anders");
-    await until(() => copy(short) === null && copy(edit) === null, "the disappeared message's copies forgotten", 5_000);
+    await until(() => copy(short) === null && copy(edit) === null, "the disappeared message's copies forgotten", 10_000);
 
     // Edited and deleted for everyone: a resend would send the edit, or nothing.
     const kept = await client.send(to, "original");
