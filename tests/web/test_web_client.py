@@ -20,7 +20,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -394,6 +394,70 @@ async def test_blocking_a_command_line_user_hides_their_messages_until_unblocked
     await expect(alice.get_by_test_id("message-text").filter(has_text="Bist du da?")).to_have_count(
         0
     )
+
+
+# The system's notifications are the outside world here: a stand-in records what the
+# page shows and takes back, with the page in the background (permission granted).
+NOTIFICATIONS_STAND_IN = """
+window.__notifications = [];
+window.Notification = class {
+  static permission = "granted";
+  static requestPermission() { return Promise.resolve("granted"); }
+  constructor(title, options) {
+    Object.assign(this, { title, body: options && options.body, closed: false });
+    window.__notifications.push(this);
+  }
+  close() { this.closed = true; }
+};
+Object.defineProperty(document, "hidden", { get: () => true });
+"""
+
+
+async def shown_notifications(page: Page) -> list[tuple[str, bool]]:
+    """(body, closed) of every notification the page made."""
+    got = await page.evaluate("window.__notifications.map(n => [n.body, n.closed])")
+    return [(str(body), bool(closed)) for body, closed in got]
+
+
+async def notifications_until(
+    page: Page, check: Callable[[list[tuple[str, bool]]], bool]
+) -> list[tuple[str, bool]]:
+    """Poll the stand-in until ``check`` holds (the page's CSP rules out
+    wait_for_function, which evaluates strings)."""
+    async with asyncio.timeout(TIMEOUT_MS / 1000):
+        while True:
+            shown = await shown_notifications(page)
+            if check(shown):
+                return shown
+            await asyncio.sleep(0.1)
+
+
+async def test_a_notification_is_taken_back_when_its_message_is_deleted_or_disappears(
+    new_page: PageFactory, server: ServerProcess, tmp_path: Path
+) -> None:
+    """A message's text must not outlive it in the system's notification list."""
+    bob = tmp_path / "bob-cli"
+    await acli(server, bob, "register", "bob", "--password-stdin", stdin=PASSWORD + "\n")
+    alice = await new_page()
+    await alice.add_init_script(NOTIFICATIONS_STAND_IN)
+    await alice.reload()
+    await register(alice, "alice")
+    await acli(server, bob, "send", "@alice", "bleibt")
+    await acli(server, bob, "send", "@alice", "wird zurückgenommen")
+    shown = await notifications_until(alice, lambda n: len(n) == 2)
+    assert shown == [("bleibt", False), ("wird zurückgenommen", False)]
+    got = await acli(server, bob, "history", "@alice", "--json", "--offline")
+    [taken_back] = [
+        item["id"] for item in map(json.loads, got.splitlines())
+        if item.get("text") == "wird zurückgenommen"
+    ]  # fmt: skip
+    await acli(server, bob, "delete", taken_back, "--for-everyone")
+    shown = await notifications_until(alice, lambda n: any(closed for _, closed in n))
+    assert shown == [("bleibt", False), ("wird zurückgenommen", True)]
+    await acli(server, bob, "disappearing", "@alice", "2s")
+    await acli(server, bob, "send", "@alice", "gleich weg")
+    shown = await notifications_until(alice, lambda n: ("gleich weg", True) in n)
+    assert shown[0] == ("bleibt", False)
 
 
 async def test_a_chat_timer_marks_new_messages_and_expired_ones_disappear(

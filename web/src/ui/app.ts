@@ -11,6 +11,7 @@ import { ICONS, clear, dayLabel, h, hueClass, icon, initials, qrSvg, shortTime, 
 const EMOJIS = ["👍", "❤️", "😂", "😮", "😢", "🙏"];
 const PAGE = 50;
 const TYPING_MS = 6000;
+const MAX_NOTIFICATIONS = 50; // shown notifications remembered, to close them later
 /** The chat timer's choices (seconds; 0 is off). */
 const TIMERS: [string, number][] = [
   ["Off", 0],
@@ -82,6 +83,7 @@ export class App {
   private hasMore = false;
   private loadingOlder = false;
   private typing = new Map<string, Map<string, number>>();
+  private notifications = new Map<string, Notification>(); // message key -> its notification
   private replyTo: Row | null = null;
   private search = "";
   private blobUrls = new Map<string, string>();
@@ -227,6 +229,7 @@ export class App {
         this.renderBanners();
         break;
       case "rows":
+        this.unnotify(e.rows.filter((r) => r.deleted).map((r) => r.k));
         if (e.conv === this.current) {
           this.applyRows(e.rows, e.added);
           // A chat timer set by anyone shows in the header at once.
@@ -282,6 +285,7 @@ export class App {
         }
         break;
       case "expired": {
+        this.unnotify(e.rows.map((r) => r.k));
         const gone = new Set(e.rows.filter((r) => r.c === this.current).map((r) => r.k));
         if (gone.size > 0) {
           this.rows = this.rows.filter((r) => !gone.has(r.k));
@@ -318,6 +322,7 @@ export class App {
       const expired = this.rows.filter((r) => r.expiresAt != null && r.expiresAt <= now);
       if (expired.length > 0) {
         void this.client.history.purgeExpired(expired);
+        this.unnotify(expired.map((r) => r.k));
         this.rows = this.rows.filter((r) => !expired.includes(r));
         for (const r of expired) this.messagesEl.querySelector(`[data-k="${CSS.escape(r.k)}"]`)?.remove();
       }
@@ -1149,6 +1154,24 @@ export class App {
       void this.openChat(row.c);
       n.close();
     };
+    // Kept so that it can be taken back: its text must not outlive the message
+    // (deleted for everyone, or disappeared), as it would in the system's list.
+    this.notifications.set(row.k, n);
+    n.onclose = () => {
+      if (this.notifications.get(row.k) === n) this.notifications.delete(row.k);
+    };
+    if (this.notifications.size > MAX_NOTIFICATIONS) {
+      const oldest = this.notifications.keys().next().value;
+      if (oldest !== undefined) this.notifications.delete(oldest);
+    }
+  }
+
+  /** Close the notification of each of these messages, if one is showing. */
+  private unnotify(keys: Iterable<string>): void {
+    for (const k of keys) {
+      this.notifications.get(k)?.close();
+      this.notifications.delete(k);
+    }
   }
 
   private async askNotifications(): Promise<void> {
