@@ -1321,8 +1321,7 @@ class Client:
         now = profile.history.get(target.sender, target.id)
         if isinstance(change, Delete):
             if now is None or now.deleted:
-                with profile.keys.transaction():
-                    profile.keys.forget_sent_ids([target.id])
+                profile.keys.forget_sent_id(target.id)
                 profile.scrub()  # the text was in the history and this copy
             return
         with profile.keys.transaction():

@@ -383,9 +383,9 @@ class KeyStore:
         """What a resend of ``message_id`` sends from now on (our edit of it)."""
         self._conn.execute("UPDATE e2ee_sent SET content = ? WHERE id = ?", (content, message_id))
 
-    def forget_sent_ids(self, message_ids: Sequence[str]) -> None:
-        """Forget what we sent as ``message_ids`` (our delete for everyone)."""
-        self._conn.executemany("DELETE FROM e2ee_sent WHERE id = ?", [(i,) for i in message_ids])
+    def forget_sent_id(self, message_id: str) -> None:
+        """Forget what we sent as ``message_id`` (our delete for everyone)."""
+        self._conn.execute("DELETE FROM e2ee_sent WHERE id = ?", (message_id,))
 
     def forget_sent(self, created_before_ms: int, now_ms: int) -> int:
         """Forget sent content older than ``created_before_ms`` or due at ``now_ms``;

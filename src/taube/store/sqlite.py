@@ -785,9 +785,7 @@ class SqliteStore(Store):
         error = done.exception()
         if error is not None:
             log.warning("quiet checkpoint failed: %s", error)
-        elif done.result():
-            self._quiet_retry_s = self._quiet_s
-        elif self._quiet_timer is None and self._loop is not None:
+        elif not done.result() and self._quiet_timer is None and self._loop is not None:
             # Try again while it stays quiet, less often while the reader stays.
             self._quiet_retry_s = min(2 * self._quiet_retry_s, QUIET_RETRY_MAX_S)
             self._quiet_timer = self._loop.call_later(self._quiet_retry_s, self._quiet_check)

@@ -417,7 +417,7 @@ export class Client {
       await this.e2ee.prune(now).catch((e: unknown) => console.warn("cannot forget sent content now; will retry", e));
     }
     const next = this.history.nextExpiry();
-    if (next === null || next > Date.now()) return;
+    if (next === null || next > now) return;
     try {
       const rows = await this.history.purgeDue();
       if (rows.length > 0) {

@@ -112,7 +112,6 @@ export class E2ee {
     this.keys = new KeyStore(db);
   }
 
-  /** Run `fn` after every earlier state operation (like the Python SDK's profile thread). */
   /** Sessions are started one task at a time: each bundle fetch consumes one of the
    * peer's one-time prekeys, and the sender and a resend or stale-device answer can
    * need the same session at once. A task that waited looks again. */
@@ -125,6 +124,7 @@ export class E2ee {
     return p;
   }
 
+  /** Run `fn` after every earlier state operation (like the Python SDK's profile thread). */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.lock.then(fn, fn);
     this.lock = p.catch(() => undefined);
@@ -563,11 +563,11 @@ export class E2ee {
       console.warn(`resend of ${id} refused: ${requester}.${requesterDevice} did not get it`);
       return null;
     }
+    if (this.blocked(requester)) return null; // as encrypt: not to a verified contact whose keys changed
     // A fresh session with the requesting device, which replaces the one it could not
     // read (kept for what it sent in it meanwhile), in one step under the lock:
     // dropping the old one first left a moment in which an encrypt beside this found
     // no session and gave that device nothing.
-    if (this.blocked(requester)) return null; // as encrypt: not to a verified contact whose keys changed
     const started = await this.startLock(async () => {
       let bundles: DeviceBundle[];
       try {
