@@ -64,13 +64,14 @@ function incoming(client: Client, text: string): Promise<ClientEvent> {
   return waitFor(client, (e) => e.type === "incoming" && rowText(e.row) === text);
 }
 
-test("browser SDK and Python CLI chat both ways, 1:1 and in a group", { skip }, async () => {
+/** Fresh accounts: alice on the Python CLI (her profile folder), bob on the browser
+ * SDK (its client, started and connected). */
+async function aliceOnTheCliBobInTheBrowser(): Promise<{ alice: string; bob: string; aliceProfile: string; client: Client }> {
   const tag = Math.random().toString(36).slice(2, 8);
   const alice = `alice${tag}`;
   const bob = `bob${tag}`;
   const aliceProfile = mkdtempSync(join(tmpdir(), "taube-alice-"));
   taube(aliceProfile, ["register", alice, "--password-stdin"], "correct horse battery\n");
-
   const session = await new Api(null, server).register(bob, "another long password", "node test");
   const db = await Db.open(`taube-${tag}`);
   db.set("session", session);
@@ -80,6 +81,11 @@ test("browser SDK and Python CLI chat both ways, 1:1 and in a group", { skip }, 
   if (process.env.DEBUG_SDK) client.on((e) => console.error("event", JSON.stringify(e).slice(0, 300)));
   client.start();
   await connected;
+  return { alice, bob, aliceProfile, client };
+}
+
+test("browser SDK and Python CLI chat both ways, 1:1 and in a group", { skip }, async () => {
+  const { alice, bob, aliceProfile, client } = await aliceOnTheCliBobInTheBrowser();
   await new Promise((r) => setTimeout(r, 300)); // keys uploaded after ready
 
   // browser -> CLI
@@ -129,19 +135,7 @@ async function until(check: () => Promise<boolean> | boolean, what: string, ms =
 }
 
 test("the browser SDK keeps what it sent only as long as the others see it", { skip }, async () => {
-  const tag = Math.random().toString(36).slice(2, 8);
-  const alice = `alice${tag}`;
-  const bob = `bob${tag}`;
-  const aliceProfile = mkdtempSync(join(tmpdir(), "taube-alice-"));
-  taube(aliceProfile, ["register", alice, "--password-stdin"], "correct horse battery\n");
-  const session = await new Api(null, server).register(bob, "another long password", "node test");
-  const db = await Db.open(`taube-kept-${tag}`);
-  db.set("session", session);
-  await db.commit();
-  const client = new Client(db, session, server);
-  const connected = waitFor(client, (e) => e.type === "connected");
-  client.start();
-  await connected;
+  const { alice, bob, client } = await aliceOnTheCliBobInTheBrowser();
   // Stored by the server: gone from the outbox (edits and deletes have no row of their own).
   const sent = (id: string) => until(() => !client.pending().some((e) => e.id === id), `${id} sent`);
   const copy = (id: string): string | null => {
