@@ -527,6 +527,20 @@ async def wal_emptied(wal: Path) -> None:
             await asyncio.sleep(0.02)
 
 
+@contextlib.asynccontextmanager
+async def quiet_store(folder: Path, synchronous: str) -> AsyncIterator[SqliteStore]:
+    """A SQLite store that truncates its WAL after 0.05 s without writes (the server's
+    default is QUIET_CHECKPOINT_S), with users alice and bob."""
+    store = SqliteStore(folder / "taube.db", synchronous=synchronous, quiet_checkpoint_s=0.05)
+    await store.open()
+    try:
+        await user(store, "alice")
+        await user(store, "bob")
+        yield store
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])  # writer thread, inline
 async def test_sqlite_leaves_no_delivered_payload_in_the_wal_once_quiet(
     tmp_path: Path, synchronous: str
@@ -536,12 +550,8 @@ async def test_sqlite_leaves_no_delivered_payload_in_the_wal_once_quiet(
     default is QUIET_CHECKPOINT_S), the WAL is copied in and truncated: no copy is left
     in either file while the store is still open (at close SQLite removes the WAL)."""
     secret = b"ciphertext-" + os.urandom(12).hex().encode()
-    store = SqliteStore(tmp_path / "taube.db", synchronous=synchronous, quiet_checkpoint_s=0.05)
-    await store.open()
     wal = tmp_path / "taube.db-wal"
-    try:
-        await user(store, "alice")
-        await user(store, "bob")
+    async with quiet_store(tmp_path, synchronous) as store:
         sent = message("alice", "m1", [("bob", 1)])
         await store.commit_message(
             NewMessage(sent.sender, 1, sent.id, sent.target, 1000, secret, sent.deliveries)
@@ -556,8 +566,6 @@ async def test_sqlite_leaves_no_delivered_payload_in_the_wal_once_quiet(
         await store.commit_message(message("alice", "m3", [("bob", 1)]))
         assert [m.id for m in await store.read_inbox("bob", 1, 0, 10)] == ["m2", "m3"]
         await wal_emptied(wal)
-    finally:
-        await store.close()
 
 
 @pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])  # writer thread, inline
@@ -567,12 +575,8 @@ async def test_sqlite_quiet_checkpoint_gives_way_to_a_long_reader(
     """A reader that holds a snapshot (a backup running beside the server) keeps the WAL
     from being truncated. Writes must not wait for it, beyond a moment, and once the
     reader is gone the WAL is truncated after all."""
-    store = SqliteStore(tmp_path / "taube.db", synchronous=synchronous, quiet_checkpoint_s=0.05)
-    await store.open()
     wal = tmp_path / "taube.db-wal"
-    try:
-        await user(store, "alice")
-        await user(store, "bob")
+    async with quiet_store(tmp_path, synchronous) as store:
         await wal_emptied(wal)
         with contextlib.closing(sqlite3.connect(tmp_path / "taube.db")) as reader:
             reader.execute("BEGIN")
@@ -586,8 +590,6 @@ async def test_sqlite_quiet_checkpoint_gives_way_to_a_long_reader(
             reader.execute("ROLLBACK")
         await wal_emptied(wal)
         assert len(await store.read_inbox("bob", 1, 0, 10)) == 4
-    finally:
-        await store.close()
 
 
 def inbox_rows(path: Path) -> list[tuple[int, int]]:
